@@ -1,0 +1,1 @@
+"""FastAPI service: routes, auth, dashboard (imports ``scheduler``)."""

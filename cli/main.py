@@ -1,0 +1,27 @@
+"""Assembles the ``tenslora`` command. Subcommand modules keep heavy imports inside functions."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import methods_cmd
+
+app = typer.Typer(
+    name="tenslora",
+    help="TensLoRA adapters, training runs and the ablation scheduler.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """TensLoRA adapters, training runs and the ablation scheduler."""
+
+
+app.command("methods")(methods_cmd.methods)
+
+
+def main() -> None:
+    app(prog_name="tenslora")

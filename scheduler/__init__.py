@@ -1,0 +1,1 @@
+"""Queue domain: sweeps, jobs, claim/lease/reap, results (SQLAlchemy; never torch)."""

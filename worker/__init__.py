@@ -1,0 +1,1 @@
+"""tenslora-worker: GPU probe, Ray actors, job child process, API client."""
