@@ -77,6 +77,10 @@ class ClaimRequest(Strict):
     worker_id: Name
     device: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")] | None = None
     free_memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
+    job_id: int | None = Field(
+        None, ge=1, le=2**31 - 1,
+        description="claim exactly this queued job, or nothing (a Ray Tune trial runs its own job)",
+    )
 
 
 class ClaimResponse(BaseModel):

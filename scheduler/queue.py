@@ -65,8 +65,12 @@ def claim_job(
     lease_seconds: float,
     max_attempts: int,
     now: datetime | None = None,
+    job_id: int | None = None,
 ) -> Claim | None:
     """Hand the highest-priority, oldest queued job that fits ``free_memory_mb`` to one worker.
+
+    ``job_id`` narrows the choice to that one job (``tenslora sweep tune``: each Ray Tune trial
+    runs the job it was made for).
 
     Postgres: the CTE locks the chosen row with SKIP LOCKED, so racing claimers pick different
     rows. SQLite: the session began with BEGIN IMMEDIATE, so claimers run one at a time.
@@ -74,9 +78,12 @@ def claim_job(
     now = now or utcnow()
     reap_expired(session, max_attempts, now)
     record_worker(session, worker_id, now, device, free_memory_mb)
+    wanted = [Job.status == JobStatus.queued.value, Job.memory_estimate_mb <= free_memory_mb]
+    if job_id is not None:
+        wanted.append(Job.id == job_id)
     next_job = (
         select(Job.id)
-        .where(Job.status == JobStatus.queued.value, Job.memory_estimate_mb <= free_memory_mb)
+        .where(*wanted)
         .order_by(Job.priority.desc(), Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)

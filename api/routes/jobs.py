@@ -58,6 +58,7 @@ def claim(
         free_memory_mb=body.free_memory_mb,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
+        job_id=body.job_id,
     )
     if claimed is None:
         return Response(status_code=204)
