@@ -1,0 +1,225 @@
+"""``tenslora sweep tune``: run a sweep file's jobs as Ray Tune trials, recorded by the API.
+
+The driver submits the sweep through the API (so it is stored, expanded and validated like any
+other), lists its jobs, and runs one Tune trial per job on the local or joined Ray cluster
+(:mod:`worker.tune_trial`). Each trial takes one GPU, or a fraction when the job's memory
+estimate lets several share one; ASHA, when asked, stops trials on an ``eval/*`` metric reported
+at every evaluation. Sweep, jobs, metrics and results land in the same database, so
+``tenslora results`` and the dashboard show the sweep like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    asha_metric: str | None = None  # e.g. "eval/mcc"; None: every trial runs to its end
+    mode: str = "max"
+    ray_address: str | None = None  # None: start a local Ray
+    num_cpus: int | None = None  # a local Ray's CPUs (None: all)
+    num_gpus: int | None = None  # a local Ray's GPUs (None: detected)
+    cpus_per_trial: float = 1.0
+    gpu_memory_mb: int | None = None  # per GPU; None: every trial takes a whole GPU
+    max_concurrent: int | None = None
+    grace_period: int = 1
+    reduction_factor: int = 2
+    storage_path: str | None = None
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    sweep_id: int
+    n_jobs: int
+    counts: dict[str, int]  # the sweep's jobs by status once Tune is done
+
+
+class SweepRejected(ValueError):
+    """The API refused the sweep file (HTTP 4xx); ``str()`` is its detail."""
+
+
+def gpu_fraction(memory_estimate_mb: int, gpu_memory_mb: int | None) -> float:
+    """GPU share of one trial: 1, or 1/k when k such jobs fit in one GPU's memory.
+
+    Ray packs fractional trials onto one GPU, so k jobs whose estimates fit share it.
+    """
+    if not gpu_memory_mb or memory_estimate_mb <= 0:
+        return 1.0
+    per_gpu = gpu_memory_mb // memory_estimate_mb
+    return 1.0 if per_gpu <= 1 else round(1.0 / per_gpu, 4)
+
+
+def trial_resources(
+    jobs: dict[int, dict[str, Any]], options: TuneOptions, cluster_gpus: float
+) -> Callable[[dict[str, Any]], dict[str, float]]:
+    """Ray resources of the trial for a config: CPUs, and a GPU share where the cluster has GPUs."""
+
+    def resources(config: dict[str, Any]) -> dict[str, float]:
+        wanted = {"CPU": options.cpus_per_trial}
+        if cluster_gpus > 0:
+            estimate = jobs[int(config["job"]["id"])]["memory_estimate_mb"]
+            wanted["GPU"] = gpu_fraction(estimate, options.gpu_memory_mb)
+        return wanted
+
+    return resources
+
+
+def submit_sweep(http: httpx.Client, sweep: dict[str, Any]) -> dict[str, Any]:
+    response = http.post("/api/v1/sweeps", json=sweep)
+    if response.status_code in (400, 422):
+        raise SweepRejected(_detail(response))
+    response.raise_for_status()
+    return response.json()
+
+
+def list_jobs(http: httpx.Client, sweep_id: int) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = []
+    while True:
+        response = http.get(
+            "/api/v1/jobs", params={"sweep_id": sweep_id, "limit": MAX_PAGE, "offset": len(jobs)}
+        )
+        response.raise_for_status()
+        page = response.json()
+        jobs += page["items"]
+        if not page["items"] or len(jobs) >= page["total"]:
+            return jobs
+
+
+def sweep_counts(http: httpx.Client, sweep_id: int) -> dict[str, int]:
+    response = http.get(f"/api/v1/sweeps/{sweep_id}")
+    response.raise_for_status()
+    return dict(response.json()["counts"])
+
+
+def run_tune(
+    sweep: dict[str, Any],
+    api_url: str,
+    token: str,
+    worker_token: str | None = None,
+    options: TuneOptions | None = None,
+) -> TuneSummary:
+    """Submit ``sweep`` and run its jobs as Tune trials; returns once every trial ended.
+
+    ``token`` submits (submitter or admin); ``worker_token`` (default: ``token``) claims and
+    reports, so it needs the worker or admin role.
+    """
+    options = options or TuneOptions()
+    check_options(options)
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=60) as http:
+        created = submit_sweep(http, sweep)
+        jobs = {job["id"]: job for job in list_jobs(http, created["id"])}
+        log.info("sweep %s: %d jobs as Ray Tune trials", created["id"], len(jobs))
+        _fit(created["id"], jobs, api_url, worker_token or token, options)
+        return TuneSummary(created["id"], len(jobs), sweep_counts(http, created["id"]))
+
+
+def _fit(
+    sweep_id: int, jobs: dict[int, dict[str, Any]], api_url: str, token: str, options: TuneOptions
+) -> None:
+    import ray
+    from ray import tune
+    from ray.tune import PlacementGroupFactory
+
+    from worker.tune_trial import run_trial
+
+    started = _init_ray(options)
+    try:
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        wanted = trial_resources(jobs, options, cluster_gpus)
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, api_url=api_url, token=token),
+            lambda config: PlacementGroupFactory([wanted(config)]),
+        )
+        # Only ids and tags go into the config: Tune writes configs to disk, tokens stay out.
+        space = {"job": tune.grid_search(
+            [{"id": job_id, "tag": job["config"].get("tag")} for job_id, job in jobs.items()]
+        )}
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                scheduler=_asha(options),
+                max_concurrent_trials=options.max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=f"tenslora-sweep-{sweep_id}",
+                storage_path=options.storage_path or _default_storage(),
+                verbose=1,
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def check_options(options: TuneOptions) -> None:
+    """Refuse bad options before anything is submitted (raises ValueError)."""
+    if options.asha_metric is not None and not options.asha_metric.startswith("eval/"):
+        raise ValueError(
+            f"--asha takes an eval/* metric, e.g. eval/mcc; got {options.asha_metric!r}"
+        )
+    if options.mode not in ("max", "min"):
+        raise ValueError(f"--mode must be max or min; got {options.mode!r}")
+    if options.cpus_per_trial < 0 or (options.gpu_memory_mb or 0) < 0:
+        raise ValueError("--cpus-per-trial and --gpu-memory-mb must not be negative")
+
+
+def _asha(options: TuneOptions) -> Any:
+    if not options.asha_metric:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # Rungs count evaluations (Tune's training_iteration): one report per evaluation.
+    return ASHAScheduler(
+        metric=options.asha_metric,
+        mode=options.mode,
+        time_attr="training_iteration",
+        max_t=10**6,
+        grace_period=options.grace_period,
+        reduction_factor=options.reduction_factor,
+    )
+
+
+def _init_ray(options: TuneOptions) -> bool:
+    """Connect to ``ray_address`` or start a local Ray; True when this call started it."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    if options.ray_address:
+        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=True)
+    else:
+        ray.init(
+            num_cpus=options.num_cpus,
+            num_gpus=options.num_gpus,
+            include_dashboard=False,
+            object_store_memory=200 * 1024**2,
+        )
+    return True
+
+
+def _default_storage() -> str:
+    return os.path.join(tempfile.gettempdir(), "tenslora-tune")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    return detail if isinstance(detail, str) else str(detail)
