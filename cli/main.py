@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import methods_cmd
+from cli import methods_cmd, tasks_cmd, train_cmd
 
 app = typer.Typer(
     name="tenslora",
@@ -21,6 +21,8 @@ def _root() -> None:
 
 
 app.command("methods")(methods_cmd.methods)
+app.command("train")(train_cmd.train)
+app.command("tasks")(tasks_cmd.tasks)
 
 
 def main() -> None:

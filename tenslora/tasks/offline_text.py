@@ -48,7 +48,7 @@ def load_rotten_tomatoes() -> tuple[Split, Split]:
             if rating != 0.0:
                 texts.append(row[2].strip())
                 labels.append(int(rating > 0))
-    return split_train_validation(texts, np.asarray(labels, dtype=np.int64), VALIDATION_FRACTION)
+    return _split_unique(texts, labels)
 
 
 def load_sms_spam() -> tuple[Split, Split]:
@@ -60,4 +60,13 @@ def load_sms_spam() -> tuple[Split, Split]:
         for row in csv.DictReader(lines):
             texts.append(row["text"].strip())
             labels.append(int(row["spam"]))
-    return split_train_validation(texts, np.asarray(labels, dtype=np.int64), VALIDATION_FRACTION)
+    return _split_unique(texts, labels)
+
+
+def _split_unique(texts: list[str], labels: list[int]) -> tuple[Split, Split]:
+    """Drop repeated texts (first one kept) so no sentence sits in both splits, then split."""
+    first: dict[str, int] = {}
+    for text, label in zip(texts, labels, strict=True):
+        first.setdefault(text, label)
+    labels_array = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+    return split_train_validation(list(first), labels_array, VALIDATION_FRACTION)
