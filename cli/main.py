@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from cli import admin_cmd, methods_cmd, preset_cmd, serve_cmd, sweep_cmd, tasks_cmd, train_cmd
-from cli import tune_cmd
+from cli import (
+    admin_cmd,
+    methods_cmd,
+    preset_cmd,
+    serve_cmd,
+    sweep_cmd,
+    tasks_cmd,
+    train_cmd,
+    tune_cmd,
+)
 
 app = typer.Typer(
     name="tenslora",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,8 +28,14 @@ def preset(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="write here (.yaml/.yml or .json)")] = None,
     submit: Annotated[bool, typer.Option(help="POST the sweep to the API instead")] = False,
-    api: Annotated[str | None, typer.Option(envvar="TENSLORA_API", help="API base URL")] = None,
-    token: Annotated[str | None, typer.Option(envvar="TENSLORA_TOKEN", help="bearer token")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar=["TENSLORA_API_URL", "TENSLORA_API"],
+                     help="server URL for --submit; default: the local database"),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="TENSLORA_TOKEN", help="bearer token for --url")
+    ] = None,
 ) -> None:
     """Write a preset sweep file (YAML on stdout by default) or submit it with --submit."""
     sweep = _build_or_exit(name, task, backbone, seeds, lora_rank, related)
@@ -41,7 +46,7 @@ def preset(
     _apply_overrides_or_exit(sweep, overrides or [])
     _print_summary(sweep, lora_rank)
     if submit:
-        _submit_or_exit(sweep, api, token)
+        _submit_or_exit(sweep, url, token)
         return
     text = _render(sweep, out)
     if out is None:
@@ -118,24 +123,9 @@ def _render(sweep: dict[str, Any], out: Path | None) -> str:
     return yaml.safe_dump(sweep, sort_keys=False, default_flow_style=None, width=100)
 
 
-def _api_url(api: str | None) -> str:
-    return (api or os.environ.get("TENSLORA_API") or "http://127.0.0.1:8000").rstrip("/")
+def _submit_or_exit(sweep: dict[str, Any], url: str | None, token: str | None) -> None:
+    """Submit like `tenslora sweep submit`: to --url over HTTP, else into the local database."""
+    from cli.sweep_cmd import _call, _client, _print_sweep
 
-
-def _submit_or_exit(sweep: dict[str, Any], api: str | None, token: str | None) -> None:
-    import httpx
-
-    url = f"{_api_url(api)}/api/v1/sweeps"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.post(url, json=sweep, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: cannot reach the API at {url}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if response.status_code != 201:
-        detail = response.json().get("detail") if response.content else response.reason_phrase
-        typer.echo(f"error: the API refused the sweep ({response.status_code}): {detail}", err=True)
-        raise typer.Exit(2 if response.status_code in (400, 422) else 1)
-    created = response.json()
-    typer.echo(f"submitted sweep {created['id']} ({created['n_jobs']} jobs)", err=True)
-    typer.echo(created["id"])
+    created = _call(lambda: _client(url, token).submit(sweep))
+    _print_sweep(created)

@@ -16,9 +16,10 @@ def tune(
     mode: Annotated[str, typer.Option(help="max or min: which way --asha's metric is better")] = (
         "max"
     ),
-    api: Annotated[str, typer.Option(envvar="TENSLORA_API", help="API base URL")] = (
-        "http://127.0.0.1:8000"
-    ),
+    url: Annotated[
+        str,
+        typer.Option("--url", envvar=["TENSLORA_API_URL", "TENSLORA_API"], help="server URL"),
+    ] = "http://127.0.0.1:8000",
     token: Annotated[
         str | None, typer.Option(envvar="TENSLORA_TOKEN", help="submitter or admin token")
     ] = None,
@@ -41,13 +42,13 @@ def tune(
     grace_period: Annotated[int, typer.Option(help="ASHA: evaluations before a stop")] = 1,
 ) -> None:
     """Submit FILE through the API and run its jobs as Ray Tune trials (optionally with ASHA)."""
-    from cli.sweep_file import load_sweep_file
+    from cli.sweep_cmd import read_sweep_file
     from worker.tune import SweepRejected, TuneOptions, check_options, run_tune
 
     if not token:
         typer.echo("error: a token is needed: --token or TENSLORA_TOKEN", err=True)
         raise typer.Exit(2)
-    sweep = load_sweep_file(file)
+    sweep = read_sweep_file(file)
     options = TuneOptions(
         asha_metric=asha, mode=mode, ray_address=ray_address, num_cpus=num_cpus,
         num_gpus=num_gpus, cpus_per_trial=cpus_per_trial, gpu_memory_mb=gpu_memory_mb,
@@ -55,7 +56,7 @@ def tune(
     )
     try:
         check_options(options)
-        summary = run_tune(sweep, api, token, worker_token, options)
+        summary = run_tune(sweep, url, token, worker_token, options)
     except (SweepRejected, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -69,9 +69,18 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def claim(self, worker_id: str, device: str, free_memory_mb: int) -> Lease | None:
-        """The next job whose memory estimate fits, or None when nothing does."""
-        body = {"worker_id": worker_id, "device": device, "free_memory_mb": int(free_memory_mb)}
+    def claim(
+        self, worker_id: str, device: str, free_memory_mb: int, job_id: int | None = None
+    ) -> Lease | None:
+        """The next job whose memory estimate fits, or None when nothing does.
+
+        ``job_id`` asks for that job only (a Ray Tune trial of ``tenslora sweep tune``).
+        """
+        body: dict[str, Any] = {
+            "worker_id": worker_id, "device": device, "free_memory_mb": int(free_memory_mb)
+        }
+        if job_id is not None:
+            body["job_id"] = job_id
         response = self._post("/api/v1/jobs/claim", body)
         if response.status_code == 204:
             return None
