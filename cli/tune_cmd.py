@@ -42,6 +42,8 @@ def tune(
     grace_period: Annotated[int, typer.Option(help="ASHA: evaluations before a stop")] = 1,
 ) -> None:
     """Submit FILE through the API and run its jobs as Ray Tune trials (optionally with ASHA)."""
+    import httpx
+
     from cli.sweep_cmd import read_sweep_file
     from worker.tune import SweepRejected, TuneOptions, check_options, run_tune
 
@@ -57,9 +59,15 @@ def tune(
     try:
         check_options(options)
         summary = run_tune(sweep, url, token, worker_token, options)
-    except (SweepRejected, ValueError) as exc:
+    except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except SweepRejected as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if exc.status in (400, 422) else 1) from None
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: the API at {url} failed: {exc}", err=True)
+        raise typer.Exit(1) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     typer.echo(f"sweep {summary.sweep_id}: {summary.n_jobs} jobs ({counts})", err=True)
     typer.echo(summary.sweep_id)

@@ -46,8 +46,12 @@ class TuneSummary:
     counts: dict[str, int]  # the sweep's jobs by status once Tune is done
 
 
-class SweepRejected(ValueError):
-    """The API refused the sweep file (HTTP 4xx); ``str()`` is its detail."""
+class SweepRejected(Exception):
+    """The API refused the sweep (HTTP 4xx); ``status`` is the code, ``str()`` its detail."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"the API refused the sweep (HTTP {status}): {detail}")
+        self.status = status
 
 
 def gpu_fraction(memory_estimate_mb: int, gpu_memory_mb: int | None) -> float:
@@ -78,8 +82,8 @@ def trial_resources(
 
 def submit_sweep(http: httpx.Client, sweep: dict[str, Any]) -> dict[str, Any]:
     response = http.post("/api/v1/sweeps", json=sweep)
-    if response.status_code in (400, 422):
-        raise SweepRejected(_detail(response))
+    if 400 <= response.status_code < 500:
+        raise SweepRejected(response.status_code, _detail(response))
     response.raise_for_status()
     return response.json()
 
