@@ -1,0 +1,124 @@
+"""Several hosts, one Ray cluster: `ray start --head` as on host A, then a worker and a Tune run
+that join it by address, as a second host would (here on one machine, over 127.0.0.1)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy_helpers import (
+    REPO,
+    free_port,
+    project_env,
+    start_service,
+    stop_group,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    running = start_service(tmp_path_factory.mktemp("multihost-service"))
+    yield running
+    stop_group(running.process)
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray head with 2 declared GPUs; `--block` keeps it in our process group to stop it."""
+    port = free_port()
+    # Ray's socket paths must stay short: a temp dir of its own directly under /tmp.
+    temp_dir = tempfile.mkdtemp(prefix="tl-head-", dir="/tmp")
+    log = (tmp_path_factory.mktemp("ray-head") / "head.log").open("w")
+    ray = str(Path(sys.executable).parent / "ray")
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=2", "--num-gpus=2", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={temp_dir}"],
+        env=project_env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    address = f"127.0.0.1:{port}"
+
+    def head_is_up() -> bool:
+        assert head.poll() is None, "ray start --head exited"
+        status = subprocess.run([ray, "status", f"--address={address}"], env=project_env(),
+                                capture_output=True, text=True, timeout=60)
+        return status.returncode == 0
+
+    try:
+        wait_for(head_is_up, 120, f"the Ray head at {address}")
+        yield address
+    finally:
+        stop_group(head, grace_s=30)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _jobs(service, sweep_id):
+    with service.client() as client:
+        return client.get("/api/v1/jobs", params={"sweep_id": sweep_id}).json()["items"]
+
+
+def _submit(service, sweep):
+    with service.client("submitter") as client:
+        response = client.post("/api/v1/sweeps", json=sweep)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_a_worker_joins_an_existing_ray_cluster_and_runs_jobs_on_its_gpus(
+    service, ray_head, tmp_path
+):
+    sweep_id = _submit(service, {
+        "name": "multihost",
+        "base": {"kind": "synthetic", "duration_s": 1.0, "memory_mb": 3000,
+                 "outcome": {"accuracy": 1.0}},
+        "grid": {"seed": list(range(6))},
+    })
+    log_path = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "worker", "--api", service.url, "--token", service.tokens["worker"],
+         "--ray-address", ray_head, "--fake-gpus", "2x4000", "--poll-interval", "0.5",
+         "--name", "host-b", "--spool-dir", str(tmp_path / "spool"), "--drain-timeout", "5"],
+        env=project_env(), cwd=REPO, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: all(j["status"] == "succeeded" for j in _jobs(service, sweep_id)),
+                 180, "the worker to run every job")
+    finally:
+        stop_group(worker, grace_s=30)
+    jobs = _jobs(service, sweep_id)
+    assert {j["worker_id"] for j in jobs} == {"host-b"}
+    assert len({j["device"] for j in jobs}) == 2, "both GPUs of the joined node took jobs"
+    log = log_path.read_text()
+    assert "existing Ray cluster" in log, log[-2000:]
+
+
+def test_tune_runs_its_trials_on_the_joined_cluster(service, ray_head, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "tune-on-cluster",
+        "base": {"kind": "synthetic", "duration_s": 0.2, "memory_mb": 10,
+                 "outcome": {"accuracy": 0.5}},
+        "grid": {"seed": [0, 1]},
+    }))
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "sweep", "tune", str(path), "--url", service.url,
+         "--token", service.tokens["admin"], "--ray-address", ray_head,
+         "--cpus-per-trial", "0.5"],
+        env=project_env(), cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_id = int(done.stdout.strip().splitlines()[-1])
+    jobs = _jobs(service, sweep_id)
+    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
+    # The head declared GPUs, so each trial held one: the job records a GPU device.
+    assert {j["device"] for j in jobs} == {"cuda"}
