@@ -10,7 +10,7 @@ import typer
 
 
 def preset(
-    name: Annotated[str, typer.Argument(help="paper-table2 | core-lr")],
+    name: Annotated[str, typer.Argument(help="paper-table2 | core-lr | allocate")],
     task: Annotated[str, typer.Option(help="task name (see `tenslora tasks`)")] = "cola",
     backbone: Annotated[
         str | None, typer.Option(help="default: roberta-base for text, vit-base-in21k for images")
@@ -20,6 +20,9 @@ def preset(
     related: Annotated[
         bool, typer.Option(help="paper-table2: add FacT, LoTR, LoRTA, CaRA")
     ] = True,
+    from_sweep: Annotated[
+        int | None, typer.Option("--from-sweep", help="allocate: the finished sweep to read")
+    ] = None,
     sweep_name: Annotated[str | None, typer.Option("--name", help="sweep name")] = None,
     priority: Annotated[int | None, typer.Option(help="higher runs first")] = None,
     overrides: Annotated[
@@ -38,7 +41,10 @@ def preset(
     ] = None,
 ) -> None:
     """Write a preset sweep file (YAML on stdout by default) or submit it with --submit."""
-    sweep = _build_or_exit(name, task, backbone, seeds, lora_rank, related)
+    if name == "allocate":
+        sweep = _allocate_or_exit(from_sweep, seeds, url, token)
+    else:
+        sweep = _build_or_exit(name, task, backbone, seeds, lora_rank, related)
     if sweep_name:
         sweep["name"] = sweep_name
     if priority is not None:
@@ -74,6 +80,21 @@ def _build_or_exit(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     raise _fail(f"preset must be one of {', '.join(sweep_presets.PRESETS)}; got {name!r}")
+
+
+def _allocate_or_exit(
+    from_sweep: int | None, seeds: int, url: str | None, token: str | None
+) -> dict[str, Any]:
+    from cli.allocate_source import fetch_finished_runs
+    from tenslora.sweep_presets import allocate
+
+    if from_sweep is None:
+        raise _fail("preset allocate needs --from-sweep ID, a finished sweep to read spectra from")
+    try:
+        runs = fetch_finished_runs(url, token, from_sweep)
+        return allocate(runs, seeds, name=f"allocate-from-sweep-{from_sweep}")
+    except (LookupError, ValueError) as exc:
+        raise _fail(f"sweep {from_sweep}: {exc}") from None
 
 
 def _apply_overrides_or_exit(sweep: dict[str, Any], overrides: list[str]) -> None:

@@ -14,11 +14,15 @@ so results group into the paper's rows.
   projection) and CaRA (Att_QKV_Depth, CP; CaRA also merges the QKV and Layers modes, which the
   framework keeps apart, hence the paper's asterisk).
 - ``core-lr``: TensLoRA+ core learning-rate multipliers 1, 4, 8, 16 on one Tucker adapter.
+- ``allocate``: TensLoRA+ heterogeneous ranks. For every Tucker adapter of a finished sweep, the
+  ranks ``tenslora.analysis.allocate_ranks`` suggests from the spectra its runs streamed, at the
+  adapter's own parameter count (the same budget).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +31,7 @@ from tenslora.config import AdapterConfig
 from tenslora.methods import TENSOR_METHODS
 from tenslora.presets import isoparameters, isorank, predict_parameters
 
-PRESETS: tuple[str, ...] = ("paper-table2", "core-lr")
+PRESETS: tuple[str, ...] = ("paper-table2", "core-lr", "allocate")
 CORE_LR_MULTIPLIERS: tuple[float, ...] = (1.0, 4.0, 8.0, 16.0)
 FACT_RANK = 32
 
@@ -179,6 +183,65 @@ def core_lr(
         "configs": configs,
         "grid": {"seed": _seed_list(seeds)},
     }
+
+
+SPECTRUM_KEYS = {"entropy_norm": "svd_entropy_norm", "top1_energy": "top1_energy",
+                 "effective_rank": "eff_rank"}
+
+
+def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "allocate"
+             ) -> dict[str, Any]:
+    """A sweep of the allocator's ranks for each Tucker adapter among finished ``runs``.
+
+    ``runs``: ``[{"config": job spec, "spectra_metrics": {metric name: last value}}]``. Runs
+    that differ only in seed are one adapter; their spectra are averaged. Raises ValueError when
+    no run is a Tucker tensor adapter with spectrum metrics.
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        spec = run["config"]
+        adapter = spec.get("adapter") or {}
+        if spec.get("kind") != "train" or adapter.get("method", "lora") == "lora" \
+                or adapter.get("factorization", "tucker") != "tucker":
+            continue
+        key = json.dumps({k: v for k, v in spec.items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(run)
+    configs = [entry for group in groups.values() if (entry := _allocated_entry(group))]
+    if not configs:
+        raise ValueError(
+            "the sweep has no succeeded Tucker tensor-adapter job with spectrum metrics "
+            "(svd_entropy_norm/*, top1_energy/*, eff_rank/*) to allocate ranks from"
+        )
+    base = {k: v for k, v in configs[0].pop("spec").items() if k not in ("tag", "seed", "adapter")}
+    for entry in configs[1:]:
+        spec = entry.pop("spec")
+        entry.update({k: v for k, v in spec.items()
+                      if k not in ("tag", "seed", "adapter") and base.get(k) != v})
+    return {"name": name, "base": base, "configs": configs, "grid": {"seed": _seed_list(seeds)}}
+
+
+def _allocated_entry(group: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    from tenslora.analysis import allocate_ranks  # torch: only this preset needs it
+
+    spec = group[0]["config"]
+    config = AdapterConfig.from_dict(spec["adapter"])
+    spectra = {}
+    for mode, rank in config.mode_ranks().items():
+        stats = {"rank": rank, "singular_values": []}
+        for key, metric in SPECTRUM_KEYS.items():
+            values = [run["spectra_metrics"].get(f"{metric}/{mode}") for run in group]
+            values = [v for v in values if v is not None]
+            if not values:
+                return None
+            stats[key] = sum(values) / len(values)
+        spectra[mode] = stats
+    info = get_backbone(spec["backbone"])
+    budget = predict_parameters(config, info.d_model, info.n_layers, info.n_heads)
+    ranks = allocate_ranks(spectra, config.method, budget, info.d_model, info.n_layers,
+                           info.n_heads, n_projections=config.n_projections)
+    tag = spec.get("tag") or config.method
+    adapter = {**spec["adapter"], "ranks": [ranks[mode] for mode in config.modes]}
+    return {"tag": f"{tag}-allocated", "adapter": adapter, "spec": dict(spec)}
 
 
 def _seed_list(seeds: int) -> list[int]:
