@@ -170,3 +170,19 @@ def test_worker_reserves_gpus_and_talks_to_the_api_over_http(compose_model):
     assert worker["environment"]["TENSLORA_API"] == "http://api:8000"
     assert "TENSLORA_DATABASE_URL" not in worker["environment"], "workers hold a token, not the DB"
     assert worker["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def test_the_api_runs_with_only_the_packages_of_the_api_image(tmp_path):
+    """No torch, numpy, transformers or ray: the API image installs requirements-api.txt only."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "api_image_probe.py")],
+        env={**os.environ, "PYTHONPATH": str(ROOT),
+             "TENSLORA_DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["blocked_torch"] and report["loaded"] == []
+    pages = report["pages"]
+    assert pages["/healthz"] == pages["/docs"] == pages["/openapi.json"] == 200
+    assert all(status < 500 for status in pages.values()), pages
