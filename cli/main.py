@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import admin_cmd, methods_cmd, serve_cmd, tasks_cmd, train_cmd
+from cli import admin_cmd, demo_cmd, methods_cmd, serve_cmd, sweep_cmd, tasks_cmd, train_cmd
 
 app = typer.Typer(
     name="tenslora",
@@ -12,7 +12,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
 
 
 @app.callback()
@@ -26,6 +25,9 @@ app.add_typer(admin_cmd.token_app, name="token")
 app.add_typer(admin_cmd.db_app, name="db")
 app.command("train")(train_cmd.train)
 app.command("tasks")(tasks_cmd.tasks)
+app.add_typer(sweep_cmd.sweep_app, name="sweep")
+app.command("results")(sweep_cmd.results)
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.service.conftest import Server
+from tests.service.conftest import REPO, Server, subprocess_env
 
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}
 TRAIN = {"kind": "train", "task": "cola", "backbone": "minilm"}
@@ -271,3 +275,64 @@ def test_metrics_stream_in_and_read_back_by_name(api: Server) -> None:
         assert wrong.status_code == 409
         loss = client.get(f"/api/v1/jobs/{job_id}/metrics", params={"name": "loss"}).json()
     assert [(p["step"], p["value"]) for p in loss["points"]] == [(1, 0.9), (2, 0.7)]
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=REPO,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_token_create_prints_a_working_token_on_its_last_line(api: Server) -> None:
+    done = run_cli(
+        "token",
+        "create",
+        "--role",
+        "worker",
+        "--name",
+        "gpu-7",
+        TENSLORA_DATABASE_URL=api.database_url,
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api.base_url, headers=headers) as client:
+        assert client.get("/api/v1/workers").status_code == 200
+        assert (
+            client.post("/api/v1/sweeps", json={"name": "n", "base": SYNTHETIC}).status_code == 403
+        )
+
+
+def test_cli_submits_over_http_and_prints_results_as_json(api: Server, tmp_path: Path) -> None:
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "base: {kind: synthetic, duration_s: 0, outcome: {accuracy: 0.25}}\n"
+        "configs: [{tag: a}, {tag: b}]\n"
+    )
+    auth = {"TENSLORA_API_URL": api.base_url, "TENSLORA_TOKEN": api.tokens["submitter"]}
+    submitted = run_cli("sweep", "submit", str(sweep_file), **auth)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "'sweep'" in submitted.stdout and "2 jobs" in submitted.stdout
+    sweep_id = int(submitted.stdout.split()[1])
+    with api.client("worker") as client:
+        for _ in range(2):
+            lease = claim(client)
+            assert lease is not None
+            client.post(
+                f"/api/v1/jobs/{lease['job']['id']}/complete",
+                json={"lease_id": lease["lease_id"], "result": {"accuracy": 0.25}},
+            ).raise_for_status()
+    shown = run_cli("results", str(sweep_id), "--group-by", "tag", "--format", "json", **auth)
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)["rows"]
+    assert [row["group"]["tag"] for row in rows] == ["a", "b"]
+    assert rows[0]["metrics"]["accuracy"]["mean"] == 0.25
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text("base: {kind: train, task: cola, backbone: minilm, adapter: {ranks: -1}}")
+    refused = run_cli("sweep", "submit", str(bad_file), **auth)
+    assert refused.returncode == 2 and "ranks" in refused.stderr
