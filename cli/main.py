@@ -6,6 +6,7 @@ import typer
 
 from cli import (
     admin_cmd,
+    demo_cmd,
     methods_cmd,
     preset_cmd,
     serve_cmd,
@@ -38,6 +39,7 @@ app.add_typer(sweep_cmd.sweep_app, name="sweep")
 app.command("results")(sweep_cmd.results)
 sweep_cmd.sweep_app.command("preset")(preset_cmd.preset)
 sweep_cmd.sweep_app.command("tune")(tune_cmd.tune)
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:

@@ -1,0 +1,196 @@
+"""The processes behind `tenslora demo`: a server and a CPU worker, started and always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+POLL_S = 1.0
+
+
+class DemoError(Exception):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class DemoRun:
+    def __init__(self, data_dir: Path | None, port: int, cpu_slots: int) -> None:
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tenslora-demo-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.database_url = f"sqlite:///{self.data_dir / 'scheduler.db'}"
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cpu_slots = cpu_slots
+        self.tokens: dict[str, str] = {}
+        self.server: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    # ---- start ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"demo data in [bold]{self.data_dir}[/bold]")
+        self._mint_tokens()
+        self.server = self._spawn(
+            "server",
+            [sys.executable, "-m", "cli", "serve", "--port", str(self.port),
+             "--no-access-log", "--log-level", "warning"],
+        )
+        self._wait_healthy(deadline=time.monotonic() + 60)
+        self.worker = self._spawn(
+            "worker",
+            [sys.executable, "-m", "worker", "--api", self.url, "--cpu-slots",
+             str(self.cpu_slots), "--name", "demo-cpu", "--poll-interval", "1",
+             "--drain-timeout", "0", "--spool-dir", str(self.data_dir / "spool")],
+            TENSLORA_TOKEN=self.tokens["worker"],
+        )
+
+    def _mint_tokens(self) -> None:
+        from scheduler.db import Database
+        from scheduler.migrate import upgrade
+        from scheduler.tokens import create_token
+
+        upgrade(self.database_url)
+        database = Database(self.database_url)
+        try:
+            with database.session() as session:
+                for role in ("admin", "worker"):
+                    self.tokens[role] = create_token(session, role, f"demo {role}")
+        finally:
+            database.dispose()
+
+    def _spawn(self, name: str, command: list[str], **env: str) -> subprocess.Popen[bytes]:
+        python_path = os.pathsep.join(filter(None, [PROJECT_ROOT, os.environ.get("PYTHONPATH")]))
+        full_env = {
+            **os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1",
+            "TENSLORA_DATABASE_URL": self.database_url, **env,
+        }
+        log = (self.data_dir / f"{name}.log").open("ab")
+        # Own session: Ctrl-C reaches only this process, which then stops the others in order.
+        return subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def _wait_healthy(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise DemoError(f"the server did not answer within 60 s; see {self.data_dir}/server.log")
+
+    # ---- run -----------------------------------------------------------------------------------
+
+    def _api(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens['admin']}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def submit(self, body: dict[str, Any]) -> int:
+        with self._api() as api:
+            response = api.post("/api/v1/sweeps", json=body)
+        if response.status_code != 201:
+            raise DemoError(f"the sweep was refused: {response.json().get('detail')}", 2)
+        sweep = response.json()
+        print(f"submitted sweep {sweep['id']}: {sweep['n_jobs']} training runs")
+        return int(sweep["id"])
+
+    def follow(self, sweep_id: int, deadline: float) -> None:
+        """A progress bar until every job of the sweep has ended."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns) as progress, self._api() as api:
+            bar = progress.add_task("queued", total=None)
+            while True:
+                self._check_alive()
+                sweep = api.get(f"/api/v1/sweeps/{sweep_id}").json()
+                counts = sweep["counts"]
+                ended = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+                running, failed = counts.get("running", 0), counts.get("failed", 0)
+                progress.update(bar, total=sweep["n_jobs"], completed=ended,
+                                description=f"running {running}, failed {failed}")
+                if ended >= sweep["n_jobs"]:
+                    return
+                if time.monotonic() > deadline:
+                    raise DemoError("the sweep did not finish in time (see --timeout)")
+                time.sleep(POLL_S)
+
+    def print_results(self, sweep_id: int, metrics: tuple[str, ...]) -> None:
+        from cli.results_format import render
+
+        with self._api() as api:
+            answer = api.get(f"/api/v1/sweeps/{sweep_id}/results",
+                             params={"group_by": "adapter.method"}).json()
+            failed = api.get("/api/v1/jobs", params={"sweep_id": sweep_id, "status": "failed",
+                                                     "limit": 1}).json()
+        for row in answer["rows"]:
+            row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
+        render(answer, "table")
+        if failed["total"]:
+            first = failed["items"][0]
+            print(f"{failed['total']} runs failed; the first: {first['error']}")
+
+    def print_where(self) -> None:
+        try:
+            page = httpx.get(f"{self.url}/", timeout=5)
+            is_html = "html" in page.headers.get("content-type", "")
+            has_dashboard = page.status_code == 200 and is_html
+        except httpx.HTTPError:
+            has_dashboard = False
+        if has_dashboard:
+            print(f"dashboard: {self.url}/")
+        print(f"API docs:  {self.url}/docs")
+        print(f"the data stays in {self.data_dir}; to look again later:\n"
+              f"  TENSLORA_DATABASE_URL={self.database_url} tenslora serve --port {self.port}")
+
+    def serve_until_interrupted(self) -> None:
+        self._stop_process(self.worker, timeout=30)
+        print("serving; Ctrl-C stops")
+        with contextlib.suppress(KeyboardInterrupt):
+            while self.server and self.server.poll() is None:
+                time.sleep(1)
+
+    def _check_alive(self) -> None:
+        for name, process in (("server", self.server), ("worker", self.worker)):
+            if process is not None and process.poll() is not None:
+                log = (self.data_dir / f"{name}.log").read_text(errors="replace")
+                tail = "\n".join(log.strip().splitlines()[-15:])
+                raise DemoError(f"the {name} exited with code {process.returncode}:\n{tail}")
+
+    # ---- stop ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Worker first (it gives unfinished jobs back), then the server."""
+        self._stop_process(self.worker, timeout=30)
+        self._stop_process(self.server, timeout=15)
+
+    @staticmethod
+    def _stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

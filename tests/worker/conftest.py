@@ -1,0 +1,234 @@
+"""Fixtures of the worker tests: the real scheduler server and real ``tenslora-worker`` processes.
+
+Every process here starts in its own session and is killed (whole tree) at teardown; every wait
+is bounded in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1", **extra}
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
+    """Polls ``check`` until it returns something truthy; fails the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def job_children(pids: set[int]) -> set[int]:
+    """The ``worker.child`` processes among ``pids`` that are still alive."""
+    alive = set()
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"worker.child" in cmdline and state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class Scheduler:
+    """The real server (``tenslora serve``) on an SQLite file, restartable on the same port."""
+
+    folder: Path
+    lease_seconds: float
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.folder / 'scheduler.db'}"
+
+    def mint_tokens(self) -> None:
+        from scheduler.db import Database
+        from scheduler.migrate import upgrade
+        from scheduler.tokens import create_token
+
+        upgrade(self.database_url)
+        database = Database(self.database_url)
+        try:
+            with database.session() as session:
+                for role in ("admin", "worker"):
+                    self.tokens[role] = create_token(session, role, f"test {role}")
+        finally:
+            database.dispose()
+
+    def start(self) -> None:
+        env = project_env(
+            TENSLORA_DATABASE_URL=self.database_url,
+            TENSLORA_LEASE_SECONDS=str(self.lease_seconds),
+            TENSLORA_REAP_INTERVAL_SECONDS="0.5",
+        )
+        log = (self.folder / "server.log").open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--port", str(self.port), "--no-access-log"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for("the server's /healthz", self._healthy, timeout=60)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def _healthy(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            log = (self.folder / "server.log").read_text()
+            pytest.fail(f"server exited with {self.process.returncode}: {log[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens['admin']}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def submit(self, name: str, base: dict[str, Any], **extra: Any) -> int:
+        with self.client() as client:
+            response = client.post("/api/v1/sweeps", json={"name": name, "base": base, **extra})
+            assert response.status_code == 201, response.text
+            return response.json()["id"]
+
+    def jobs(self, sweep_id: int) -> list[dict[str, Any]]:
+        with self.client() as client:
+            response = client.get("/api/v1/jobs", params={"sweep_id": sweep_id, "limit": 1000})
+            response.raise_for_status()
+            return response.json()["items"]
+
+    def all_finished(self, sweep_id: int) -> list[dict[str, Any]] | None:
+        jobs = self.jobs(sweep_id)
+        done = all(job["status"] in ("succeeded", "failed", "cancelled") for job in jobs)
+        return jobs if done else None
+
+
+@dataclass
+class Worker:
+    """One ``python -m worker`` process (the Ray driver) and what it started."""
+
+    process: subprocess.Popen
+    log_path: Path
+    seen: set[int] = field(default_factory=set)
+
+    def tree(self) -> set[int]:
+        self.seen |= descendants(self.process.pid)
+        return self.seen
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def cleanup(self) -> None:
+        self.tree()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        kill_all(self.seen)  # Ray helpers orphaned by a kill -9 linger otherwise
+
+
+def launch_worker(scheduler: Scheduler, folder: Path, *flags: str) -> Worker:
+    """Starts ``python -m worker`` (spool and logs under ``folder``) against ``scheduler``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "worker.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "--api", scheduler.url, "--poll-interval", "0.5",
+         "--spool-dir", str(folder / "spool"), *flags],
+        cwd=REPO,
+        env=project_env(TENSLORA_TOKEN=scheduler.tokens["worker"]),
+        stdout=log_path.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Worker(process, log_path)
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """``start_worker(scheduler, *flags)``; everything the workers started dies at teardown."""
+    started: list[Worker] = []
+
+    def start(scheduler: Scheduler, *flags: str) -> Worker:
+        # Restarts share one folder: a worker on a host finds what the last one spooled.
+        started.append(launch_worker(scheduler, tmp_path / "worker", *flags))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.cleanup()
+
+
+def make_scheduler(folder: Path, lease_seconds: float) -> Scheduler:
+    folder.mkdir(parents=True, exist_ok=True)
+    scheduler = Scheduler(folder, lease_seconds)
+    scheduler.mint_tokens()
+    scheduler.start()
+    return scheduler

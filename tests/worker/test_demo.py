@@ -1,0 +1,82 @@
+"""`tenslora demo`: server + CPU worker + a real (tiny) sweep, and nothing left running after."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.worker.conftest import REPO, descendants, free_port, project_env, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+def demo(tmp_path: Path, port: int, *flags: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "demo", "--port", str(port), "--data-dir",
+         str(tmp_path / "demo"), *flags],
+        cwd=REPO, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def port_is_closed(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    except httpx.HTTPError:
+        return True
+    return False
+
+
+def test_demo_runs_a_real_sweep_prints_results_and_stops_everything(tmp_path: Path) -> None:
+    port = free_port()
+    process = demo(tmp_path, port, "--methods", "lora,qkv_depth", "--seeds", "1",
+                   "--steps", "2", "--cpu-slots", "2")
+    seen: set[int] = set()
+    try:
+        wait_for("the demo to end",
+                 lambda: seen.update(descendants(process.pid)) or process.poll() is not None,
+                 timeout=300, every=0.5)
+        output = process.stdout.read()
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "submitted sweep 1: 2 training runs" in output
+    table = output[output.index("adapter.method"):]
+    assert "lora" in table and "qkv_depth" in table and "accuracy" in table
+    assert f"http://127.0.0.1:{port}/docs" in output
+    assert port_is_closed(port)
+    assert not {pid for pid in seen if Path(f"/proc/{pid}").exists()} - _zombies(seen)
+
+
+def test_ctrl_c_stops_the_server_and_the_worker(tmp_path: Path) -> None:
+    port = free_port()
+    process = demo(tmp_path, port, "--methods", "lora", "--seeds", "1", "--steps", "500")
+    seen: set[int] = set()
+    try:
+        log = tmp_path / "demo" / "worker.log"
+        wait_for("the worker to start running a job",
+                 lambda: seen.update(descendants(process.pid)) or (
+                     log.exists() and "running on cpu" in log.read_text()), timeout=120)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        process.kill()
+    assert port_is_closed(port)
+    wait_for("every process of the demo to end",
+             lambda: not ({pid for pid in seen if Path(f"/proc/{pid}").exists()} - _zombies(seen)),
+             timeout=30)
+
+
+def _zombies(pids: set[int]) -> set[int]:
+    dead = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                dead.add(pid)
+        except OSError:
+            dead.add(pid)
+    return dead

@@ -1,0 +1,132 @@
+"""The worker's parts on their own: probes, the command line, the job child, the spool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.worker.conftest import REPO, free_port, job_children, project_env, wait_for
+from worker.child import start_job
+from worker.client import ApiClient, ApiUnavailable
+from worker.probe import CpuProbe, FakeProbe
+from worker.spool import Spool
+
+
+def test_fake_gpus_parse_count_by_size_and_a_list_of_sizes() -> None:
+    assert [d.total_memory_mb for d in FakeProbe.parse("2x16000").devices()] == [16000, 16000]
+    assert [d.name for d in FakeProbe.parse("16000,8000").devices()] == ["fake:0", "fake:1"]
+    assert FakeProbe.parse("1x500").free_memory_mb(0) == 500
+    with pytest.raises(ValueError, match="--fake-gpus must look like 2x16000"):
+        FakeProbe.parse("two gpus")
+
+
+def test_cpu_probe_reports_the_hosts_available_memory() -> None:
+    [device] = CpuProbe().devices()
+    assert device.name == "cpu"
+    assert 0 < CpuProbe().free_memory_mb(0) <= device.total_memory_mb
+
+
+def run_worker(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in project_env(**env).items() if not k.startswith("TENSLORA_")}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args], cwd=REPO, env={**clean, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", "t", "--fake-gpus", "1x100"], "no API URL"),
+        (["--api", "http://127.0.0.1:9", "--fake-gpus", "1x100"], "no token"),
+        (["--api", "http://x", "--token", "t", "--fake-gpus", "lots"], "--fake-gpus must look"),
+        (["--api", "http://x", "--token", "t", "--fake-gpus", "2x10", "--gpus", "5"],
+         "no GPU [5] here"),
+        (["--api", "http://x", "--token", "t", "--cpu-slots", "1", "--poll-interval", "0"],
+         "--poll-interval must be positive"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:
+    result = run_worker(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_api_and_token_come_from_the_environment_too() -> None:
+    result = run_worker("--fake-gpus", "lots", TENSLORA_API="http://x", TENSLORA_TOKEN="t")
+    assert "--fake-gpus must look" in result.stderr  # got past the API and token checks
+
+
+def test_no_nvidia_driver_is_a_clear_error_not_a_traceback() -> None:
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        pass
+    else:
+        pytest.skip("this host has a working NVIDIA driver")
+    result = run_worker("--api", "http://127.0.0.1:9", "--token", "t")
+    assert result.returncode == 1
+    assert "NVML" in result.stderr and "--fake-gpus" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_synthetic_child_reports_its_outcome(tmp_path: Path) -> None:
+    spec = {"kind": "synthetic", "duration_s": 0.1, "outcome": {"accuracy": 0.75}}
+    child = start_job(spec, "cpu", tmp_path / "job.log")
+    events = list(child.events())
+    assert child.wait(timeout=30) == 0
+    assert events[-1] == {"event": "result", "result": {"accuracy": 0.75}}
+
+
+def test_a_child_asked_to_fail_reports_an_error(tmp_path: Path) -> None:
+    child = start_job({"kind": "synthetic", "duration_s": 0, "fail": True}, "cpu",
+                      tmp_path / "job.log")
+    events = list(child.events())
+    assert child.wait(timeout=30) == 1
+    assert events[-1]["event"] == "error"
+    assert "failed on purpose" in events[-1]["error"]
+
+
+def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
+    # A parent that starts a long job and is then killed with SIGKILL: no cleanup code runs.
+    parent_code = (
+        "import pathlib, sys, time\n"
+        "from worker.child import start_job\n"
+        "child = start_job({'kind': 'synthetic', 'duration_s': 300}, 'cpu',"
+        f" pathlib.Path({str(tmp_path / 'job.log')!r}))\n"
+        "print(child.process.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=REPO, env=project_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        child_pid = int(parent.stdout.readline())
+        assert job_children({child_pid}) == {child_pid}
+        parent.kill()
+        parent.wait(timeout=10)
+        wait_for("the child to die", lambda: not job_children({child_pid}), 5)
+    finally:
+        parent.kill()
+
+
+def test_a_report_stays_spooled_while_the_api_is_unreachable(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    report = {"job_id": 7, "lease_id": "abc", "attempt": 1, "points": [],
+              "outcome": "complete", "result": {"accuracy": 1.0}}
+    path = spool.put(report)
+    client = ApiClient(f"http://127.0.0.1:{free_port()}", "token")
+    started = time.monotonic()
+    with pytest.raises(ApiUnavailable):
+        spool.send(client, path, retry_for_s=0.5)
+    assert time.monotonic() - started < 5
+    assert spool.flush(client, retry_for_s=0.2) == 0
+    assert spool.pending() == [path]
+    assert json.loads(path.read_text())["result"] == {"accuracy": 1.0}
