@@ -1,1 +1,1 @@
-"""FastAPI service: routes, auth, dashboard (imports ``scheduler``)."""
+"""The HTTP API of the scheduler (FastAPI). Torch-free: ``import api`` must never load torch."""

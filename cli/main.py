@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import methods_cmd
+from cli import admin_cmd, methods_cmd, serve_cmd
 
 app = typer.Typer(
     name="tenslora",
@@ -21,6 +21,9 @@ def _root() -> None:
 
 
 app.command("methods")(methods_cmd.methods)
+app.command("serve")(serve_cmd.serve)
+app.add_typer(admin_cmd.token_app, name="token")
+app.add_typer(admin_cmd.db_app, name="db")
 
 
 def main() -> None:

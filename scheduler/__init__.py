@@ -1,1 +1,1 @@
-"""Queue domain: sweeps, jobs, claim/lease/reap, results (SQLAlchemy; never torch)."""
+"""The queue domain: sweeps, jobs, leases, results. SQLAlchemy; never torch."""

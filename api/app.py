@@ -1,0 +1,69 @@
+"""The FastAPI application: settings, database, schema upgrade and the background reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import health, jobs, sweeps, tokens, workers
+from scheduler.db import Database
+from scheduler.migrate import upgrade
+from scheduler.queue import reap_expired
+from scheduler.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _reap_once(database: Database, max_attempts: int) -> int:
+    with database.session() as session:
+        return reap_expired(session, max_attempts)
+
+
+async def _reap_forever(database: Database, settings: Settings) -> None:
+    """Requeue expired leases even when nobody claims, so no job waits on a dead worker."""
+    interval = min(settings.reap_interval_seconds, settings.lease_seconds / 2)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            reaped = await asyncio.to_thread(_reap_once, database, settings.max_attempts)
+            if reaped:
+                log.info("requeued or failed %d jobs with expired leases", reaped)
+        except Exception:
+            log.exception("reaper pass failed; retrying in %.1f s", interval)
+
+
+def create_app(settings: Settings | None = None, upgrade_schema: bool = True) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if upgrade_schema:
+            await asyncio.to_thread(upgrade, settings.database_url)
+        database = Database(settings.database_url, settings.sqlite_busy_timeout_ms)
+        app.state.database = database
+        reaper = asyncio.create_task(_reap_forever(database, settings))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            database.dispose()
+
+    app = FastAPI(
+        title="tenslora scheduler",
+        version="1",
+        description="Sweeps in, jobs out exactly once, results back.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_cache = {}
+    errors.install(app)
+    for router in (health.router, sweeps.router, jobs.router, workers.router, tokens.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,84 @@
+"""Typed dependencies: sessions and role-checked tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from scheduler.db import Database
+from scheduler.errors import Forbidden, Unauthenticated
+from scheduler.settings import Settings
+from scheduler.tokens import TokenInfo, find_token, hash_token
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A write session: one transaction per request, committed before the response is sent."""
+    with get_database(request).session(write=True) as session:
+        yield session
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    with get_database(request).session(write=False) as session:
+        yield session
+
+
+# scope="function": commit (and its errors) happen before the response goes out.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `tenslora token create`")
+
+
+def get_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenInfo:
+    if credentials is None or not credentials.credentials:
+        raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
+    raw = credentials.credentials
+    cache: dict[str, tuple[TokenInfo, float]] = request.app.state.token_cache
+    key = hash_token(raw)
+    cached = cache.get(key)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    with get_database(request).session(write=False) as session:
+        token = find_token(session, raw)
+    if token is None:
+        raise Unauthenticated("unknown token")
+    ttl = request.app.state.settings.token_cache_seconds
+    cache[key] = (token, time.monotonic() + ttl)
+    return token
+
+
+def require_role(*roles: str) -> Callable[[TokenInfo], TokenInfo]:
+    """A dependency that lets ``roles`` (and admin) through and answers 403 to the rest."""
+
+    def check(token: Annotated[TokenInfo, Depends(get_token)]) -> TokenInfo:
+        if token.role != "admin" and token.role not in roles:
+            raise Forbidden(
+                f"a {token.role} token may not do this; it needs the role "
+                f"{' or '.join((*roles, 'admin'))}"
+            )
+        return token
+
+    return check
+
+
+AnyToken = Annotated[TokenInfo, Depends(get_token)]
+AdminToken = Annotated[TokenInfo, Depends(require_role("admin"))]
+SubmitterToken = Annotated[TokenInfo, Depends(require_role("submitter"))]
+WorkerToken = Annotated[TokenInfo, Depends(require_role("worker"))]

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
+from api.schemas import (
+    ClaimRequest,
+    ClaimResponse,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatResponse,
+    JobList,
+    JobOut,
+    LeaseRequest,
+    MetricPointOut,
+    MetricsOut,
+    MetricsRequest,
+    MetricsStored,
+)
+from scheduler import metrics, queries, queue
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+LEASE_ERRORS: dict[int | str, dict[str, str]] = {
+    404: {"description": "no such job"},
+    409: {"description": "the lease is not the job's live lease"},
+}
+
+
+@router.get("")
+def list_jobs(
+    session: ReadSessionDep,
+    _token: AnyToken,
+    sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> JobList:
+    jobs, total = queries.list_jobs(session, sweep_id, status, limit, offset)
+    return JobList(items=[JobOut.model_validate(job) for job in jobs], total=total)
+
+
+@router.post(
+    "/claim",
+    responses={200: {"model": ClaimResponse}, 204: {"description": "no queued job fits"}},
+    response_model=None,
+)
+def claim(
+    body: ClaimRequest, session: SessionDep, settings: SettingsDep, _token: WorkerToken
+) -> ClaimResponse | Response:
+    """Lease the highest-priority queued job whose memory estimate fits ``free_memory_mb``."""
+    claimed = queue.claim_job(
+        session,
+        worker_id=body.worker_id,
+        device=body.device,
+        free_memory_mb=body.free_memory_mb,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+    )
+    if claimed is None:
+        return Response(status_code=204)
+    return ClaimResponse(
+        job=JobOut.model_validate(claimed.job),
+        lease_id=claimed.lease_id,
+        lease_expires_at=claimed.lease_expires_at,
+    )
+
+
+@router.get("/{job_id}", responses={404: {"description": "no such job"}})
+def get_job(job_id: JobId, session: ReadSessionDep, _token: AnyToken) -> JobOut:
+    return JobOut.model_validate(queries.get_job(session, job_id))
+
+
+@router.post("/{job_id}/heartbeat", responses=LEASE_ERRORS)
+def heartbeat(
+    job_id: JobId,
+    body: LeaseRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    _token: WorkerToken,
+) -> HeartbeatResponse:
+    """Extend the lease; ``cancelled: true`` means stop working on the job."""
+    beat = queue.heartbeat(session, job_id, body.lease_id, settings.lease_seconds)
+    return HeartbeatResponse(cancelled=beat.cancelled, lease_expires_at=beat.lease_expires_at)
+
+
+@router.post("/{job_id}/metrics", responses=LEASE_ERRORS)
+def post_metrics(
+    job_id: JobId, body: MetricsRequest, session: SessionDep, _token: WorkerToken
+) -> MetricsStored:
+    points = [metrics.MetricPoint(p.step, p.name, p.value) for p in body.points]
+    return MetricsStored(stored=metrics.add_metrics(session, job_id, body.lease_id, points))
+
+
+@router.get("/{job_id}/metrics", responses={404: {"description": "no such job"}})
+def get_metrics(
+    job_id: JobId,
+    session: ReadSessionDep,
+    _token: AnyToken,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+) -> MetricsOut:
+    points = metrics.get_metrics(session, job_id, name)
+    return MetricsOut(
+        points=[MetricPointOut(step=p.step, name=p.name, value=p.value) for p in points]
+    )
+
+
+@router.post("/{job_id}/complete", responses=LEASE_ERRORS)
+def complete(
+    job_id: JobId, body: CompleteRequest, session: SessionDep, _token: WorkerToken
+) -> JobOut:
+    """Store the result once; repeating it with the same lease is a no-op."""
+    return JobOut.model_validate(queue.complete_job(session, job_id, body.lease_id, body.result))
+
+
+@router.post("/{job_id}/fail", responses=LEASE_ERRORS)
+def fail(job_id: JobId, body: FailRequest, session: SessionDep, _token: WorkerToken) -> JobOut:
+    return JobOut.model_validate(queue.fail_job(session, job_id, body.lease_id, body.error))
+
+
+@router.post("/{job_id}/release", responses=LEASE_ERRORS)
+def release(job_id: JobId, body: LeaseRequest, session: SessionDep, _token: WorkerToken) -> JobOut:
+    """Give the lease back: the job is queued again with its attempt unchanged."""
+    return JobOut.model_validate(queue.release_job(session, job_id, body.lease_id))

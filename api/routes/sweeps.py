@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
+from api.schemas import ResultsOut, SweepCreate, SweepList, SweepOut
+from scheduler import results, sweeps
+from scheduler.states import JobStatus
+
+router = APIRouter(prefix="/api/v1/sweeps", tags=["sweeps"])
+SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def sweep_out(view: sweeps.SweepView) -> SweepOut:
+    counts = view.counts
+    if view.sweep.cancelled_at is not None:
+        status = "cancelled"
+    elif counts.get(JobStatus.running, 0):
+        status = "running"
+    elif counts.get(JobStatus.queued, 0):
+        status = "queued"
+    else:
+        status = "finished"
+    return SweepOut(
+        id=view.sweep.id,
+        name=view.sweep.name,
+        priority=view.sweep.priority,
+        n_jobs=view.sweep.n_jobs,
+        status=status,
+        counts=counts,
+        created_at=view.sweep.created_at,
+        cancelled_at=view.sweep.cancelled_at,
+    )
+
+
+@router.post("", status_code=201, responses={422: {"description": "invalid sweep"}})
+def create_sweep(
+    body: SweepCreate, session: SessionDep, settings: SettingsDep, _token: SubmitterToken
+) -> SweepOut:
+    """Expand a sweep into jobs and queue them; nothing is stored when any job is invalid."""
+    view = sweeps.create_sweep(
+        session,
+        name=body.name,
+        base=body.base,
+        configs=body.configs,
+        grid=body.grid,
+        priority=body.priority,
+        max_jobs=settings.max_sweep_jobs,
+    )
+    return sweep_out(view)
+
+
+@router.get("")
+def list_sweeps(
+    session: ReadSessionDep,
+    _token: AnyToken,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> SweepList:
+    views, total = sweeps.list_sweeps(session, limit, offset)
+    return SweepList(items=[sweep_out(view) for view in views], total=total)
+
+
+@router.get("/{sweep_id}", responses={404: {"description": "no such sweep"}})
+def get_sweep(sweep_id: SweepId, session: ReadSessionDep, _token: AnyToken) -> SweepOut:
+    return sweep_out(sweeps.get_sweep(session, sweep_id))
+
+
+@router.post("/{sweep_id}/cancel", responses={404: {"description": "no such sweep"}})
+def cancel_sweep(sweep_id: SweepId, session: SessionDep, _token: SubmitterToken) -> SweepOut:
+    """Cancel queued jobs now and running ones at their next heartbeat."""
+    return sweep_out(sweeps.cancel_sweep(session, sweep_id))
+
+
+@router.get("/{sweep_id}/results", responses={404: {"description": "no such sweep"}})
+def sweep_results(
+    sweep_id: SweepId,
+    session: ReadSessionDep,
+    _token: AnyToken,
+    group_by: Annotated[
+        list[str] | None,
+        Query(description="dotted config paths, repeated or comma-separated, e.g. adapter.method"),
+    ] = None,
+) -> ResultsOut:
+    """Mean, sample std, min and max of every numeric result over succeeded jobs, by group."""
+    paths = results.parse_group_by(group_by or [])
+    rows = results.aggregate_results(session, sweep_id, paths)
+    return ResultsOut.model_validate(
+        {"sweep_id": sweep_id, "group_by": paths, "rows": [row.as_dict() for row in rows]}
+    )

@@ -1,0 +1,176 @@
+"""Request and response models of the HTTP API (pydantic at the edge; ORM rows stay inside)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# No NUL characters: Postgres text cannot hold them.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+LeaseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+MAX_MEMORY_MB = 10**12
+MAX_STEP = 2**62
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SweepCreate(Strict):
+    name: Name
+    base: dict[str, Any] = Field(description="a partial job spec every job starts from")
+    configs: list[dict[str, Any]] | None = Field(
+        None, description="partial specs, each deep-merged onto base (just base when absent)"
+    )
+    grid: dict[str, list[Any]] | None = Field(
+        None, description='dotted path -> values, e.g. {"optim.lr": [1e-4, 5e-4]}'
+    )
+    priority: int = Field(0, ge=-1_000_000, le=1_000_000, description="higher runs first")
+
+
+class SweepOut(BaseModel):
+    id: int
+    name: str
+    priority: int
+    n_jobs: int
+    status: str = Field(description="queued | running | finished | cancelled")
+    counts: dict[str, int] = Field(description="jobs by status")
+    created_at: datetime
+    cancelled_at: datetime | None
+
+
+class SweepList(BaseModel):
+    items: list[SweepOut]
+    total: int
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    sweep_id: int
+    status: str
+    attempt: int
+    kind: str
+    config: dict[str, Any]
+    spec_hash: str
+    priority: int
+    memory_estimate_mb: int
+    device: str | None
+    worker_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    total: int
+
+
+class ClaimRequest(Strict):
+    worker_id: Name
+    device: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")] | None = None
+    free_memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
+
+
+class ClaimResponse(BaseModel):
+    job: JobOut
+    lease_id: str
+    lease_expires_at: datetime
+
+
+class LeaseRequest(Strict):
+    lease_id: LeaseId
+
+
+class HeartbeatResponse(BaseModel):
+    cancelled: bool = Field(description="the job's sweep was cancelled: stop and release nothing")
+    lease_expires_at: datetime | None
+
+
+class MetricPointIn(Strict):
+    step: int = Field(ge=0, le=MAX_STEP)
+    name: Name
+    value: float | None = Field(description="non-finite values are stored as null")
+
+
+class MetricsRequest(Strict):
+    lease_id: LeaseId
+    points: list[MetricPointIn] = Field(max_length=10_000)
+
+
+class MetricsStored(BaseModel):
+    stored: int
+
+
+class MetricPointOut(BaseModel):
+    step: int
+    name: str
+    value: float | None
+
+
+class MetricsOut(BaseModel):
+    points: list[MetricPointOut]
+
+
+class CompleteRequest(Strict):
+    lease_id: LeaseId
+    result: dict[str, Any] = Field(
+        default_factory=dict, description="metrics and facts of the run, e.g. peak_memory_mb"
+    )
+
+
+class FailRequest(Strict):
+    lease_id: LeaseId
+    error: Annotated[str, StringConstraints(max_length=100_000)]
+
+
+class WorkerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    worker_id: str
+    device: str | None
+    free_memory_mb: int | None
+    last_seen_at: datetime
+    running_jobs: int
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerOut]
+
+
+class MetricSummary(BaseModel):
+    n: int
+    mean: float | None
+    std: float | None = Field(description="sample standard deviation (n - 1); null when n < 2")
+    min: float | None
+    max: float | None
+
+
+class ResultRow(BaseModel):
+    group: dict[str, Any]
+    n: int = Field(description="succeeded jobs in the group")
+    metrics: dict[str, MetricSummary]
+
+
+class ResultsOut(BaseModel):
+    sweep_id: int
+    group_by: list[str]
+    rows: list[ResultRow]
+
+
+class TokenCreate(Strict):
+    role: Annotated[str, StringConstraints(pattern=r"^(admin|submitter|worker)$")]
+    name: Name
+
+
+class TokenCreated(BaseModel):
+    token: str
+    role: str
+    name: str

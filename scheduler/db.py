@@ -1,0 +1,109 @@
+"""Engines, sessions and the one context manager every storage operation runs in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from scheduler.errors import Conflict, InvalidInput, SchedulerError, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL (readers never block the writer) and explicit BEGINs we choose ourselves.
+
+    pysqlite's own transaction handling would issue a deferred BEGIN late; a claim needs
+    ``BEGIN IMMEDIATE`` so two claimers serialise on the write lock instead of both reading
+    the same queued job.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, busy_timeout_ms: int = 30_000) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+            pool_size=16,
+            max_overflow=48,
+        )
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    return create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)
+
+
+class Database:
+    """An engine and two session factories: ``write`` (the default) and ``read``.
+
+    On SQLite a write session opens with ``BEGIN IMMEDIATE`` and a read session with a deferred
+    ``BEGIN``, so listing jobs never queues behind claims. Postgres treats both alike.
+    """
+
+    def __init__(self, url: str, busy_timeout_ms: int = 30_000) -> None:
+        self.url = url
+        self.engine = make_engine(url, busy_timeout_ms)
+        self.dialect = self.engine.dialect.name
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(
+            self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
+        )
+
+    @contextmanager
+    def session(self, write: bool = True) -> Iterator[Session]:
+        with session_scope(self._write if write else self._read) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Commit on success, roll back on any error, and turn driver errors into domain errors."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except SchedulerError:
+        session.rollback()
+        raise
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"the database refused the change: {_first_line(exc.orig)}") from exc
+    except DataError as exc:
+        session.rollback()
+        raise InvalidInput(f"the database refused a value: {_first_line(exc.orig)}") from exc
+    except (DBAPIError, SQLAlchemyError) as exc:
+        session.rollback()
+        log.warning("storage error: %s", exc)
+        raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

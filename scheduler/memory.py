@@ -1,0 +1,101 @@
+"""Memory estimate of a job, so a claim only hands out what fits the worker's free memory.
+
+Synthetic jobs state theirs. Train jobs start from a formula and switch to the largest peak that
+finished jobs of the same shape (backbone, batch, sequence length, precision) reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import Session
+
+from scheduler.models import Job, ObservedMemory, utcnow
+from scheduler.states import JobStatus
+from scheduler.upsert import upsert
+from tenslora.catalog import BACKBONES
+from tenslora.spec import SyntheticSpec, TrainSpec
+
+# A CUDA context, the allocator's slack and the framework: paid once per process.
+RUNTIME_OVERHEAD_MB = 500
+# Stored activations per token per million backbone parameters at 2 bytes a value. Calibrated
+# on BERT-base (110M, ~0.6 MB per token in half precision, Korthikanti et al.'s 34*h*L bytes).
+ACTIVATION_MB_PER_TOKEN_PER_MPARAM = 0.0055
+# ViT-base at 224 px with 16 px patches sees 196 patches and the class token.
+IMAGE_TOKENS = 197
+MAX_ESTIMATE_MB = 10**12
+
+
+def shape_key(spec: TrainSpec | SyntheticSpec) -> str | None:
+    """Jobs with equal keys use the same memory; synthetic jobs have no shape."""
+    if not isinstance(spec, TrainSpec):
+        return None
+    loop = spec.train
+    return f"{spec.backbone}|batch={loop.batch_size}|len={loop.max_length}|{loop.precision}"
+
+
+def formula_memory_mb(spec: TrainSpec) -> int:
+    """Weights + stored activations + runtime overhead, in MiB (``auto`` counts as fp32)."""
+    backbone = BACKBONES[spec.backbone]
+    value_bytes = 2 if spec.train.precision in ("bf16", "fp16") else 4
+    weights_mb = backbone.params_millions * 1e6 * value_bytes / 2**20
+    tokens = spec.train.max_length if backbone.modality == "text" else IMAGE_TOKENS
+    activations_mb = (
+        spec.train.batch_size
+        * tokens
+        * backbone.params_millions
+        * ACTIVATION_MB_PER_TOKEN_PER_MPARAM
+        * value_bytes
+        / 2
+    )
+    return min(int(RUNTIME_OVERHEAD_MB + weights_mb + activations_mb), MAX_ESTIMATE_MB)
+
+
+def observed_peaks(session: Session, keys: Iterable[str]) -> dict[str, int]:
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(ObservedMemory.shape_key, ObservedMemory.peak_memory_mb).where(
+            ObservedMemory.shape_key.in_(wanted)
+        )
+    )
+    return {key: peak for key, peak in rows}
+
+
+def estimate_memory_mb(spec: TrainSpec | SyntheticSpec, observed: dict[str, int]) -> int:
+    if isinstance(spec, SyntheticSpec):
+        return min(spec.memory_mb, MAX_ESTIMATE_MB)
+    key = shape_key(spec)
+    return observed[key] if key in observed else formula_memory_mb(spec)
+
+
+def record_peak(session: Session, key: str, peak_mb: int, now: datetime | None = None) -> None:
+    """Remember the largest peak of ``key`` and re-estimate queued jobs of that shape."""
+    now = now or utcnow()
+    peak_mb = max(0, min(int(peak_mb), MAX_ESTIMATE_MB))
+    table = ObservedMemory.__table__
+    upsert(
+        session,
+        table,  # type: ignore[arg-type]
+        {"shape_key": key, "peak_memory_mb": peak_mb, "updated_at": now},
+        key=["shape_key"],
+        updates=lambda new: {
+            "peak_memory_mb": case(
+                (new.peak_memory_mb > table.c.peak_memory_mb, new.peak_memory_mb),
+                else_=table.c.peak_memory_mb,
+            ),
+            "updated_at": new.updated_at,
+        },
+    )
+    largest = session.scalar(
+        select(ObservedMemory.peak_memory_mb).where(ObservedMemory.shape_key == key)
+    )
+    session.execute(
+        update(Job)
+        .where(Job.shape_key == key, Job.status == JobStatus.queued.value)
+        .values(memory_estimate_mb=largest)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,316 @@
+"""The worker side of the queue: claim, heartbeat, complete, fail, release, reap.
+
+A job is owned by whoever holds its live lease: status ``running``, the same ``lease_id``, not
+expired. Every state change below is one UPDATE guarded by ``states.sources``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from scheduler.errors import Conflict, NotFound
+from scheduler.memory import record_peak
+from scheduler.models import Job, ResultValue, Worker, utcnow
+from scheduler.states import JobStatus, sources
+from scheduler.upsert import upsert
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: Job
+    lease_id: str
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    cancelled: bool
+    lease_expires_at: datetime | None
+
+
+def record_worker(
+    session: Session,
+    worker_id: str,
+    now: datetime,
+    device: str | None = None,
+    free_memory_mb: int | None = None,
+) -> None:
+    """Upsert the worker's row; fields it did not send keep their last value."""
+    values: dict[str, Any] = {"worker_id": worker_id, "last_seen_at": now}
+    if device is not None:
+        values["device"] = device
+    if free_memory_mb is not None:
+        values["free_memory_mb"] = free_memory_mb
+    upsert(
+        session,
+        Worker.__table__,  # type: ignore[arg-type]
+        values,
+        key=["worker_id"],
+        updates=lambda new: {name: getattr(new, name) for name in values if name != "worker_id"},
+    )
+
+
+def claim_job(
+    session: Session,
+    worker_id: str,
+    device: str | None,
+    free_memory_mb: int,
+    lease_seconds: float,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> Claim | None:
+    """Hand the highest-priority, oldest queued job that fits ``free_memory_mb`` to one worker.
+
+    Postgres: the CTE locks the chosen row with SKIP LOCKED, so racing claimers pick different
+    rows. SQLite: the session began with BEGIN IMMEDIATE, so claimers run one at a time.
+    """
+    now = now or utcnow()
+    reap_expired(session, max_attempts, now)
+    record_worker(session, worker_id, now, device, free_memory_mb)
+    next_job = (
+        select(Job.id)
+        .where(Job.status == JobStatus.queued.value, Job.memory_estimate_mb <= free_memory_mb)
+        .order_by(Job.priority.desc(), Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .cte("next_job")
+    )
+    lease_id, expires = uuid.uuid4().hex, now + timedelta(seconds=lease_seconds)
+    job = session.scalars(
+        update(Job)
+        .where(Job.id.in_(select(next_job.c.id)), Job.status.in_(sources(JobStatus.running)))
+        .values(
+            status=JobStatus.running.value,
+            lease_id=lease_id,
+            lease_expires_at=expires,
+            worker_id=worker_id,
+            device=device,
+            started_at=now,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    return Claim(job, lease_id, expires) if job is not None else None
+
+
+def reap_expired(session: Session, max_attempts: int, now: datetime | None = None) -> int:
+    """Requeue running jobs whose lease expired (attempt + 1), or fail them at the last attempt."""
+    now = now or utcnow()
+    expired = session.execute(
+        select(Job.id, Job.attempt)
+        .where(Job.status == JobStatus.running.value, Job.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    retry = [job_id for job_id, attempt in expired if attempt < max_attempts]
+    give_up = [job_id for job_id, attempt in expired if attempt >= max_attempts]
+    cleared = {"lease_id": None, "lease_expires_at": None}
+    if retry:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(retry), Job.status.in_(sources(JobStatus.queued)))
+            .values(
+                status=JobStatus.queued.value,
+                attempt=Job.attempt + 1,
+                worker_id=None,
+                device=None,
+                started_at=None,
+                **cleared,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    if give_up:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(give_up), Job.status.in_(sources(JobStatus.failed)))
+            .values(
+                status=JobStatus.failed.value,
+                finished_at=now,
+                error=f"lease expired on the last of {max_attempts} attempts",
+                **cleared,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return len(expired)
+
+
+def _live(job_id: int, lease_id: str, now: datetime) -> Any:
+    return (
+        Job.id == job_id,
+        Job.lease_id == lease_id,
+        Job.status == JobStatus.running.value,
+        Job.lease_expires_at >= now,
+    )
+
+
+def _refuse(session: Session, job_id: int, lease_id: str) -> Job:
+    """Explain why ``lease_id`` does not own ``job_id``: 404, or 409 with the job's state.
+
+    Returns the job when the lease was the job's last one and it is now finished or cancelled,
+    which callers treat as a repeated (no-op) request.
+    """
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    if job.lease_id == lease_id and job.status != JobStatus.running.value:
+        return job
+    if job.lease_id == lease_id:
+        raise Conflict(f"lease {lease_id} of job {job_id} expired; the job will be requeued")
+    raise Conflict(
+        f"lease {lease_id} is not the live lease of job {job_id} (the job is {job.status}, "
+        f"attempt {job.attempt}); stop working on it"
+    )
+
+
+def heartbeat(
+    session: Session, job_id: int, lease_id: str, lease_seconds: float, now: datetime | None = None
+) -> Heartbeat:
+    """Extend the lease; ``cancelled`` tells the worker to stop (its sweep was cancelled)."""
+    now = now or utcnow()
+    expires = now + timedelta(seconds=lease_seconds)
+    worker_id = session.scalar(
+        update(Job)
+        .where(*_live(job_id, lease_id, now))
+        .values(lease_expires_at=expires)
+        .returning(Job.worker_id)
+        .execution_options(synchronize_session=False)
+    )
+    if worker_id is not None:
+        record_worker(session, worker_id, now)
+        return Heartbeat(cancelled=False, lease_expires_at=expires)
+    job = _refuse(session, job_id, lease_id)
+    if job.status == JobStatus.cancelled.value:
+        return Heartbeat(cancelled=True, lease_expires_at=None)
+    raise Conflict(f"job {job_id} is already {job.status}; nothing to heartbeat")
+
+
+def _finish(
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    to: JobStatus,
+    values: dict[str, Any],
+    now: datetime,
+) -> tuple[Job, bool]:
+    """Move an owned job to ``to``: (job, changed). A repeat with the same lease is a no-op."""
+    job = session.scalars(
+        update(Job)
+        .where(*_live(job_id, lease_id, now), Job.status.in_(sources(to)))
+        .values(status=to.value, lease_expires_at=None, **values)
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if job is not None:
+        return job, True
+    job = _refuse(session, job_id, lease_id)
+    if job.status in (to.value, JobStatus.cancelled.value):
+        return job, False
+    raise Conflict(f"job {job_id} is already {job.status} with this lease; it cannot become {to}")
+
+
+def complete_job(
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    result: dict[str, Any],
+    now: datetime | None = None,
+) -> Job:
+    """Store the result once; a second complete with the same lease returns the stored job."""
+    now = now or utcnow()
+    result = finite_json(result)
+    job, changed = _finish(
+        session, job_id, lease_id, JobStatus.succeeded, {"result": result, "finished_at": now}, now
+    )
+    if changed:
+        values = numeric_entries(result)
+        if values:
+            session.execute(
+                ResultValue.__table__.insert(),
+                [
+                    {"job_id": job.id, "name": name, "value": value}
+                    for name, value in values.items()
+                ],
+            )
+        peak = result.get("peak_memory_mb")
+        if job.shape_key and isinstance(peak, int | float) and not isinstance(peak, bool):
+            record_peak(session, job.shape_key, int(peak), now)
+    return job
+
+
+def fail_job(
+    session: Session, job_id: int, lease_id: str, error: str, now: datetime | None = None
+) -> Job:
+    """A failure the worker saw (exception, OOM, ``fail: true``) is final: no retry."""
+    now = now or utcnow()
+    job, _ = _finish(
+        session, job_id, lease_id, JobStatus.failed, {"error": error, "finished_at": now}, now
+    )
+    return job
+
+
+def release_job(session: Session, job_id: int, lease_id: str, now: datetime | None = None) -> Job:
+    """Give the lease back (a worker draining on SIGTERM): queued again, attempt unchanged."""
+    now = now or utcnow()
+    job = session.scalars(
+        update(Job)
+        .where(*_live(job_id, lease_id, now), Job.status.in_(sources(JobStatus.queued)))
+        .values(
+            status=JobStatus.queued.value,
+            lease_id=None,
+            lease_expires_at=None,
+            worker_id=None,
+            device=None,
+            started_at=None,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if job is not None:
+        return job
+    job = _refuse(session, job_id, lease_id)
+    if job.status == JobStatus.cancelled.value:
+        return job
+    raise Conflict(f"job {job_id} is already {job.status}; there is nothing to release")
+
+
+def owned_job(session: Session, job_id: int, lease_id: str, now: datetime | None = None) -> Job:
+    """The job if ``lease_id`` is its live lease (or its cancelled job's lease), else 404/409."""
+    now = now or utcnow()
+    job = session.scalars(select(Job).where(*_live(job_id, lease_id, now))).one_or_none()
+    if job is not None:
+        return job
+    job = _refuse(session, job_id, lease_id)
+    if job.status == JobStatus.cancelled.value:
+        return job
+    raise Conflict(f"job {job_id} is already {job.status}; it takes no more metrics")
+
+
+def finite_json(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers and jsonb refuses them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    return value
+
+
+def numeric_entries(result: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, float]:
+    """Numbers of a result, nested objects flattened to dotted names (two levels deep)."""
+    entries: dict[str, float] = {}
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            entries[name[:200]] = float(value)
+        elif isinstance(value, dict) and depth < 2:
+            entries.update(numeric_entries(value, f"{name}.", depth + 1))
+    return entries

@@ -1,0 +1,43 @@
+"""Service settings, read once from ``TENSLORA_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    """An SQLite file under the user's data directory (created on first use)."""
+    from platformdirs import user_data_dir
+
+    folder = Path(user_data_dir("tenslora", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'scheduler.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TENSLORA_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+    )
+    lease_seconds: float = Field(60.0, gt=0, description="how long a claim lives without heartbeat")
+    max_attempts: int = Field(3, ge=1, description="runs of a job before expiry fails it")
+    reap_interval_seconds: float = Field(
+        5.0, gt=0, description="period of the background task that requeues expired leases"
+    )
+    max_sweep_jobs: int = Field(10_000, ge=1, description="largest sweep accepted")
+    worker_seen_seconds: float = Field(
+        300.0, gt=0, description="GET /workers lists workers seen within this window"
+    )
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    token_cache_seconds: float = Field(
+        30.0, ge=0, description="how long a verified token is trusted without a lookup"
+    )
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,118 @@
+"""Sweeps: create (expand + store), list, show with counts, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from scheduler.errors import NotFound
+from scheduler.expand import expand_sweep
+from scheduler.memory import estimate_memory_mb, observed_peaks, shape_key
+from scheduler.models import Job, Sweep, utcnow
+from scheduler.states import JobStatus, sources
+
+
+@dataclass
+class SweepView:
+    sweep: Sweep
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def create_sweep(
+    session: Session,
+    name: str,
+    base: Mapping[str, Any],
+    configs: Sequence[Mapping[str, Any]] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    priority: int = 0,
+    max_jobs: int = 10_000,
+) -> SweepView:
+    """Validate and store a sweep and its distinct jobs; raises ``InvalidInput`` storing nothing."""
+    jobs = expand_sweep(base, configs, grid, max_jobs)
+    keys = [key for job in jobs if (key := shape_key(job.spec)) is not None]
+    observed = observed_peaks(session, keys)
+    now = utcnow()
+    definition = {"base": dict(base), "configs": configs, "grid": grid}
+    sweep = Sweep(
+        name=name, priority=priority, definition=definition, n_jobs=len(jobs), created_at=now
+    )
+    session.add(sweep)
+    session.flush()
+    rows = [
+        {
+            "sweep_id": sweep.id,
+            "spec_hash": job.spec_hash,
+            "kind": job.spec.kind,
+            "config": job.spec.model_dump(mode="json"),
+            "priority": priority,
+            "status": JobStatus.queued.value,
+            "attempt": 1,
+            "memory_estimate_mb": estimate_memory_mb(job.spec, observed),
+            "shape_key": shape_key(job.spec),
+            "created_at": now,
+        }
+        for job in jobs
+    ]
+    session.execute(insert(Job), rows)
+    return SweepView(sweep, {JobStatus.queued.value: len(jobs)})
+
+
+def status_counts(session: Session, sweep_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.status, func.count()).where(Job.sweep_id == sweep_id).group_by(Job.status)
+    )
+    counts = {status.value: 0 for status in JobStatus}
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+def get_sweep(session: Session, sweep_id: int) -> SweepView:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id} does not exist")
+    return SweepView(sweep, status_counts(session, sweep_id))
+
+
+def list_sweeps(session: Session, limit: int = 50, offset: int = 0) -> tuple[list[SweepView], int]:
+    """Newest first, each with its counts by status."""
+    total = session.scalar(select(func.count()).select_from(Sweep)) or 0
+    sweeps = session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(limit).offset(offset))
+    views = [SweepView(sweep) for sweep in sweeps]
+    if views:
+        rows = session.execute(
+            select(Job.sweep_id, Job.status, func.count())
+            .where(Job.sweep_id.in_([view.sweep.id for view in views]))
+            .group_by(Job.sweep_id, Job.status)
+        )
+        by_id = {view.sweep.id: view for view in views}
+        for view in views:
+            view.counts = {status.value: 0 for status in JobStatus}
+        for sweep_id, status, n in rows:
+            by_id[sweep_id].counts[status] = n
+    return views, total
+
+
+def cancel_sweep(session: Session, sweep_id: int) -> SweepView:
+    """Queued jobs are cancelled now; running ones learn it at their next heartbeat.
+
+    A running job keeps its lease id, so its worker's heartbeat answers ``cancelled`` rather
+    than 409. Cancelling twice changes nothing.
+    """
+    sweep = session.get(Sweep, sweep_id, with_for_update=True)
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id} does not exist")
+    now = utcnow()
+    if sweep.cancelled_at is None:
+        sweep.cancelled_at = now
+    session.execute(
+        update(Job)
+        .where(Job.sweep_id == sweep_id, Job.status.in_(sources(JobStatus.cancelled)))
+        .values(status=JobStatus.cancelled.value, finished_at=now, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return SweepView(sweep, status_counts(session, sweep_id))
