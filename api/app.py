@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
+from api.dashboard import mount_dashboard
 from api.routes import health, jobs, sweeps, tokens, workers
 from scheduler.db import Database
 from scheduler.migrate import upgrade
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     errors.install(app)
     for router in (health.router, sweeps.router, jobs.router, workers.router, tokens.router):
         app.include_router(router)
+    mount_dashboard(app)
     return app

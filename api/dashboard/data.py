@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
+from sqlalchemy.orm import Session
+
+from api.routes.sweeps import sweep_out
+from scheduler import progress, queries, sweeps, tokens
+from scheduler import results as results_queries
 from scheduler.errors import NotFound
 from scheduler.metrics import get_metrics
 from scheduler.models import Job
-from scheduler.settings import get_settings
-from sqlalchemy.orm import Session
-
-from scheduler import progress, queries, sweeps, tokens
-from scheduler import results as results_queries
 
 #: Config paths offered in the group-by picker (any dotted path of the job spec works).
 GROUP_KEYS: tuple[str, ...] = (
@@ -31,7 +31,7 @@ RUNNING_STATUSES = ("queued", "running")
 
 
 def _database(request: Request) -> Any:
-    return request.app.state.db
+    return request.app.state.database
 
 
 @contextmanager
@@ -68,7 +68,7 @@ def _sweep_dict(view: sweeps.SweepView, timing: progress.SweepTiming | None) -> 
     sweep = view.sweep
     jobs_per_s, eta_s = _rate_and_eta(view.counts, timing)
     unfinished = sum(view.counts.get(s, 0) for s in RUNNING_STATUSES)
-    status = "cancelled" if sweep.cancelled_at else ("running" if unfinished else "finished")
+    status = sweep_out(view).status  # the API's own wording of a sweep's state
     return {
         "id": sweep.id, "name": sweep.name, "created_at": sweep.created_at,
         "n_jobs": sweep.n_jobs, "counts": dict(view.counts), "definition": sweep.definition,
@@ -104,9 +104,15 @@ def default_group_by(sweep: Mapping[str, Any]) -> list[str]:
     return keys or ["kind"]
 
 
+def parse_group_by(text: str | None) -> list[str]:
+    """The API's own parsing of ``group_by`` (raises ``InvalidInput`` with a clear detail)."""
+    return results_queries.parse_group_by([text or ""])
+
+
 def results(session: Session, sweep_id: int, group_by: Sequence[str]) -> list[dict[str, Any]]:
-    """The API's results rows: ``{group, n, metrics: {name: {mean, std, min, max}}}``."""
-    return results_queries.sweep_results(session, sweep_id, list(group_by))
+    """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``."""
+    rows = results_queries.aggregate_results(session, sweep_id, list(group_by))
+    return [row.as_dict() for row in rows]
 
 
 def job_dict(job: Job) -> dict[str, Any]:
@@ -140,7 +146,7 @@ def job_metrics(session: Session, job_id: int) -> list[dict[str, Any]]:
 
 def recent_workers(request: Request, session: Session) -> tuple[list[dict[str, Any]], float]:
     """Workers seen within the service's window, with the ids of the jobs each runs."""
-    window_s = get_settings().worker_seen_seconds
+    window_s = request.app.state.settings.worker_seen_seconds
     views = queries.list_workers(session, window_s)
     running, _ = queries.list_jobs(session, status="running", limit=10_000)
     jobs_of: dict[str, list[int]] = {}

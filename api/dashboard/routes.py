@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 
 from api.dashboard import data, exports, plots, suggest
 from api.dashboard.auth import (
@@ -24,11 +25,21 @@ from api.dashboard.auth import (
 )
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
+from scheduler.errors import InvalidInput
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(FILTERS)
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TEMPLATES.env.globals["statuses"] = STATUSES
+
+
+@pass_context
+def _path_for(context: Any, name: str, /, **params: Any) -> str:
+    """Site-relative links, so the pages work behind a reverse proxy on any host name."""
+    return str(context["request"].url_for(name, **params).path)
+
+
+TEMPLATES.env.globals["path_for"] = _path_for
 LIVE_PAGES = frozenset({"sweeps.html", "sweep.html", "job.html", "workers.html"})
 SWEEPS_PER_PAGE = 20
 JOBS_PER_PAGE = 50
@@ -99,10 +110,11 @@ def _table_for(
     return build_table(results, group_by, columns="metrics"), metric_names(results)
 
 
-def _table_params(sweep: dict[str, Any], group_by: str | None, columns: str) -> tuple[
-    list[str], str
-]:
-    keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
+def _table_params(
+    sweep: dict[str, Any], group_by: str | None, columns: str
+) -> tuple[list[str], str]:
+    """Group-by paths (checked by the API's own parser; raises ``InvalidInput``) and columns."""
+    keys = data.parse_group_by(group_by)
     return keys or data.default_group_by(sweep), "tasks" if columns == "tasks" else "metrics"
 
 
@@ -120,7 +132,12 @@ def sweep_page(
     status = status if status in STATUSES else None
     with data.read_session(request) as session:
         sweep = _sweep_or_404(session, sweep_id)
-        keys, columns = _table_params(sweep, group_by, columns)
+        table_error = None
+        try:
+            keys, columns = _table_params(sweep, group_by, columns)
+        except InvalidInput as exc:
+            table_error = f"group by: {exc.detail}"
+            keys, columns = _table_params(sweep, None, columns)
         table, names = _table_for(session, sweep, keys, columns, metric)
         jobs, jobs_total = data.list_jobs(
             session, sweep_id, status, JOBS_PER_PAGE, (jobs_page - 1) * JOBS_PER_PAGE
@@ -137,6 +154,7 @@ def sweep_page(
         "pareto_html": pareto and plots.figure_html(pareto, "pareto-plot"),
         "jobs": jobs, "jobs_page": jobs_page, "jobs_pages": _pages(jobs_total, JOBS_PER_PAGE),
         "status_filter": status, "live": sweep["live"], "needs_plotly": True,
+        "table_error": table_error,
     })
 
 

@@ -133,9 +133,10 @@ def metric_names(results: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _cell(stats: Mapping[str, Any] | None, n: int) -> Cell | None:
+    """A metric's stats; its own ``n`` when given (a job may lack a metric), else the row's."""
     if not stats or stats.get("mean") is None:
         return None
-    return Cell(mean=stats["mean"], std=stats.get("std"), n=n)
+    return Cell(mean=stats["mean"], std=stats.get("std"), n=int(stats.get("n", n)))
 
 
 def _params(stats_by_name: Mapping[str, Any]) -> float | None:
