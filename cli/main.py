@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import admin_cmd, methods_cmd, serve_cmd
+from cli import admin_cmd, methods_cmd, serve_cmd, sweep_cmd
 
 app = typer.Typer(
     name="tenslora",
@@ -12,7 +12,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
 
 
 @app.callback()
@@ -24,6 +23,8 @@ app.command("methods")(methods_cmd.methods)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(admin_cmd.token_app, name="token")
 app.add_typer(admin_cmd.db_app, name="db")
+app.add_typer(sweep_cmd.sweep_app, name="sweep")
+app.command("results")(sweep_cmd.results)
 
 
 def main() -> None:
