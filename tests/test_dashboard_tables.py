@@ -45,9 +45,15 @@ def test_cells_carry_the_query_values_and_the_best_of_each_column_is_marked():
     assert cells["qkv_depth"] == Cell(0.84, 0.01, 5, best=True)
     assert [m for m, c in cells.items() if c.best] == ["qkv_depth"]
     assert cells["att"].text == "0.8000 +/- 0.0300 (4)"
-    # Fewer parameters is the better count.
-    params = table.columns.index("adapter_params")
-    assert [r.method for r in table.rows if r.cells[params].best] == ["qkv"]
+    # The parameter count has its own column ("# params"), not a metric column.
+    assert table.columns == ["accuracy"]
+
+
+def test_lower_is_better_metrics_mark_their_smallest_mean():
+    results = [_row({"tag": "a"}, 2, wall_s=(300.0, 5.0)),
+               _row({"tag": "b"}, 2, wall_s=(250.0, 9.0))]
+    table = build_table(results, ["tag"])
+    assert [r.label for r in table.rows if r.cells[0].best] == ["b"]
 
 
 def test_params_and_percent_of_lora_per_row():
@@ -92,7 +98,7 @@ def test_csv_json_and_latex_downloads_hold_the_same_numbers():
                                                    "best": True}
     latex = exports.to_latex(table, caption="paper_table")
     assert r"\textbf{0.8400 $\pm$ 0.0100}" in latex
-    assert r"\multicolumn{5}{l}{\textit{Isorank}}" in latex
+    assert r"\multicolumn{4}{l}{\textit{Isorank}}" in latex
     assert r"qkv\_depth" in latex and r"paper\_table" in latex
     assert latex.count(r"\\") == 1 + 2 + 4  # header, two section titles, four rows
 

@@ -25,7 +25,14 @@ _LAYOUT: dict[str, Any] = {
     "legend": {"orientation": "h", "y": -0.25},
 }
 
-#: Job plots: title and metric-name prefix; ``None`` prefix means the exact name ``train/loss``.
+#: One colour per tensor mode, the same in every plot of a job.
+MODE_COLORS: dict[str, str] = {
+    "Input": "#3457d5", "Output": "#e8833a", "HeadDim": "#8e5bd0", "Heads": "#d9443c",
+    "QKV": "#22a06b", "Layers": "#c2a01e", "Core": "#20263a",
+}
+_FALLBACK_COLORS = ("#3457d5", "#e8833a", "#22a06b", "#d9443c", "#8e5bd0", "#17a2b8")
+
+#: Job plots: title and metric-name prefix (one ending without "/" is an exact name).
 JOB_PLOTS: tuple[tuple[str, str], ...] = (
     ("Training loss", "train/loss"),
     ("Learning rate per group", "lr/"),
@@ -100,12 +107,14 @@ def series_by_prefix(
 def lines_figure(
     title: str, series: Mapping[str, tuple[Sequence[float], Sequence[float]]]
 ) -> dict[str, Any]:
-    """One line (with markers) per series over training steps."""
-    traces = [
-        {"type": "scatter", "mode": "lines+markers", "name": name, "x": list(steps),
-         "y": list(values), "marker": {"size": 4}}
-        for name, (steps, values) in series.items()
-    ]
+    """One line (with markers) per series over training steps; a mode keeps its colour."""
+    traces = []
+    for index, (name, (steps, values)) in enumerate(series.items()):
+        color = MODE_COLORS.get(name, _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)])
+        traces.append({
+            "type": "scatter", "mode": "lines+markers", "name": name, "x": list(steps),
+            "y": list(values), "marker": {"size": 4, "color": color}, "line": {"color": color},
+        })
     layout = {
         **_LAYOUT,
         "title": {"text": title, "font": {"size": 14}},

@@ -132,6 +132,10 @@ def metric_names(results: Iterable[Mapping[str, Any]]) -> list[str]:
     return first + sorted(names - set(first))
 
 
+def _params_metric(names: Sequence[str]) -> str | None:
+    return next((m for m in PARAMS_METRICS if m in names), None)
+
+
 def _cell(stats: Mapping[str, Any] | None, n: int) -> Cell | None:
     """A metric's stats; its own ``n`` when given (a job may lack a metric), else the row's."""
     if not stats or stats.get("mean") is None:
@@ -173,7 +177,9 @@ def build_table(
     if columns == "tasks":
         column_names = sorted({str(r["group"].get(TASK_KEY)) for r in results})
     else:
-        column_names = metric_names(results)
+        # The metric that gives "# params" is shown there, not again as a column.
+        names = metric_names(results)
+        column_names = [m for m in names if m != _params_metric(names)]
     rows: dict[tuple[str, ...], Row] = {}
     for result in results:
         key = _row_key(result["group"], group_by)
