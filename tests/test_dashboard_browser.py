@@ -109,8 +109,15 @@ def test_results_table_shows_the_same_means_and_stds_as_the_api(stack, page):
     cells = _cells(page)
     api_rows = stack.api.results(stack.table2["id"], "tag")
     assert len(api_rows) == len(TABLE2_GROUPS)
+    params = dict(page.eval_on_selector_all(
+        "#results tr.result-row",
+        "rs => rs.map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
     for row in api_rows:
+        stats = row["metrics"]["adapter_params"]
+        assert params[row["group"]["tag"]] == f"{stats['mean']:,.0f}"  # the "# params" column
         for name, stats in row["metrics"].items():
+            if name == "adapter_params":
+                continue
             cell = cells[(row["group"]["tag"], name)]
             assert (cell["mean"], cell["std"], cell["n"]) == (stats["mean"], stats["std"],
                                                              stats["n"])
