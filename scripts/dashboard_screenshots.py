@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from tenslora.config import AdapterConfig  # noqa: E402
 from tenslora.presets import predict_parameters  # noqa: E402
 from tenslora.reporting import method_rows  # noqa: E402
-from tests.dashboard_support import (  # noqa: E402
+from tests.dashboard.support import (  # noqa: E402
     Api,
     chromium,
     create_token,

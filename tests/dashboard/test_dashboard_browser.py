@@ -14,7 +14,7 @@ import pytest
 
 from api.dashboard.tables import format_number
 from scheduler.tokens import hash_token
-from tests.dashboard_support import (
+from tests.dashboard.support import (
     CHROMIUM,
     TABLE2_GROUPS,
     Api,

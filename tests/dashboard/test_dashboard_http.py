@@ -16,12 +16,20 @@ from api.app import create_app
 from api.dashboard import plotly_js_path
 from scheduler.settings import Settings
 from scheduler.tokens import hash_token
-from tests.dashboard_support import TABLE2_GROUPS, create_token, table2_sweep, training_points
+from tests.dashboard.support import TABLE2_GROUPS, create_token, table2_sweep, training_points
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('dash-http') / 'db.sqlite'}"
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SimpleNamespace]:
+    """The real app on each backend with the Table 2 miniature stored through the API."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('dash-http') / 'db.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres").fresh_database()
     with TestClient(create_app(Settings(database_url=url))) as client:
         admin = create_token(url, "admin", "alice")
         worker = create_token(url, "worker", "w1")
@@ -132,4 +140,4 @@ def test_plotly_comes_from_the_installed_package(site, client):
     response = client.get("/static/plotly.min.js")
     assert response.status_code == 200
     assert response.content == Path(plotly_js_path()).read_bytes()
-    assert not list(Path(__file__).resolve().parents[1].glob("api/**/plotly*.js"))
+    assert not list(Path(__file__).resolve().parents[2].glob("api/**/plotly*.js"))
