@@ -6,9 +6,13 @@ import csv
 import io
 import json
 
+import pytest
+
 from api.dashboard import exports, plots
-from api.dashboard.suggest import last_values, spectra_from_metrics, suggest
+from api.dashboard.suggest import last_values, load_allocator, spectra_from_metrics, suggest
 from api.dashboard.tables import Cell, build_table, format_number
+from tenslora.config import AdapterConfig
+from tenslora.presets import predict_parameters
 
 
 def _row(group: dict, n: int, **metrics: tuple[float, float | None]) -> dict:
@@ -163,3 +167,18 @@ def test_suggestion_explains_why_it_is_empty():
     assert "training runs" in suggest({"kind": "synthetic"}, None, []).reason
     config = {"kind": "train", "backbone": "minilm", "adapter": {"method": "qkv"}}
     assert "No spectra" in suggest(config, None, []).reason
+
+
+def test_suggestion_from_the_real_allocator_stays_within_budget():
+    allocate = load_allocator()
+    if allocate is None:
+        pytest.skip("tenslora.analysis.allocate_ranks is not on this branch")
+    config = {"kind": "train", "task": "cola", "backbone": "minilm", "seed": 0,
+              "adapter": {"method": "qkv", "factorization": "tucker", "ranks": [4, 4, 3]}}
+    points = _spectra_points({"Input": (0.9, 0.2), "Output": (0.8, 0.3), "QKV": (0.1, 0.97)})
+    budget = predict_parameters(AdapterConfig("qkv", ranks=[4, 4, 3]), 384, 6, 12)
+    suggestion = suggest(config, {"adapter_params": budget}, points, allocator=allocate)
+    assert suggestion.ranks["QKV"] <= 2  # redundant mode (top-1 energy 0.97) shrinks
+    assert suggestion.ranks["Input"] >= 4  # high-entropy mode keeps or grows
+    ranks = [suggestion.ranks[m] for m in ("Input", "Output", "QKV")]
+    assert predict_parameters(AdapterConfig("qkv", ranks=ranks), 384, 6, 12) <= budget
