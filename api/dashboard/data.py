@@ -109,6 +109,15 @@ def parse_group_by(text: str | None) -> list[str]:
     return results_queries.parse_group_by([text or ""])
 
 
+def default_columns(sweep: Mapping[str, Any]) -> str:
+    """Tasks as columns (the paper's layout) when the sweep spans several tasks, else metrics."""
+    definition = sweep.get("definition") or {}
+    tasks = {p.get("task") for p in [definition.get("base") or {},
+                                     *(definition.get("configs") or [])] if p.get("task")}
+    tasks |= set((definition.get("grid") or {}).get("task") or [])
+    return "tasks" if len(tasks) > 1 else "metrics"
+
+
 def results(session: Session, sweep_id: int, group_by: Sequence[str]) -> list[dict[str, Any]]:
     """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``."""
     rows = results_queries.aggregate_results(session, sweep_id, list(group_by))

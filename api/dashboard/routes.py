@@ -111,11 +111,13 @@ def _table_for(
 
 
 def _table_params(
-    sweep: dict[str, Any], group_by: str | None, columns: str
+    sweep: dict[str, Any], group_by: str | None, columns: str | None
 ) -> tuple[list[str], str]:
     """Group-by paths (checked by the API's own parser; raises ``InvalidInput``) and columns."""
-    keys = data.parse_group_by(group_by)
-    return keys or data.default_group_by(sweep), "tasks" if columns == "tasks" else "metrics"
+    keys = data.parse_group_by(group_by) or data.default_group_by(sweep)
+    if columns not in ("tasks", "metrics"):
+        columns = data.default_columns(sweep)
+    return keys, columns
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse, name="dashboard_sweep")
@@ -124,7 +126,7 @@ def sweep_page(
     sweep_id: int,
     viewer: ViewerDep,
     group_by: str | None = None,
-    columns: str = "metrics",
+    columns: str | None = None,
     metric: str | None = None,
     status: str | None = None,
     jobs_page: int = Query(1, ge=1),
@@ -176,7 +178,7 @@ def sweep_export(
     fmt: str,
     viewer: ViewerDep,
     group_by: str | None = None,
-    columns: str = "metrics",
+    columns: str | None = None,
     metric: str | None = None,
 ) -> Response:
     if fmt not in exports.FORMATS:

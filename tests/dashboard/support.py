@@ -26,6 +26,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 MODES = ("Input", "Output", "QKV", "Core")
+#: Final (entropy_norm, top1_energy, effective rank) per mode, shaped like TensLoRA+'s finding:
+#: Input and QKV redundant (one direction holds the energy), Output spread out.
+SPECTRA: dict[str, tuple[float, float, float]] = {
+    "Input": (0.35, 0.93, 1.4), "Output": (0.85, 0.25, 3.1), "QKV": (0.30, 0.95, 1.2),
+}
 
 
 @dataclass
@@ -176,14 +181,19 @@ def training_points(n_steps: int = 12, every: int = 20) -> list[dict[str, Any]]:
         points.append({"step": step, "name": "train/loss", "value": 0.7 * 0.9 ** i})
         for group in ("factors", "core"):
             points.append({"step": step, "name": f"lr/{group}", "value": 5e-4 * (1 + i) / n_steps})
+        settle = 1.0 - 0.5 ** (i + 1)  # spectra move away from their start, then settle
         for k, mode in enumerate(MODES):
             points.append({"step": step, "name": f"grad_norm/{mode}", "value": (k + 1) / (i + 1)})
-            if mode != "Core":
+            if mode in SPECTRA:
+                entropy_norm, top1, eff_rank = SPECTRA[mode]
                 points += [
-                    {"step": step, "name": f"svd_entropy/{mode}", "value": 0.5 + 0.1 * k},
-                    {"step": step, "name": f"svd_entropy_norm/{mode}", "value": 0.4 + 0.2 * k},
-                    {"step": step, "name": f"top1_energy/{mode}", "value": 0.8 - 0.2 * k},
-                    {"step": step, "name": f"eff_rank/{mode}", "value": 1.5 + k},
+                    {"step": step, "name": f"svd_entropy/{mode}",
+                     "value": 1.2 * entropy_norm * settle},
+                    {"step": step, "name": f"svd_entropy_norm/{mode}",
+                     "value": entropy_norm * settle},
+                    {"step": step, "name": f"top1_energy/{mode}",
+                     "value": 1.0 - (1.0 - top1) * settle},
+                    {"step": step, "name": f"eff_rank/{mode}", "value": eff_rank},
                 ]
     return points
 
