@@ -6,7 +6,6 @@ never print it. ``TENSLORA_DASHBOARD_PUBLIC=1`` lets anyone read the dashboard w
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -16,7 +15,6 @@ from api.dashboard import data
 
 COOKIE = "tenslora_token"
 COOKIE_MAX_AGE_S = 7 * 24 * 3600
-PUBLIC_ENV = "TENSLORA_DASHBOARD_PUBLIC"
 
 
 @dataclass(frozen=True)
@@ -34,8 +32,9 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def is_public() -> bool:
-    return os.environ.get(PUBLIC_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+def is_public(request: Request) -> bool:
+    """``TENSLORA_DASHBOARD_PUBLIC``, read with the service's other settings."""
+    return bool(request.app.state.settings.dashboard_public)
 
 
 def viewer_from_token(request: Request, token: str | None) -> Viewer | None:
@@ -50,7 +49,7 @@ def current_viewer(request: Request) -> Viewer:
     viewer = viewer_from_token(request, request.cookies.get(COOKIE))
     if viewer is not None:
         return viewer
-    if is_public():
+    if is_public(request):
         return Viewer(name="public", role="reader", public=True)
     raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
 

@@ -241,7 +241,7 @@ def login(
 
 @router.post("/logout", name="dashboard_logout")
 def logout(request: Request) -> Response:
-    target = "/" if is_public() else str(request.url_for("dashboard_login_form").path)
+    target = "/" if is_public(request) else str(request.url_for("dashboard_login_form").path)
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

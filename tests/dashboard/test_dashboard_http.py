@@ -49,7 +49,7 @@ def site(
                 client.post(f"/api/v1/jobs/{job['id']}/complete", headers=as_worker,
                             json={"lease_id": lease, "result": job["config"]["outcome"]})
         yield SimpleNamespace(client=client, admin=admin, worker=worker, as_admin=as_admin,
-                              sweep=sweep)
+                              sweep=sweep, url=url)
 
 
 @pytest.fixture
@@ -63,19 +63,21 @@ def _sign_in(site: SimpleNamespace) -> None:
     site.client.cookies.set("tenslora_token", site.admin)
 
 
-def test_pages_without_a_login_redirect_to_the_login_form(site, client, monkeypatch):
-    monkeypatch.delenv("TENSLORA_DASHBOARD_PUBLIC", raising=False)
+def test_pages_without_a_login_redirect_to_the_login_form(site, client):
     for path in ("/", f"/sweeps/{site.sweep['id']}", "/jobs/1", "/workers"):
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login?next=")
 
 
-def test_public_mode_opens_the_pages_read_only_but_not_the_api(site, client, monkeypatch):
+def test_public_mode_opens_the_pages_read_only_but_not_the_api(site, monkeypatch):
     monkeypatch.setenv("TENSLORA_DASHBOARD_PUBLIC", "1")
-    page = client.get(f"/sweeps/{site.sweep['id']}")
-    assert page.status_code == 200 and "public, read-only" in page.text
-    assert client.get("/api/v1/sweeps").status_code == 401
+    monkeypatch.setenv("TENSLORA_DATABASE_URL", site.url)
+    with TestClient(create_app()) as public:
+        page = public.get(f"/sweeps/{site.sweep['id']}")
+        assert page.status_code == 200 and "public, read-only" in page.text
+        assert public.get("/workers").status_code == 200
+        assert public.get("/api/v1/sweeps").status_code == 401
 
 
 def test_login_sets_an_httponly_cookie_and_only_redirects_on_site(site, client):
