@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
+from api.dashboard import mount_dashboard
 from api.routes import health, jobs, sweeps, tokens, workers
 from scheduler.db import Database
 from scheduler.migrate import upgrade
@@ -67,4 +68,5 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
     for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):
         app.include_router(router)
+    mount_dashboard(app)
     return app

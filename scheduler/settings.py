@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         300.0, gt=0, description="GET /workers lists workers seen within this window"
     )
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    dashboard_public: bool = Field(
+        False, description="anyone may read the dashboard pages without signing in"
+    )
     token_cache_seconds: float = Field(
         30.0, ge=0, description="how long a verified token is trusted without a lookup"
     )

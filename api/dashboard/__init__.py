@@ -1,0 +1,48 @@
+"""The results dashboard: server-rendered pages on the API's own app and query functions.
+
+``mount_dashboard(app)`` adds the pages, the stylesheet and script, plotly.min.js served from the
+installed ``plotly`` package, and the handlers that turn a missing login into a redirect and a
+missing sweep or job into a 404 page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def plotly_js_path() -> Path:
+    """The minified bundle the installed plotly package ships (never a copy in this repo)."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    from api.dashboard.auth import LoginRequired, login_url
+    from api.dashboard.routes import PageNotFound, render, router
+
+    @app.get("/static/plotly.min.js", include_in_schema=False, name="dashboard_plotly_js")
+    def plotly_js() -> FileResponse:
+        return FileResponse(
+            plotly_js_path(), media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    app.mount("/static/dashboard", StaticFiles(directory=STATIC_DIR), name="dashboard_static")
+    app.include_router(router)
+
+    @app.exception_handler(LoginRequired)
+    def _login_required(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(login_url(request, exc.next_url), status_code=303)
+
+    @app.exception_handler(PageNotFound)
+    def _not_found(request: Request, exc: PageNotFound) -> Response:
+        return render(request, "error.html", {
+            "viewer": None, "status_code": 404, "title": "Not found", "detail": exc.detail,
+        }, status_code=404)

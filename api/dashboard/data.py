@@ -1,0 +1,172 @@
+"""What the pages show, fetched through the scheduler's public query functions.
+
+The JSON API calls the very same functions, so a page and the API cannot disagree; this module
+only turns their domain objects into the plain dicts the templates read (and computes jobs/s and
+ETA from the timings query). It never aggregates rows itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from api.routes.sweeps import sweep_out
+from scheduler import progress, queries, sweeps, tokens
+from scheduler import results as results_queries
+from scheduler.errors import NotFound
+from scheduler.metrics import get_metrics
+from scheduler.models import Job
+
+#: Config paths offered in the group-by picker (any dotted path of the job spec works).
+GROUP_KEYS: tuple[str, ...] = (
+    "tag", "adapter.method", "adapter.factorization", "adapter.ranks", "task", "backbone",
+    "optim.lr", "optim.core_lr_multiplier", "seed", "kind",
+)
+RUNNING_STATUSES = ("queued", "running")
+
+
+def _database(request: Request) -> Any:
+    return request.app.state.database
+
+
+@contextmanager
+def read_session(request: Request) -> Iterator[Session]:
+    with _database(request).session(write=False) as session:
+        yield session
+
+
+def verify_token(request: Request, raw: str) -> tuple[str, str] | None:
+    """(name, role) of a valid token, else None: the same hash lookup the API's auth does."""
+    with read_session(request) as session:
+        info = tokens.find_token(session, raw)
+    return None if info is None else (info.name, info.role)
+
+
+def _rate_and_eta(
+    counts: Mapping[str, int], timing: progress.SweepTiming | None
+) -> tuple[float | None, float | None]:
+    """Finished jobs per second since the first start, and the time left at that rate."""
+    if timing is None or not timing.n_finished or timing.first_started_at is None:
+        return None, None
+    end = timing.last_finished_at or datetime.now(UTC)
+    if counts.get("running"):
+        end = datetime.now(UTC)
+    elapsed = (end - timing.first_started_at).total_seconds()
+    if elapsed <= 0:
+        return None, None
+    rate = timing.n_finished / elapsed
+    remaining = counts.get("queued", 0) + counts.get("running", 0)
+    return rate, (remaining / rate if remaining else None)
+
+
+def _sweep_dict(view: sweeps.SweepView, timing: progress.SweepTiming | None) -> dict[str, Any]:
+    sweep = view.sweep
+    jobs_per_s, eta_s = _rate_and_eta(view.counts, timing)
+    unfinished = sum(view.counts.get(s, 0) for s in RUNNING_STATUSES)
+    status = sweep_out(view).status  # the API's own wording of a sweep's state
+    return {
+        "id": sweep.id, "name": sweep.name, "created_at": sweep.created_at,
+        "n_jobs": sweep.n_jobs, "counts": dict(view.counts), "definition": sweep.definition,
+        "jobs_per_s": jobs_per_s, "eta_s": eta_s, "status": status,
+        "live": bool(unfinished) and sweep.cancelled_at is None,
+    }
+
+
+def list_sweeps(session: Session, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    views, total = sweeps.list_sweeps(session, limit=limit, offset=offset)
+    timings = progress.sweep_timings(session, [v.sweep.id for v in views])
+    return [_sweep_dict(v, timings.get(v.sweep.id)) for v in views], total
+
+
+def get_sweep(session: Session, sweep_id: int) -> dict[str, Any] | None:
+    try:
+        view = sweeps.get_sweep(session, sweep_id)
+    except NotFound:
+        return None
+    return _sweep_dict(view, progress.sweep_timings(session, [sweep_id]).get(sweep_id))
+
+
+def default_group_by(sweep: Mapping[str, Any]) -> list[str]:
+    """Rows like the paper's Table 2: by tag when the sweep sets tags, and by adapter method."""
+    definition = sweep.get("definition") or {}
+    parts = [definition.get("base") or {}, *(definition.get("configs") or [])]
+    grid = definition.get("grid") or {}
+    keys = []
+    if any("tag" in p for p in parts) or "tag" in grid:
+        keys.append("tag")
+    if (definition.get("base") or {}).get("kind", "train") == "train":
+        keys.append("adapter.method")
+    return keys or ["kind"]
+
+
+def parse_group_by(text: str | None) -> list[str]:
+    """The API's own parsing of ``group_by`` (raises ``InvalidInput`` with a clear detail)."""
+    return results_queries.parse_group_by([text or ""])
+
+
+def default_columns(sweep: Mapping[str, Any]) -> str:
+    """Tasks as columns (the paper's layout) when the sweep spans several tasks, else metrics."""
+    definition = sweep.get("definition") or {}
+    tasks = {p.get("task") for p in [definition.get("base") or {},
+                                     *(definition.get("configs") or [])] if p.get("task")}
+    tasks |= set((definition.get("grid") or {}).get("task") or [])
+    return "tasks" if len(tasks) > 1 else "metrics"
+
+
+def results(session: Session, sweep_id: int, group_by: Sequence[str]) -> list[dict[str, Any]]:
+    """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``."""
+    rows = results_queries.aggregate_results(session, sweep_id, list(group_by))
+    return [row.as_dict() for row in rows]
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "sweep_id": job.sweep_id, "status": job.status, "attempt": job.attempt,
+        "config": job.config, "device": job.device, "worker_id": job.worker_id,
+        "started_at": job.started_at, "finished_at": job.finished_at, "result": job.result,
+        "error": job.error,
+    }
+
+
+def list_jobs(
+    session: Session, sweep_id: int, status: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    jobs, total = queries.list_jobs(session, sweep_id=sweep_id, status=status, limit=limit,
+                                    offset=offset)
+    return [job_dict(job) for job in jobs], total
+
+
+def get_job(session: Session, job_id: int) -> dict[str, Any] | None:
+    try:
+        return job_dict(queries.get_job(session, job_id))
+    except NotFound:
+        return None
+
+
+def job_metrics(session: Session, job_id: int) -> list[dict[str, Any]]:
+    return [{"step": p.step, "name": p.name, "value": p.value}
+            for p in get_metrics(session, job_id)]
+
+
+def recent_workers(request: Request, session: Session) -> tuple[list[dict[str, Any]], float]:
+    """Workers seen within the service's window, with the ids of the jobs each runs."""
+    window_s = request.app.state.settings.worker_seen_seconds
+    views = queries.list_workers(session, window_s)
+    running, _ = queries.list_jobs(session, status="running", limit=10_000)
+    jobs_of: dict[str, list[int]] = {}
+    for job in running:
+        jobs_of.setdefault(job.worker_id or "", []).append(job.id)
+    workers = [
+        {
+            "worker_id": v.worker_id, "last_seen_at": v.last_seen_at,
+            "devices": [{"device": v.device or "-", "free_memory_mb": v.free_memory_mb}],
+            "running_jobs": jobs_of.get(v.worker_id, []), "n_running": v.running_jobs,
+        }
+        for v in views
+    ]
+    return workers, window_s

@@ -1,0 +1,247 @@
+"""The dashboard's pages. Handlers fetch through ``api.dashboard.data`` (the scheduler's own query
+functions, the same the JSON API answers with) and hand plain values to the templates."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+
+from api.dashboard import data, exports, plots, suggest
+from api.dashboard.auth import (
+    COOKIE,
+    COOKIE_MAX_AGE_S,
+    Viewer,
+    current_viewer,
+    is_public,
+    safe_next,
+    viewer_from_token,
+)
+from api.dashboard.formatting import FILTERS
+from api.dashboard.tables import ResultsTable, build_table, metric_names
+from scheduler.errors import InvalidInput
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.filters.update(FILTERS)
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TEMPLATES.env.globals["statuses"] = STATUSES
+
+
+@pass_context
+def _path_for(context: Any, name: str, /, **params: Any) -> str:
+    """Site-relative links, so the pages work behind a reverse proxy on any host name."""
+    return str(context["request"].url_for(name, **params).path)
+
+
+TEMPLATES.env.globals["path_for"] = _path_for
+LIVE_PAGES = frozenset({"sweeps.html", "sweep.html", "job.html", "workers.html"})
+SWEEPS_PER_PAGE = 20
+JOBS_PER_PAGE = 50
+
+router = APIRouter(include_in_schema=False)
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+
+
+class PageNotFound(Exception):
+    """A dashboard page for something that does not exist: rendered as the 404 page."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    """The whole page, or only its live part when the page's own script asks (``partial=1``)."""
+    if request.query_params.get("partial") == "1" and name in LIVE_PAGES:
+        name = name.replace(".html", "_main.html")
+    context = {"query": _query_builder(request), **context}
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _query_builder(request: Request) -> Any:
+    def query(**overrides: Any) -> str:
+        params = {k: v for k, v in request.query_params.items() if k != "partial"}
+        for key, value in overrides.items():
+            if value is None:
+                params.pop(key, None)
+            else:
+                params[key] = str(value)
+        return urlencode(params)
+
+    return query
+
+
+def _pages(total: int, per_page: int) -> int:
+    return max(1, math.ceil(total / per_page))
+
+
+@router.get("/", response_class=HTMLResponse, name="dashboard_sweeps")
+def sweeps_page(request: Request, viewer: ViewerDep, page: int = Query(1, ge=1)) -> HTMLResponse:
+    with data.read_session(request) as session:
+        sweeps, total = data.list_sweeps(session, SWEEPS_PER_PAGE, (page - 1) * SWEEPS_PER_PAGE)
+    live = any(s["live"] for s in sweeps)
+    return render(request, "sweeps.html", {
+        "viewer": viewer, "sweeps": sweeps, "total": total, "page": page,
+        "pages": _pages(total, SWEEPS_PER_PAGE), "live": live,
+    })
+
+
+def _table_for(
+    session: Any, sweep: dict[str, Any], group_by: list[str], columns: str, metric: str | None
+) -> tuple[ResultsTable, list[str]]:
+    """The results table, and every metric name the sweep's results carry (for the picker)."""
+    if columns == "tasks":
+        results = data.results(session, sweep["id"], [*group_by, "task"])
+        names = metric_names(results)
+        metric = metric if metric in names else (names[0] if names else None)
+        row_results = data.results(session, sweep["id"], group_by)
+        table = build_table(results, group_by, row_results=row_results, metric=metric,
+                            columns="tasks")
+        return table, names
+    results = data.results(session, sweep["id"], group_by)
+    return build_table(results, group_by, columns="metrics"), metric_names(results)
+
+
+def _table_params(
+    sweep: dict[str, Any], group_by: str | None, columns: str | None
+) -> tuple[list[str], str]:
+    """Group-by paths (checked by the API's own parser; raises ``InvalidInput``) and columns."""
+    keys = data.parse_group_by(group_by) or data.default_group_by(sweep)
+    if columns not in ("tasks", "metrics"):
+        columns = data.default_columns(sweep)
+    return keys, columns
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse, name="dashboard_sweep")
+def sweep_page(
+    request: Request,
+    sweep_id: int,
+    viewer: ViewerDep,
+    group_by: str | None = None,
+    columns: str | None = None,
+    metric: str | None = None,
+    status: str | None = None,
+    jobs_page: int = Query(1, ge=1),
+) -> HTMLResponse:
+    status = status if status in STATUSES else None
+    with data.read_session(request) as session:
+        sweep = _sweep_or_404(session, sweep_id)
+        table_error = None
+        try:
+            keys, columns = _table_params(sweep, group_by, columns)
+        except InvalidInput as exc:
+            table_error = f"group by: {exc.detail}"
+            keys, columns = _table_params(sweep, None, columns)
+        table, names = _table_for(session, sweep, keys, columns, metric)
+        jobs, jobs_total = data.list_jobs(
+            session, sweep_id, status, JOBS_PER_PAGE, (jobs_page - 1) * JOBS_PER_PAGE
+        )
+    metric = table.metric or (metric if metric in names else _default_metric(names))
+    pareto = plots.pareto_figure(table, None if columns == "tasks" else metric)
+    table_query = urlencode(
+        {"group_by": ",".join(keys), "columns": columns, "metric": metric or ""}
+    )
+    return render(request, "sweep.html", {
+        "viewer": viewer, "sweep": sweep, "table": table, "group_by": keys,
+        "columns": columns, "metric": metric, "metric_choices": names,
+        "group_suggestions": data.GROUP_KEYS, "table_query": table_query,
+        "pareto_html": pareto and plots.figure_html(pareto, "pareto-plot"),
+        "jobs": jobs, "jobs_page": jobs_page, "jobs_pages": _pages(jobs_total, JOBS_PER_PAGE),
+        "status_filter": status, "live": sweep["live"], "needs_plotly": True,
+        "table_error": table_error,
+    })
+
+
+def _default_metric(names: list[str]) -> str | None:
+    return names[0] if names else None
+
+
+def _sweep_or_404(session: Any, sweep_id: int) -> dict[str, Any]:
+    sweep = data.get_sweep(session, sweep_id)
+    if sweep is None:
+        raise PageNotFound(f"There is no sweep with id {sweep_id}.")
+    return sweep
+
+
+@router.get("/sweeps/{sweep_id}/results.{fmt}", name="dashboard_sweep_export")
+def sweep_export(
+    request: Request,
+    sweep_id: int,
+    fmt: str,
+    viewer: ViewerDep,
+    group_by: str | None = None,
+    columns: str | None = None,
+    metric: str | None = None,
+) -> Response:
+    if fmt not in exports.FORMATS:
+        raise PageNotFound(f"No download format {fmt!r}; use one of {', '.join(exports.FORMATS)}.")
+    with data.read_session(request) as session:
+        sweep = _sweep_or_404(session, sweep_id)
+        keys, columns = _table_params(sweep, group_by, columns)
+        table, _ = _table_for(session, sweep, keys, columns, metric)
+    body = exports.render(table, fmt, caption=f"{sweep['name']} (sweep {sweep_id})")
+    filename = f"sweep-{sweep_id}-results.{fmt}"
+    return Response(body, media_type=exports.FORMATS[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse, name="dashboard_job")
+def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
+    with data.read_session(request) as session:
+        job = data.get_job(session, job_id)
+        if job is None:
+            raise PageNotFound(f"There is no job with id {job_id}.")
+        points = data.job_metrics(session, job_id)
+    return render(request, "job.html", {
+        "viewer": viewer, "job": job, "figures": plots.job_figures(points),
+        "suggestion": suggest.suggest(job["config"], job["result"], points),
+        "live": job["status"] in ("queued", "running"), "needs_plotly": True,
+    })
+
+
+@router.get("/workers", response_class=HTMLResponse, name="dashboard_workers")
+def workers_page(request: Request, viewer: ViewerDep) -> HTMLResponse:
+    with data.read_session(request) as session:
+        workers, window_s = data.recent_workers(request, session)
+    return render(request, "workers.html", {
+        "viewer": viewer, "workers": workers, "window_s": window_s,
+    })
+
+
+@router.get("/login", response_class=HTMLResponse, name="dashboard_login_form")
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", {"viewer": None, "next_url": safe_next(next)})
+
+
+@router.post("/login", response_class=HTMLResponse, name="dashboard_login")
+def login(
+    request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"
+) -> Response:
+    viewer = viewer_from_token(request, token.strip())
+    if viewer is None:
+        return render(request, "login.html", {
+            "viewer": None, "next_url": safe_next(next),
+            "error": "That token is not valid: check it and try again.",
+        }, status_code=401)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE, token.strip(), max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
+        secure=request.url.scheme == "https", path="/",
+    )
+    return response
+
+
+@router.post("/logout", name="dashboard_logout")
+def logout(request: Request) -> Response:
+    target = "/" if is_public(request) else str(request.url_for("dashboard_login_form").path)
+    response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response

@@ -1,0 +1,224 @@
+"""The results table of a sweep, laid out like the paper's Table 2.
+
+Input is what the results query returns (``{group, n, metrics: {name: {mean, std, min, max}}}``
+rows, aggregated in SQL): this module only pivots and orders those rows, picks the best cell of
+each column and formats numbers. It never averages anything itself, so the page shows exactly what
+the API answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenslora.methods import METHODS
+
+#: Metrics where a smaller value is the better one (everything else: larger is better).
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"loss", "train/loss", "wall_s", "peak_memory_mb", "adapter_params", "trainable_params"}
+)
+#: The result field that gives a row its "# params" (the runner's name), then fallbacks.
+PARAMS_METRICS: tuple[str, ...] = ("adapter_params", "trainable_params")
+#: Metrics listed first when columns are metrics; the rest follow alphabetically.
+PREFERRED_METRICS: tuple[str, ...] = (
+    "accuracy", "mcc", "f1", "best_accuracy", "best_mcc", "adapter_params", "trainable_params",
+)
+SECTIONS: tuple[str, ...] = ("LoRA", "Isorank", "Isoparameters", "")
+TASK_KEY = "task"
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float | None
+    std: float | None
+    n: int
+    best: bool = False
+
+    @property
+    def text(self) -> str:
+        """``mean +/- std (n)``; a single run has no sample std."""
+        if self.mean is None:
+            return ""
+        if self.std is None or (self.n < 2 and not self.std):
+            return f"{format_number(self.mean)} ({self.n})"
+        return f"{format_number(self.mean)} +/- {format_number(self.std)} ({self.n})"
+
+
+@dataclass
+class Row:
+    group: dict[str, Any]
+    label: str
+    section: str
+    method: str | None
+    params: float | None = None
+    percent_of_lora: float | None = None
+    cells: list[Cell | None] = field(default_factory=list)
+
+
+@dataclass
+class ResultsTable:
+    group_by: list[str]
+    columns: list[str]
+    column_kind: str  # "task" | "metric"
+    metric: str | None  # the metric shown in every cell when columns are tasks
+    rows: list[Row]
+
+    @property
+    def sections(self) -> list[tuple[str, list[Row]]]:
+        """Rows in order, split where the section changes (for section headers)."""
+        out: list[tuple[str, list[Row]]] = []
+        for row in self.rows:
+            if not out or out[-1][0] != row.section:
+                out.append((row.section, []))
+            out[-1][1].append(row)
+        return out
+
+
+def format_number(value: float | None) -> str:
+    """Short, stable formatting: scores with 4 decimals, counts with thousands separators."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.2f}"
+    return f"{value:.4f}"
+
+
+def method_of(group: Mapping[str, Any]) -> str | None:
+    """The adapter method a group stands for: its ``adapter.method`` or a tag that names one."""
+    if isinstance(group.get("adapter.method"), str):
+        return group["adapter.method"]
+    for value in group.values():
+        if isinstance(value, str):
+            head = value.split("-")[0].split(" ")[0]
+            if head in METHODS:
+                return head
+    return None
+
+
+def section_of(group: Mapping[str, Any], method: str | None) -> str:
+    """LoRA first, then the paper's two rank regimes (read from tags), then anything else."""
+    if method == "lora":
+        return "LoRA"
+    text = " ".join(str(v).lower() for v in group.values())
+    if "isorank" in text:
+        return "Isorank"
+    if "isoparam" in text:
+        return "Isoparameters"
+    return ""
+
+
+def _label(group: Mapping[str, Any], group_by: Sequence[str]) -> str:
+    return " / ".join("-" if group.get(k) is None else str(group.get(k)) for k in group_by)
+
+
+def _sort_key(row: Row) -> tuple[int, int, str]:
+    method_rank = list(METHODS).index(row.method) if row.method in METHODS else len(METHODS)
+    return SECTIONS.index(row.section), method_rank, row.label
+
+
+def _row_key(group: Mapping[str, Any], group_by: Sequence[str]) -> tuple[str, ...]:
+    return tuple(repr(group.get(k)) for k in group_by)
+
+
+def metric_names(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every metric the rows carry, preferred ones first."""
+    names = {name for row in results for name in row.get("metrics", {})}
+    first = [m for m in PREFERRED_METRICS if m in names]
+    return first + sorted(names - set(first))
+
+
+def _params_metric(names: Sequence[str]) -> str | None:
+    return next((m for m in PARAMS_METRICS if m in names), None)
+
+
+def _cell(stats: Mapping[str, Any] | None, n: int) -> Cell | None:
+    """A metric's stats; its own ``n`` when given (a job may lack a metric), else the row's."""
+    if not stats or stats.get("mean") is None:
+        return None
+    return Cell(mean=stats["mean"], std=stats.get("std"), n=int(stats.get("n", n)))
+
+
+def _params(stats_by_name: Mapping[str, Any]) -> float | None:
+    for name in PARAMS_METRICS:
+        stats = stats_by_name.get(name)
+        if stats and stats.get("mean") is not None:
+            return float(stats["mean"])
+    return None
+
+
+def _new_row(group: Mapping[str, Any], group_by: Sequence[str], n_columns: int) -> Row:
+    own = {k: group.get(k) for k in group_by}
+    method = method_of(own)
+    return Row(own, _label(own, group_by), section_of(own, method), method,
+               cells=[None] * n_columns)
+
+
+def build_table(
+    results: Sequence[Mapping[str, Any]],
+    group_by: Sequence[str],
+    *,
+    row_results: Sequence[Mapping[str, Any]] | None = None,
+    metric: str | None = None,
+    columns: str = "metrics",
+) -> ResultsTable:
+    """Pivot results rows into the paper's layout.
+
+    ``columns="metrics"``: ``results`` is grouped by ``group_by``; one column per metric.
+    ``columns="tasks"``: ``results`` is grouped by ``group_by + ["task"]``; one column per task,
+    each cell the chosen ``metric``; ``row_results`` (grouped by ``group_by`` alone) gives the
+    row's parameter count.
+    """
+    group_by = list(group_by)
+    if columns == "tasks":
+        column_names = sorted({str(r["group"].get(TASK_KEY)) for r in results})
+    else:
+        # The metric that gives "# params" is shown there, not again as a column.
+        names = metric_names(results)
+        column_names = [m for m in names if m != _params_metric(names)]
+    rows: dict[tuple[str, ...], Row] = {}
+    for result in results:
+        key = _row_key(result["group"], group_by)
+        row = rows.setdefault(key, _new_row(result["group"], group_by, len(column_names)))
+        if columns == "tasks":
+            index = column_names.index(str(result["group"].get(TASK_KEY)))
+            row.cells[index] = _cell(result["metrics"].get(metric or ""), result["n"])
+        else:
+            row.cells = [_cell(result["metrics"].get(c), result["n"]) for c in column_names]
+            row.params = _params(result["metrics"])
+    for result in row_results or ():
+        row = rows.get(_row_key(result["group"], group_by))
+        if row is not None:
+            row.params = _params(result["metrics"])
+    ordered = sorted(rows.values(), key=_sort_key)
+    _fill_percent_of_lora(ordered)
+    kind = "task" if columns == "tasks" else "metric"
+    metrics_per_column = [metric or ""] * len(column_names) if kind == "task" else column_names
+    _mark_best(ordered, metrics_per_column)
+    return ResultsTable(group_by, column_names, kind, metric if kind == "task" else None, ordered)
+
+
+def _fill_percent_of_lora(rows: list[Row]) -> None:
+    lora = next((r for r in rows if r.method == "lora" and r.params), None)
+    if lora is None or not lora.params:
+        return
+    for row in rows:
+        if row.params is not None:
+            row.percent_of_lora = 100.0 * row.params / lora.params
+
+
+def _mark_best(rows: list[Row], metrics_per_column: Sequence[str]) -> None:
+    """Mark the best mean of each column (every tied cell), lower-is-better metrics inverted."""
+    for index, metric in enumerate(metrics_per_column):
+        means = [r.cells[index].mean for r in rows if r.cells[index] is not None]
+        if not means:
+            continue
+        best = min(means) if metric in LOWER_IS_BETTER else max(means)
+        for row in rows:
+            cell = row.cells[index]
+            if cell is not None and cell.mean == best:
+                row.cells[index] = Cell(cell.mean, cell.std, cell.n, best=True)

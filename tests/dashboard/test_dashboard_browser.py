@@ -1,0 +1,232 @@
+"""The dashboard in a real headless Chromium against the real server with stored sweeps."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from api.dashboard.tables import format_number
+from scheduler.tokens import hash_token
+from tests.dashboard.support import (
+    CHROMIUM,
+    TABLE2_GROUPS,
+    Api,
+    chromium,
+    create_token,
+    run_all,
+    running_server,
+    table2_sweep,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+WAIT_MS = 15_000
+
+if not Path(CHROMIUM).exists():
+    message = f"no Chromium at {CHROMIUM}: apt-get install -y chromium (see .ci/run)"
+    if os.environ.get("TENSLORA_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(message)
+    pytest.skip(message, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    tmp: Path = tmp_path_factory.mktemp("dashboard")
+    with running_server(tmp) as server:
+        admin = create_token(server.database_url, "admin", "alice")
+        worker = create_token(server.database_url, "worker", "gpu-host-1")
+        api = Api(server.url, admin, worker)
+        table2 = api.submit(table2_sweep())
+        job_ids = run_all(api, table2["n_jobs"])
+        live = api.submit({"name": "live-sweep", "base": {
+            "kind": "synthetic", "tag": "lora", "outcome": {"accuracy": 0.5}},
+            "grid": {"seed": [0, 1, 2, 3, 4, 5]}})
+        with chromium() as browser:
+            yield SimpleNamespace(server=server, api=api, admin=admin, table2=table2,
+                                  live=live, job_ids=job_ids, browser=browser)
+        api.close()
+
+
+@pytest.fixture
+def page(stack: SimpleNamespace) -> Iterator[Any]:
+    """A signed-in browser tab (the cookie the login form sets)."""
+    context = stack.browser.new_context()
+    context.add_cookies([{"name": "tenslora_token", "value": stack.admin,
+                          "url": stack.server.url, "httpOnly": True}])
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    yield tab
+    context.close()
+
+
+def test_login_form_rejects_a_bad_token_and_signs_in_with_a_good_one(stack):
+    context = stack.browser.new_context()
+    tab = context.new_page()
+    tab.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    assert "/login" in tab.url
+    tab.fill("#token", "tl_not-a-real-token")
+    with tab.expect_response(lambda r: r.url.endswith("/login")) as answer:
+        tab.click("#login-form button[type=submit]")
+    assert answer.value.status == 401
+    assert "not valid" in tab.inner_text("#login-error")
+    assert context.cookies() == []
+
+    tab.fill("#token", stack.admin)
+    tab.click("#login-form button[type=submit]")
+    tab.wait_for_url(re.compile(rf"/sweeps/{stack.table2['id']}$"))
+    (cookie,) = context.cookies()
+    assert cookie["httpOnly"] and cookie["value"] == stack.admin
+    html = tab.content()
+    assert stack.admin not in html and hash_token(stack.admin) not in html
+    context.close()
+
+
+def _cells(tab: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(tag, column) -> the cell's data attributes, text and best mark, read from the DOM."""
+    return {
+        (cell["tag"], cell["column"]): cell
+        for cell in tab.eval_on_selector_all(
+            "#results tr.result-row td.cell[data-mean]",
+            """cells => cells.map(td => ({
+                tag: td.parentElement.firstElementChild.textContent.trim(),
+                column: td.dataset.column, mean: Number(td.dataset.mean),
+                std: td.dataset.std === '' ? null : Number(td.dataset.std),
+                n: Number(td.dataset.n), text: td.textContent.trim(),
+                best: td.classList.contains('best'),
+                bold: getComputedStyle(td).fontWeight}))""",
+        )
+    }
+
+
+def test_results_table_shows_the_same_means_and_stds_as_the_api(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    cells = _cells(page)
+    api_rows = stack.api.results(stack.table2["id"], "tag")
+    assert len(api_rows) == len(TABLE2_GROUPS)
+    params = dict(page.eval_on_selector_all(
+        "#results tr.result-row",
+        "rs => rs.map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
+    for row in api_rows:
+        stats = row["metrics"]["adapter_params"]
+        assert params[row["group"]["tag"]] == f"{stats['mean']:,.0f}"  # the "# params" column
+        for name, stats in row["metrics"].items():
+            if name == "adapter_params":
+                continue
+            cell = cells[(row["group"]["tag"], name)]
+            assert (cell["mean"], cell["std"], cell["n"]) == (stats["mean"], stats["std"],
+                                                             stats["n"])
+            mean, std = format_number(stats["mean"]), format_number(stats["std"])
+            assert cell["text"] == f"{mean} +/- {std} ({stats['n']})"
+    tags = page.eval_on_selector_all("#results tr.result-row", "rs => rs.map(r => "
+                                     "r.firstElementChild.textContent.trim())")
+    assert tags == ["lora", "att-isorank", "qkv-isorank", "qkv_depth-isoparams"]
+    sections = page.eval_on_selector_all("#results tr.section", "rs => rs.map(r => r.innerText)")
+    assert sections == ["Isorank", "Isoparameters"]
+
+
+def test_best_cell_of_each_column_is_marked(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    cells = _cells(page)
+    api_rows = stack.api.results(stack.table2["id"], "tag")
+    best_accuracy = max(api_rows, key=lambda r: r["metrics"]["accuracy"]["mean"])
+    marked = [tag for (tag, column), cell in cells.items() if column == "accuracy" and cell["best"]]
+    assert marked == [best_accuracy["group"]["tag"]] == ["qkv_depth-isoparams"]
+    best = cells[("qkv_depth-isoparams", "accuracy")]
+    assert int(best["bold"]) >= 700
+    assert int(cells[("lora", "accuracy")]["bold"]) < 700
+
+
+def test_percent_of_lora_beside_each_row(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    rows = page.eval_on_selector_all(
+        "#results tr.result-row",
+        "rs => rs.map(r => [r.cells[0].innerText, r.cells[1].innerText, r.cells[2].innerText])")
+    assert rows[0] == ["lora", "221,184", "100.0%"]
+    assert rows[2] == ["qkv-isorank", "74,640", f"{100 * 74_640 / 221_184:.1f}%"]
+
+
+def test_plots_render_as_svg_with_points(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    page.wait_for_selector("#pareto svg.main-svg .scatterlayer .point")
+    assert page.locator("#pareto .scatterlayer .point").count() == len(TABLE2_GROUPS)
+
+    job_id = stack.job_ids[0]
+    page.goto(f"{stack.server.url}/jobs/{job_id}")
+    page.wait_for_selector(".job-plot svg.main-svg .scatterlayer .point")
+    titles = page.eval_on_selector_all(".job-plot", "ps => ps.map(p => p.dataset.title)")
+    assert titles == ["Training loss", "Learning rate per group", "Gradient norm per mode",
+                      "SVD entropy per mode", "Top-1 energy per mode"]
+    grad = page.locator('.job-plot[data-title="Gradient norm per mode"]')
+    assert grad.locator(".scatterlayer .trace").count() == 4  # Input, Output, QKV, Core
+    assert grad.locator(".scatterlayer .point").count() == 4 * 12
+    legend = grad.locator(".legendtext").all_text_contents()
+    assert sorted(legend) == ["Core", "Input", "Output", "QKV"]
+    assert page.locator("#suggested-ranks").is_visible()
+
+
+def test_status_filter_lists_only_jobs_of_that_status(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    assert page.locator("#jobs tbody tr[data-status]").count() == stack.table2["n_jobs"]
+    page.click('#status-filters a[data-status="failed"]')
+    page.wait_for_url(re.compile(r"status=failed"))
+    statuses = page.eval_on_selector_all("#jobs tbody tr[data-status]",
+                                         "rs => rs.map(r => r.dataset.status)")
+    assert statuses == ["failed"]
+    page.click('#status-filters a[data-status="succeeded"]')
+    page.wait_for_url(re.compile(r"status=succeeded"))
+    statuses = page.eval_on_selector_all("#jobs tbody tr[data-status]",
+                                         "rs => rs.map(r => r.dataset.status)")
+    assert statuses == ["succeeded"] * 12
+
+
+def test_group_by_picked_in_the_form_regroups_the_table(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    page.fill('#table-controls input[name="group_by"]', "seed")
+    page.click("#table-controls button[type=submit]")
+    page.wait_for_url(re.compile(r"group_by=seed"))
+    seeds = page.eval_on_selector_all("#results tr.result-row",
+                                      "rs => rs.map(r => r.firstElementChild.innerText)")
+    assert sorted(seeds) == ["0", "1", "2"]  # the failed seed-99 job has no result
+
+
+def test_unknown_sweep_id_is_a_404_page(stack, page):
+    response = page.goto(f"{stack.server.url}/sweeps/987654")
+    assert response.status == 404
+    assert "404" in page.inner_text("h1")
+    assert "987654" in page.inner_text(".error-page")
+
+
+def test_sweeps_page_lists_newest_first_with_progress(stack, page):
+    page.goto(f"{stack.server.url}/")
+    names = page.eval_on_selector_all("#sweeps tbody tr td:first-child a",
+                                      "as => as.map(a => a.innerText)")
+    assert names == ["live-sweep", "table2-mini"]
+    table2 = page.locator(f'#sweeps tr[data-sweep-id="{stack.table2["id"]}"]')
+    assert table2.locator('.seg.succeeded').get_attribute("data-count") == "12"
+    assert table2.locator('.seg.failed').get_attribute("data-count") == "1"
+
+
+def test_running_sweep_updates_itself_without_a_reload(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.live['id']}")
+    page.evaluate("window.__sameDocument = true")
+    assert page.locator('.progress .seg.succeeded').count() == 0
+    run_all(stack.api, 2, with_metrics=False)
+    page.wait_for_selector('.progress .seg.succeeded[data-count="2"]', timeout=WAIT_MS)
+    assert page.evaluate("window.__sameDocument") is True
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while page.locator("#results td.cell[data-mean]").count() == 0:
+        assert time.monotonic() < deadline, "results table never appeared"
+        page.wait_for_timeout(250)
+    assert page.locator("#results td.cell[data-n='2']").count() >= 1
+
+
+def test_workers_page_shows_the_worker_and_its_device(stack, page):
+    page.goto(f"{stack.server.url}/workers")
+    row = page.locator('#workers tr[data-worker-id="gpu-host-1"]')
+    assert "cuda:0" in row.inner_text()

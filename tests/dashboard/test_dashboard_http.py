@@ -1,0 +1,145 @@
+"""The dashboard over HTTP (the real app in-process): access, downloads, error pages, no secrets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.dashboard import plotly_js_path
+from scheduler.settings import Settings
+from scheduler.tokens import hash_token
+from tests.dashboard.support import TABLE2_GROUPS, create_token, table2_sweep, training_points
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SimpleNamespace]:
+    """The real app on each backend with the Table 2 miniature stored through the API."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('dash-http') / 'db.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres").fresh_database()
+    with TestClient(create_app(Settings(database_url=url))) as client:
+        admin = create_token(url, "admin", "alice")
+        worker = create_token(url, "worker", "w1")
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        as_worker = {"Authorization": f"Bearer {worker}"}
+        sweep = client.post("/api/v1/sweeps", json=table2_sweep(), headers=as_admin).json()
+        for _ in range(sweep["n_jobs"]):
+            claim = client.post("/api/v1/jobs/claim", headers=as_worker, json={
+                "worker_id": "w1", "device": "cuda:0", "free_memory_mb": 1000}).json()
+            job, lease = claim["job"], claim["lease_id"]
+            client.post(f"/api/v1/jobs/{job['id']}/metrics", headers=as_worker,
+                        json={"lease_id": lease, "points": training_points(3)})
+            if job["config"]["fail"]:
+                client.post(f"/api/v1/jobs/{job['id']}/fail", headers=as_worker,
+                            json={"lease_id": lease, "error": "boom"})
+            else:
+                client.post(f"/api/v1/jobs/{job['id']}/complete", headers=as_worker,
+                            json={"lease_id": lease, "result": job["config"]["outcome"]})
+        yield SimpleNamespace(client=client, admin=admin, worker=worker, as_admin=as_admin,
+                              sweep=sweep, url=url)
+
+
+@pytest.fixture
+def client(site: SimpleNamespace) -> Iterator[TestClient]:
+    site.client.cookies.clear()
+    yield site.client
+    site.client.cookies.clear()
+
+
+def _sign_in(site: SimpleNamespace) -> None:
+    site.client.cookies.set("tenslora_token", site.admin)
+
+
+def test_pages_without_a_login_redirect_to_the_login_form(site, client):
+    for path in ("/", f"/sweeps/{site.sweep['id']}", "/jobs/1", "/workers"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+
+
+def test_public_mode_opens_the_pages_read_only_but_not_the_api(site, monkeypatch):
+    monkeypatch.setenv("TENSLORA_DASHBOARD_PUBLIC", "1")
+    monkeypatch.setenv("TENSLORA_DATABASE_URL", site.url)
+    with TestClient(create_app()) as public:
+        page = public.get(f"/sweeps/{site.sweep['id']}")
+        assert page.status_code == 200 and "public, read-only" in page.text
+        assert public.get("/workers").status_code == 200
+        assert public.get("/api/v1/sweeps").status_code == 401
+
+
+def test_login_sets_an_httponly_cookie_and_only_redirects_on_site(site, client):
+    response = client.post("/login", data={"token": site.admin, "next": "//evil.example/x"},
+                           follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+    bad = client.post("/login", data={"token": "tl_wrong", "next": "/"}, follow_redirects=False)
+    assert bad.status_code == 401 and "set-cookie" not in bad.headers
+    assert "not valid" in bad.text
+
+
+def test_no_page_shows_a_token_or_its_hash(site, client):
+    _sign_in(site)
+    secrets = [site.admin, hash_token(site.admin), site.worker, hash_token(site.worker)]
+    sweep_id = site.sweep["id"]
+    paths = ["/", f"/sweeps/{sweep_id}", f"/sweeps/{sweep_id}?columns=tasks", "/jobs/1",
+             "/workers", f"/sweeps/{sweep_id}/results.json", "/login"]
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert not any(secret in response.text for secret in secrets), path
+
+
+def test_downloads_hold_the_api_numbers(site, client):
+    _sign_in(site)
+    sweep_id = site.sweep["id"]
+    api_rows = client.get(f"/api/v1/sweeps/{sweep_id}/results", params={"group_by": "tag"},
+                          headers=site.as_admin).json()["rows"]
+    expected = {r["group"]["tag"]: r["metrics"]["accuracy"] for r in api_rows}
+
+    exported = json.loads(client.get(f"/sweeps/{sweep_id}/results.json?group_by=tag").text)
+    got = {r["group"]["tag"]: r["cells"]["accuracy"] for r in exported["rows"]}
+    assert {t: (c["mean"], c["std"], c["n"]) for t, c in got.items()} == {
+        t: (s["mean"], s["std"], s["n"]) for t, s in expected.items()}
+
+    response = client.get(f"/sweeps/{sweep_id}/results.csv?group_by=tag")
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    lines = {line["tag"]: line for line in csv.DictReader(io.StringIO(response.text))}
+    assert set(lines) == set(TABLE2_GROUPS)
+    assert float(lines["lora"]["accuracy mean"]) == expected["lora"]["mean"]
+
+    latex = client.get(f"/sweeps/{sweep_id}/results.tex?group_by=tag").text
+    assert latex.startswith(r"\begin{table}") and r"\textbf{" in latex and r"\midrule" in latex
+
+
+def test_error_pages_and_bad_input(site, client):
+    _sign_in(site)
+    sweep_id = site.sweep["id"]
+    missing_job = client.get("/jobs/424242")
+    assert missing_job.status_code == 404 and "no job with id 424242" in missing_job.text
+    assert client.get(f"/sweeps/{sweep_id}/results.xlsx").status_code == 404
+    page = client.get(f"/sweeps/{sweep_id}?group_by=tag;drop")
+    assert page.status_code == 200 and "group by:" in page.text
+    export = client.get(f"/sweeps/{sweep_id}/results.csv?group_by=tag;drop")
+    assert export.status_code == 422 and "group_by" in export.json()["detail"]
+
+
+def test_plotly_comes_from_the_installed_package(site, client):
+    response = client.get("/static/plotly.min.js")
+    assert response.status_code == 200
+    assert response.content == Path(plotly_js_path()).read_bytes()
+    assert not list(Path(__file__).resolve().parents[2].glob("api/**/plotly*.js"))

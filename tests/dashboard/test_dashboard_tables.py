@@ -1,0 +1,197 @@
+"""The results table (Table 2 layout), its downloads and the suggested-ranks panel: pure parts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from api.dashboard import exports, plots
+from api.dashboard.suggest import last_values, load_allocator, spectra_from_metrics, suggest
+from api.dashboard.tables import Cell, build_table, format_number
+from tenslora.config import AdapterConfig
+from tenslora.presets import predict_parameters
+
+
+def _row(group: dict, n: int, **metrics: tuple[float, float | None]) -> dict:
+    return {
+        "group": group,
+        "n": n,
+        "metrics": {k: {"mean": m, "std": s, "min": m, "max": m} for k, (m, s) in metrics.items()},
+    }
+
+
+RESULTS = [
+    _row({"tag": "qkv_depth-isoparams", "adapter.method": "qkv_depth"}, 5,
+         accuracy=(0.84, 0.01), adapter_params=(220_000.0, 0.0)),
+    _row({"tag": "lora", "adapter.method": "lora"}, 5,
+         accuracy=(0.82, 0.02), adapter_params=(221_184.0, 0.0)),
+    _row({"tag": "att-isorank", "adapter.method": "att"}, 4,
+         accuracy=(0.80, 0.03), adapter_params=(123_840.0, 0.0)),
+    _row({"tag": "qkv-isorank", "adapter.method": "qkv"}, 5,
+         accuracy=(0.81, 0.02), adapter_params=(74_640.0, 0.0)),
+]
+
+
+def test_rows_follow_table_2_lora_then_isorank_then_isoparameters():
+    table = build_table(RESULTS, ["tag", "adapter.method"])
+    assert [r.section for r in table.rows] == ["LoRA", "Isorank", "Isorank", "Isoparameters"]
+    assert [r.method for r in table.rows] == ["lora", "att", "qkv", "qkv_depth"]
+    assert [s for s, _ in table.sections] == ["LoRA", "Isorank", "Isoparameters"]
+
+
+def test_cells_carry_the_query_values_and_the_best_of_each_column_is_marked():
+    table = build_table(RESULTS, ["tag", "adapter.method"])
+    column = table.columns.index("accuracy")
+    cells = {r.method: r.cells[column] for r in table.rows}
+    assert cells["qkv_depth"] == Cell(0.84, 0.01, 5, best=True)
+    assert [m for m, c in cells.items() if c.best] == ["qkv_depth"]
+    assert cells["att"].text == "0.8000 +/- 0.0300 (4)"
+    # The parameter count has its own column ("# params"), not a metric column.
+    assert table.columns == ["accuracy"]
+
+
+def test_lower_is_better_metrics_mark_their_smallest_mean():
+    results = [_row({"tag": "a"}, 2, wall_s=(300.0, 5.0)),
+               _row({"tag": "b"}, 2, wall_s=(250.0, 9.0))]
+    table = build_table(results, ["tag"])
+    assert [r.label for r in table.rows if r.cells[0].best] == ["b"]
+
+
+def test_params_and_percent_of_lora_per_row():
+    table = build_table(RESULTS, ["tag", "adapter.method"])
+    by_method = {r.method: r for r in table.rows}
+    assert by_method["lora"].percent_of_lora == 100.0
+    assert by_method["qkv"].params == 74_640.0
+    assert abs(by_method["qkv"].percent_of_lora - 100 * 74_640 / 221_184) < 1e-9
+
+
+def test_tasks_as_columns_pivot_one_metric_and_take_params_from_row_results():
+    results = [
+        _row({"adapter.method": "lora", "task": "cola"}, 3, mcc=(0.50, 0.02)),
+        _row({"adapter.method": "lora", "task": "mrpc"}, 3, mcc=(0.70, 0.01)),
+        _row({"adapter.method": "qkv", "task": "cola"}, 3, mcc=(0.55, 0.03)),
+    ]
+    rows = [
+        _row({"adapter.method": "lora"}, 6, adapter_params=(1000.0, 0.0)),
+        _row({"adapter.method": "qkv"}, 3, adapter_params=(250.0, 0.0)),
+    ]
+    table = build_table(results, ["adapter.method"], row_results=rows, metric="mcc",
+                        columns="tasks")
+    assert table.columns == ["cola", "mrpc"]
+    lora, qkv = table.rows
+    assert (lora.cells[0].mean, qkv.cells[0].mean, qkv.cells[1]) == (0.50, 0.55, None)
+    assert qkv.cells[0].best and not lora.cells[0].best and lora.cells[1].best
+    assert qkv.percent_of_lora == 25.0
+
+
+def test_single_run_cell_has_no_std():
+    assert Cell(0.5, None, 1).text == "0.5000 (1)"
+    assert format_number(221184.0) == "221,184"
+
+
+def test_csv_json_and_latex_downloads_hold_the_same_numbers():
+    table = build_table(RESULTS, ["tag", "adapter.method"])
+    lines = list(csv.DictReader(io.StringIO(exports.to_csv(table))))
+    assert [line["adapter.method"] for line in lines] == ["lora", "att", "qkv", "qkv_depth"]
+    assert float(lines[3]["accuracy mean"]) == 0.84 and lines[3]["accuracy n"] == "5"
+    data = json.loads(exports.to_json(table))
+    assert data["rows"][3]["cells"]["accuracy"] == {"mean": 0.84, "std": 0.01, "n": 5,
+                                                   "best": True}
+    latex = exports.to_latex(table, caption="paper_table")
+    assert r"\textbf{0.8400 $\pm$ 0.0100}" in latex
+    assert r"\multicolumn{4}{l}{\textit{Isorank}}" in latex
+    assert r"qkv\_depth" in latex and r"paper\_table" in latex
+    assert latex.count(r"\\") == 1 + 2 + 4  # header, two section titles, four rows
+
+
+def test_pareto_plot_has_one_point_per_row_with_params():
+    table = build_table(RESULTS, ["tag", "adapter.method"])
+    figure = plots.pareto_figure(table, "accuracy")
+    (trace,) = figure["data"]
+    assert trace["type"] == "scatter" and len(trace["x"]) == 4
+    assert sorted(trace["x"]) == [74_640.0, 123_840.0, 220_000.0, 221_184.0]
+
+
+def test_job_plots_split_points_into_one_line_per_mode():
+    points = [{"step": s, "name": f"grad_norm/{m}", "value": float(s)}
+              for s in (0, 20, 40) for m in ("Input", "QKV", "Core")]
+    points += [{"step": 0, "name": "train/loss", "value": 0.7}]
+    figures = dict(plots.job_figures(points))
+    assert set(figures) == {"Training loss", "Gradient norm per mode"}
+    series = plots.series_by_prefix(points, "grad_norm/")
+    assert set(series) == {"Input", "QKV", "Core"} and series["QKV"] == ([0, 20, 40],
+                                                                         [0.0, 20.0, 40.0])
+
+
+def _spectra_points(modes: dict[str, tuple[float, float]]) -> list[dict]:
+    points = []
+    for mode, (entropy_norm, top1) in modes.items():
+        for step, scale in ((10, 0.5), (20, 1.0)):
+            points += [
+                {"step": step, "name": f"svd_entropy_norm/{mode}", "value": entropy_norm * scale},
+                {"step": step, "name": f"top1_energy/{mode}", "value": top1},
+                {"step": step, "name": f"svd_entropy/{mode}", "value": entropy_norm},
+                {"step": step, "name": f"eff_rank/{mode}", "value": 2.0},
+            ]
+    return points
+
+
+def test_spectra_are_rebuilt_from_the_last_streamed_values():
+    points = _spectra_points({"Input": (0.9, 0.2), "Output": (0.3, 0.95)})
+    spectra = spectra_from_metrics(last_values(points), {"Input": 4, "Output": 4})
+    assert spectra["Input"]["entropy_norm"] == 0.9 and spectra["Input"]["rank"] == 4
+    assert spectra["Output"]["top1_energy"] == 0.95
+
+
+def test_suggestion_passes_spectra_budget_and_backbone_shape_to_the_allocator():
+    config = {"kind": "train", "task": "cola", "backbone": "minilm", "seed": 0,
+              "adapter": {"method": "qkv", "factorization": "tucker", "ranks": [4, 4, 3]}}
+    points = _spectra_points({"Input": (0.9, 0.2), "Output": (0.8, 0.3), "QKV": (0.1, 0.97)})
+    seen = {}
+
+    def allocator(spectra, method, budget, d_model, n_layers, n_heads, **kwargs):
+        seen.update(method=method, budget=budget, shape=(d_model, n_layers, n_heads), **kwargs)
+        return {"Input": 6, "Output": 5, "QKV": 1}
+
+    suggestion = suggest(config, {"adapter_params": 12345}, points, allocator=allocator)
+    assert suggestion.ranks == {"Input": 6, "Output": 5, "QKV": 1}
+    assert suggestion.current == {"Input": 4, "Output": 4, "QKV": 3}
+    assert seen == {"method": "qkv", "budget": 12345, "shape": (384, 6, 12),
+                    "factorization": "tucker", "n_projections": 3}
+
+
+def test_suggestion_explains_why_it_is_empty():
+    assert "training runs" in suggest({"kind": "synthetic"}, None, []).reason
+    config = {"kind": "train", "backbone": "minilm", "adapter": {"method": "qkv"}}
+    assert "No spectra" in suggest(config, None, []).reason
+
+
+def test_suggestion_from_the_real_allocator_stays_within_budget():
+    allocate = load_allocator()
+    if allocate is None:
+        pytest.skip("tenslora.analysis.allocate_ranks is not on this branch")
+    config = {"kind": "train", "task": "cola", "backbone": "minilm", "seed": 0,
+              "adapter": {"method": "qkv", "factorization": "tucker", "ranks": [4, 4, 3]}}
+    points = _spectra_points({"Input": (0.9, 0.2), "Output": (0.8, 0.3), "QKV": (0.1, 0.97)})
+    budget = predict_parameters(AdapterConfig("qkv", ranks=[4, 4, 3]), 384, 6, 12)
+    suggestion = suggest(config, {"adapter_params": budget}, points, allocator=allocate)
+    assert suggestion.ranks["QKV"] <= 2  # redundant mode (top-1 energy 0.97) shrinks
+    assert suggestion.ranks["Input"] >= 4  # high-entropy mode keeps or grows
+    ranks = [suggestion.ranks[m] for m in ("Input", "Output", "QKV")]
+    assert predict_parameters(AdapterConfig("qkv", ranks=ranks), 384, 6, 12) <= budget
+
+
+def test_default_layout_follows_the_sweep_definition():
+    from api.dashboard.data import default_columns, default_group_by
+
+    table2 = {"definition": {"base": {"kind": "train", "backbone": "roberta-base"},
+                             "configs": [{"tag": "lora"}, {"tag": "qkv-isorank"}],
+                             "grid": {"task": ["cola", "mrpc"], "seed": [0, 1]}}}
+    assert default_group_by(table2) == ["tag", "adapter.method"]
+    assert default_columns(table2) == "tasks"
+    synthetic = {"definition": {"base": {"kind": "synthetic"}, "grid": {"seed": [0, 1]}}}
+    assert default_group_by(synthetic) == ["kind"]
+    assert default_columns(synthetic) == "metrics"
