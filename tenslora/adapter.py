@@ -15,13 +15,13 @@ same input (q, k, v), with the ``U_in`` of their distinct tensors side by side.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from tenslora.config import AdapterConfig
-from tenslora.factorization import build_tensor
+from tenslora.factorization import AdapterTensor, build_tensor
 from tenslora.methods import Shape
 
 #: Projections that read the layer's hidden states (the output projection reads the attention).
@@ -86,6 +86,9 @@ class TensLoRAAdapter(nn.Module):
         self.train_head = False
         self.head_names: list[str] = []
 
+    def tensor(self, index: int) -> AdapterTensor:
+        return cast(AdapterTensor, self.tensors[index])
+
     # -- layout --------------------------------------------------------------------------------
 
     def _tensor_and_batch(self, layer: int, p: int) -> tuple[int, int]:
@@ -147,7 +150,7 @@ class TensLoRAAdapter(nn.Module):
     def _input_factor(self, cache: _ForwardCache, group: tuple[int, ...]) -> torch.Tensor:
         factor = cache.input_factors.get(group)
         if factor is None:
-            factors = [self.tensors[t].factors[0] for t in group]
+            factors = [self.tensor(t).input_factor for t in group]
             factor = factors[0] if len(factors) == 1 else torch.cat(factors, dim=1)
             cache.input_factors[group] = factor
         return factor
@@ -179,7 +182,7 @@ class TensLoRAAdapter(nn.Module):
         """``s * dW`` of every projection, in ``nn.Linear`` layout (d_out x d_in), per layer."""
         up = self._scaled_up()
         return [
-            [up[info.slice_index] @ self.tensors[info.tensor].factors[0].T for info in row]
+            [up[info.slice_index] @ self.tensor(info.tensor).input_factor.T for info in row]
             for row in self.slices
         ]
 

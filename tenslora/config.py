@@ -112,9 +112,7 @@ class AdapterConfig:
             )
         # Canonical order, so ("v", "q") and ("q", "v") are the same adapter.
         object.__setattr__(self, "projections", tuple(p for p in PROJECTIONS if p in projections))
-        object.__setattr__(
-            self, "ranks", _normalise_ranks(method, self.factorization, self.ranks)
-        )
+        object.__setattr__(self, "ranks", _normalise_ranks(method, self.factorization, self.ranks))
 
     @property
     def method_spec(self) -> Method:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from torch import nn
 
@@ -62,15 +63,17 @@ def _output_slot(
     attention_name: str, attention: nn.Module, modules: dict[str, nn.Module]
 ) -> Slot | None:
     """The output projection: ``o_proj`` inside, or ``dense`` in a sibling of the module."""
-    if _is_linear(getattr(attention, "o_proj", None)):
-        return Slot(attention, "o_proj", attention.o_proj)
+    o_proj = getattr(attention, "o_proj", None)
+    if isinstance(o_proj, nn.Linear):
+        return Slot(attention, "o_proj", o_proj)
     parent_name, _, own = attention_name.rpartition(".")
     parent = modules.get(parent_name)
     if parent is None:
         return None
     for name, sibling in parent.named_children():
-        if name != own and _is_linear(getattr(sibling, "dense", None)):
-            return Slot(sibling, "dense", sibling.dense)
+        dense = getattr(sibling, "dense", None)
+        if name != own and isinstance(dense, nn.Linear):
+            return Slot(sibling, "dense", dense)
     return None
 
 
@@ -117,7 +120,8 @@ def find_layout(model: nn.Module, projections: tuple[str, ...]) -> BackboneLayou
     layers: list[dict[str, Slot]] = []
     for name, module, (q, k, v) in attention:
         slots = {
-            p: Slot(module, n, getattr(module, n)) for p, n in zip("qkv", (q, k, v), strict=True)
+            p: Slot(module, n, cast(nn.Linear, getattr(module, n)))
+            for p, n in zip("qkv", (q, k, v), strict=True)
         }
         if "o" in projections:
             out = _output_slot(name, module, modules)

@@ -16,6 +16,8 @@ class AdaptedLinear(nn.Module):
     """``y = W x + b + s * (x U_in) Up^T``, where ``Up`` is this projection's slice of the
     adapter tensor, computed once per forward pass by the owning :class:`TensLoRAAdapter`."""
 
+    _adapter: TensLoRAAdapter
+
     def __init__(self, base_layer: nn.Linear, adapter: TensLoRAAdapter, info: SliceInfo) -> None:
         super().__init__()
         self.base_layer = base_layer

@@ -108,8 +108,14 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("lora", False, False, False, "one rank-r matrix pair per projection and layer",
-               is_tensor=False),
+        Method(
+            "lora",
+            False,
+            False,
+            False,
+            "one rank-r matrix pair per projection and layer",
+            is_tensor=False,
+        ),
         Method("att", True, False, False, "per projection and layer: d_in x d_head x n_heads"),
         Method("qkv", False, True, False, "per layer: d_in x d_out x 3"),
         Method("depth", False, False, True, "per projection: d_in x d_out x L"),
@@ -127,9 +133,7 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(
-            f"method must be one of {', '.join(METHODS)}; got {name!r}"
-        ) from None
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {name!r}") from None
 
 
 def tensor_parameters(sizes: tuple[int, ...], ranks: tuple[int, ...], factorization: str) -> int:
@@ -147,9 +151,7 @@ def tensor_parameters(sizes: tuple[int, ...], ranks: tuple[int, ...], factorizat
     )
 
 
-def method_parameters(
-    method: str, factorization: str, ranks: tuple[int, ...], shape: Shape
-) -> int:
+def method_parameters(method: str, factorization: str, ranks: tuple[int, ...], shape: Shape) -> int:
     """Adapter parameters of ``method`` over a backbone of ``shape``, ranks in mode order."""
     m = get_method(method)
     if not m.is_tensor:

@@ -9,6 +9,7 @@ counterpart).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -63,15 +64,11 @@ def apply_adapter(
     adapter = TensLoRAAdapter(config, layout.shape)
     reference = layout.layers[0][config.projections[0]].linear.weight
     adapter.to(device=reference.device, dtype=reference.dtype)
-    wrappers = []
-    for slots, infos in zip(layout.layers, adapter.slices, strict=True):
-        for info in infos:
-            wrappers.append(
-                replace_linear(
-                    slots[info.projection], lambda lin, i=info: AdaptedLinear(lin, adapter, i)
-                )
-            )
-    adapter.wrappers = wrappers
+    adapter.wrappers = [
+        replace_linear(slots[info.projection], partial(AdaptedLinear, adapter=adapter, info=info))
+        for slots, infos in zip(layout.layers, adapter.slices, strict=True)
+        for info in infos
+    ]
     adapter.train_head = train_head
     adapter.head_names = [n for n, c in model.named_children() if any(c is h for h in layout.head)]
     layout.trunk.register_forward_pre_hook(adapter.start_forward)

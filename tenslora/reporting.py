@@ -29,8 +29,13 @@ def method_rows(
                 ranks = isorank(name, lora_rank)
             else:
                 ranks = isoparameters(
-                    name, lora_rank, d_model, n_layers, n_heads,
-                    factorization=factorization, n_projections=len(projections),
+                    name,
+                    lora_rank,
+                    d_model,
+                    n_layers,
+                    n_heads,
+                    factorization=factorization,
+                    n_projections=len(projections),
                 )
             config = AdapterConfig(name, factorization, list(ranks), projections=projections)
             rows.append(_row(regime, name, config, lora_params, d_model, n_layers, n_heads))
@@ -38,8 +43,13 @@ def method_rows(
 
 
 def _row(
-    regime: str, name: str, config: AdapterConfig, lora_params: int,
-    d_model: int, n_layers: int, n_heads: int,
+    regime: str,
+    name: str,
+    config: AdapterConfig,
+    lora_params: int,
+    d_model: int,
+    n_layers: int,
+    n_heads: int,
 ) -> dict[str, Any]:
     params = predict_parameters(config, d_model, n_layers, n_heads)
     return {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -105,7 +105,7 @@ def build_tensor(
     from tenslora.factorization.lora import LoraPair
     from tenslora.factorization.tucker import TuckerTensor
 
-    classes: dict[str, type[AdapterTensor]] = {
+    classes: dict[str, Callable[..., AdapterTensor]] = {
         "tucker": TuckerTensor,
         "cp": CPTensor,
         "lora": LoraPair,
