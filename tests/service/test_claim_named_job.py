@@ -1,4 +1,4 @@
-"""Claiming one named job: how a Ray Tune trial takes the job it was made for."""
+"""Claiming one named job: how a Ray Tune trial takes the job it was made for (both databases)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ SYNTHETIC = {"kind": "synthetic", "duration_s": 0.0, "memory_mb": 10}
 
 
 @pytest.fixture
-def database(tmp_path):
-    url = f"sqlite:///{tmp_path / 'claims.db'}"
-    upgrade(url)
-    db = Database(url)
+def database(database_url):
+    """An empty database on SQLite and on the Postgres the service tests start."""
+    upgrade(database_url)
+    db = Database(database_url)
     yield db
     db.dispose()
 
