@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +109,90 @@ def sweep_counts(http: httpx.Client, sweep_id: int) -> dict[str, int]:
     return dict(response.json()["counts"])
 
 
+class _SettleJobs:
+    """Driver side: a job whose trial ended without finishing it (stopped by the scheduler while
+    its process was being torn down, crashed, lost its lease) is failed with the reason, never
+    left running or silently requeued.
+
+    The trial itself normally settles its job within a second of ending; each settle waits for
+    that first (in a thread, so Tune's loop never blocks) and only then acts. Built as a Tune
+    callback by :func:`_settle_callback`; the token stays out of pickles.
+    """
+
+    GRACE_S = 15.0
+
+    def __init__(self, api_url: str, token: str) -> None:
+        self.api_url, self.token = api_url.rstrip("/"), token
+        self._threads: list[threading.Thread] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"api_url": self.api_url, "token": None, "_threads": []}  # Tune pickles callbacks
+
+    def trial_ended(self, trial: Any, error: str | None = None) -> None:
+        from worker.tune_trial import stopped_early
+
+        last = dict(trial.last_result or {})
+        if last.get("claimed") == 0 or not self.token:
+            return  # another worker runs this job
+        if error:
+            reason = f"its Ray Tune trial failed: {error}"
+        elif last.get("cancelled"):
+            reason = "its Ray Tune trial lost the lease (heartbeats did not reach the API in time)"
+        else:
+            reason = stopped_early(last)
+        job_id = int(trial.config["job"]["id"])
+        thread = threading.Thread(target=self._settle, args=(job_id, last, reason), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=self.GRACE_S + 30)
+
+    def _status(self, job_id: int) -> str:
+        response = httpx.get(f"{self.api_url}/api/v1/jobs/{job_id}", timeout=30,
+                             headers={"Authorization": f"Bearer {self.token}"})
+        return str(response.raise_for_status().json().get("status"))
+
+    def _settle(self, job_id: int, last: dict[str, Any], reason: str) -> None:
+        from worker.client import ApiClient, ApiError
+
+        client = ApiClient(self.api_url, self.token or "", retry_for_s=5.0)
+        try:
+            deadline = time.monotonic() + self.GRACE_S
+            while (status := self._status(job_id)) == "running" and time.monotonic() < deadline:
+                time.sleep(0.5)
+            lease_id = last.get("lease_id")
+            if status == "running" and lease_id:
+                # The last evaluation Tune saw, so the curve ends where the trial did.
+                points = [{"step": int(last["step"]), "name": k, "value": float(v)}
+                          for k, v in last.items() if k.startswith("eval/") and "step" in last]
+                if points:
+                    client.post_metrics(job_id, lease_id, points)
+                client.fail(job_id, lease_id, reason)
+            elif status == "queued":  # the lease ran out first and the job was requeued
+                lease = client.claim("tune-driver", "none", 10**9, job_id=job_id)
+                if lease is not None:
+                    client.fail(job_id, lease.lease_id, reason)
+        except (ApiError, httpx.HTTPError, ValueError) as exc:
+            log.warning("job %s: could not settle it (%s); its lease will run out", job_id, exc)
+        finally:
+            client.close()
+
+
+def _settle_callback(settler: _SettleJobs) -> Any:
+    from ray import tune
+
+    class SettleCallback(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            settler.trial_ended(trial)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            settler.trial_ended(trial, error=str(getattr(trial, "error_msg", "") or "error"))
+
+    return SettleCallback()
+
+
 def run_tune(
     sweep: dict[str, Any],
     api_url: str,
@@ -139,9 +225,12 @@ def _fit(
 
     from worker.tune_trial import run_trial
 
+    # The claim report carries the lease but no metric yet: ASHA simply waits for one.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     started = _init_ray(options)
     try:
         cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        settler = _SettleJobs(api_url, token)
         wanted = trial_resources(jobs, options, cluster_gpus)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, api_url=api_url, token=token),
@@ -161,10 +250,12 @@ def _fit(
             run_config=tune.RunConfig(
                 name=f"tenslora-sweep-{sweep_id}",
                 storage_path=options.storage_path or _default_storage(),
+                callbacks=[_settle_callback(settler)],
                 verbose=1,
             ),
         )
         tuner.fit()
+        settler.join()
     finally:
         if started:
             ray.shutdown()
@@ -187,11 +278,11 @@ def _asha(options: TuneOptions) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    # Rungs count evaluations (Tune's training_iteration): one report per evaluation.
+    # Rungs count evaluations: each trial reports its number of evaluations so far.
     return ASHAScheduler(
         metric=options.asha_metric,
         mode=options.mode,
-        time_attr="training_iteration",
+        time_attr="evaluations",
         max_t=10**6,
         grace_period=options.grace_period,
         reduction_factor=options.reduction_factor,

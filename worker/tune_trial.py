@@ -4,7 +4,8 @@ The trial claims the job it was made for (the claim names the job id), runs it i
 process exactly as ``tenslora-worker`` does (``worker.child``), heartbeats the lease and forwards
 metric batches from a thread, and reports each evaluation to Tune so ASHA can stop it. Ray stops
 a trial by raising ``SystemExit`` inside ``tune.report``; the job is then failed with a message
-that says so, and kept out of the sweep's mean/std.
+that says so, and kept out of the sweep's mean/std. Every report carries the job's lease, so the
+driver can settle the job should the trial die before it does (``worker.tune``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def run_trial(config: dict[str, Any], api_url: str, token: str) -> None:
         lease = client.claim(worker_id, device, UNLIMITED_MB, job_id=job_id)
         if lease is None:
             # Another worker took it first: its run is recorded there.
-            tune.report({"job_id": job_id, "claimed": 0})
+            tune.report({"job_id": job_id, "claimed": 0, "evaluations": 0})
             return
         _TrialRun(client, lease, device).run()
     finally:
@@ -61,10 +62,18 @@ class _TrialRun:
         self._done = threading.Event()
         self.cancelled = False
         self.lost = False
+        self.n_evaluations = 0
 
-    def run(self) -> None:
+    def report(self, metrics: dict[str, Any]) -> None:
+        """To Tune, with what the driver needs to settle the job should this trial die:
+        its ids and lease. ``evaluations`` is ASHA's clock."""
         from ray import tune
 
+        tune.report({**metrics, "job_id": self.lease.job_id, "lease_id": self.lease.lease_id,
+                     "evaluations": self.n_evaluations})
+
+    def run(self) -> None:
+        self.report({"claimed": 1})
         log_dir = Path(tempfile.gettempdir()) / "tenslora-tune"
         child = start_job(self.lease.spec, self.device, log_dir / f"job-{self.lease.job_id}.log")
         keeper = threading.Thread(target=self._keep_lease, args=(child,), daemon=True)
@@ -79,28 +88,30 @@ class _TrialRun:
                         self._points.extend(points)
                     for report in evaluations(points):
                         last_eval = report
-                        tune.report({**report, "job_id": self.lease.job_id})
+                        self.n_evaluations += 1
+                        self.report(report)
                 elif event.get("event") in ("result", "error"):
                     final = event
             code = child.wait()
-        except SystemExit:  # Tune stopped the trial (ASHA): end the job and say why
+        except SystemExit:  # Tune stopped the trial (ASHA): end the job and say why, quickly
             child.kill()
-            self._stop_keeper(keeper)
-            self._fail(f"stopped early by Ray Tune's scheduler after {_describe(last_eval)}")
+            self._done.set()
+            self._flush()  # metrics first: a failed job takes no more
+            self._fail(stopped_early(last_eval))
+            keeper.join(timeout=5)
             raise
         self._stop_keeper(keeper)
         self._finish(final, code)
 
     def _finish(self, final: dict[str, Any] | None, code: int) -> None:
-        from ray import tune
-
         if self.cancelled or self.lost:
-            tune.report({"job_id": self.lease.job_id, "cancelled": 1})
+            self.report({"cancelled": 1})
             return
         if final and final["event"] == "result" and code == 0:
             result = dict(final.get("result") or {})
             self.client.complete(self.lease.job_id, self.lease.lease_id, result)
-            tune.report({**final_metrics(result), "job_id": self.lease.job_id})
+            self.n_evaluations = max(self.n_evaluations, 1)
+            self.report(final_metrics(result))
             return
         error = (final or {}).get("error") or f"the job's process exited with code {code}"
         self._fail(error)
@@ -164,11 +175,13 @@ def final_metrics(result: dict[str, Any]) -> dict[str, Any]:
     return {**numbers, **{f"eval/{k}": v for k, v in numbers.items() if f"eval/{k}" not in result}}
 
 
-def _describe(report: dict[str, Any]) -> str:
-    if not report:
-        return "no evaluation"
-    values = ", ".join(f"{k}={v:.4g}" for k, v in report.items() if k != "step")
-    return f"step {report['step']} ({values})"
+def stopped_early(report: dict[str, Any]) -> str:
+    """The error a job stopped by Tune's scheduler gets, naming its last evaluation."""
+    if not report or "step" not in report:
+        return "stopped early by Ray Tune's scheduler before its first evaluation"
+    values = ", ".join(f"{k}={v:.4g}" for k, v in report.items()
+                       if k.startswith("eval/") and isinstance(v, int | float))
+    return f"stopped early by Ray Tune's scheduler after step {report['step']} ({values})"
 
 
 def _heartbeat_interval(lease: Lease) -> float:
