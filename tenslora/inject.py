@@ -117,6 +117,13 @@ def find_layout(model: nn.Module, projections: tuple[str, ...]) -> BackboneLayou
             "with nn.Linear children query/key/value (BERT, RoBERTa) or q_proj/k_proj/v_proj (ViT)"
         )
     n_heads = _num_heads(model)
+    n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if isinstance(n_layers, int) and n_layers != len(attention):
+        raise ValueError(
+            f"found {len(attention)} attention modules in {type(model).__name__} but "
+            f"config.num_hidden_layers is {n_layers}; TensLoRA adapts one self-attention per "
+            "layer (cross-attention is not supported)"
+        )
     layers: list[dict[str, Slot]] = []
     for name, module, (q, k, v) in attention:
         slots = {
