@@ -21,6 +21,9 @@ from scheduler.models import Job, ResultValue, Worker, utcnow
 from scheduler.states import JobStatus, sources
 from scheduler.upsert import upsert
 
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+WORKERS: Table = Worker.__table__  # type: ignore[assignment]
+
 # A job as an ORM object or as a row of the jobs table: both have one attribute per column.
 JobRecord = Job | Row[Any]
 
@@ -58,8 +61,6 @@ def _take_new_values(new: Any) -> dict[str, Any]:
     return {column.name: column for column in new if column.name != "worker_id"}
 
 
-JOBS: Table = Job.__table__  # type: ignore[assignment]
-WORKERS: Table = Worker.__table__  # type: ignore[assignment]
 # Built once: the claim is the hot path, and building a statement costs more than running it.
 _NEXT_JOB = (
     select(JOBS.c.id)
