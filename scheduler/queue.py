@@ -12,17 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Conflict, NotFound
 from scheduler.memory import record_peak
-from scheduler.models import Job, ResultValue, Worker, utcnow
+from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import JobStatus, sources
 from scheduler.upsert import upsert
-
-JOBS: Table = Job.__table__  # type: ignore[assignment]
-WORKERS: Table = Worker.__table__  # type: ignore[assignment]
 
 # A job as an ORM object or as a row of the jobs table: both have one attribute per column.
 JobRecord = Job | Row[Any]
@@ -250,7 +247,7 @@ def complete_job(
         values = numeric_entries(result)
         if values:
             session.execute(
-                insert(ResultValue),
+                insert(RESULT_VALUES),
                 [
                     {"job_id": job.id, "name": name, "value": value}
                     for name, value in values.items()
