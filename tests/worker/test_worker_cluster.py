@@ -7,6 +7,8 @@ the kill -9 and drain tests start their own.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,11 +18,13 @@ from typing import Any
 import pytest
 
 from tests.worker.conftest import (
+    REPO,
     Scheduler,
     Worker,
     job_children,
     launch_worker,
     make_scheduler,
+    project_env,
     wait_for,
 )
 
@@ -137,6 +141,17 @@ def test_a_real_train_job_runs_end_to_end_on_cpu(cluster: tuple[Scheduler, Worke
         points = client.get(f"/api/v1/jobs/{job['id']}/metrics").json()["points"]
     assert {"step", "name", "value"} <= set(points[0])
     assert len({point["step"] for point in points}) >= 2, "metrics were not streamed per step"
+
+
+def test_a_refused_token_is_a_clear_error(cluster: tuple[Scheduler, Worker]) -> None:
+    scheduler, _ = cluster
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--api", scheduler.url, "--token", "wrong",
+         "--fake-gpus", "1x100"],
+        cwd=REPO, env=project_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "refused the token" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_kill_9_then_restart_runs_every_job_exactly_once(tmp_path: Path, start_worker) -> None:
