@@ -147,13 +147,13 @@ class Cluster:
                 try:
                     summary = ray.get(ref)
                 except RayError as error:  # the actor's process died (OOM killer, segfault)
-                    error = str(error).strip().splitlines()[0]
+                    reason = str(error).strip().splitlines()[0]
                     if self._stop.is_set() or restarts[slot] >= MAX_ACTOR_RESTARTS:
-                        failed.append(f"an actor died: {error}")
+                        failed.append(f"an actor died: {reason}")
                         self._stop.set()
                         continue
                     restarts[slot] += 1
-                    log.warning("an actor died (%s); starting a new one", error)
+                    log.warning("an actor died (%s); starting a new one", reason)
                     self._actors[slot] = self._launchers[slot]()
                     pending[self._actors[slot].run_forever.remote()] = slot
                     continue
