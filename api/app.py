@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     app.state.settings = settings
     app.state.token_cache = {}
     errors.install(app)
-    for router in (health.router, sweeps.router, jobs.router, workers.router, tokens.router):
+    # The worker endpoints first: routes are matched in order, and claims are the hot path.
+    for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):
         app.include_router(router)
     return app

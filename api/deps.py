@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -16,22 +17,28 @@ from scheduler.settings import Settings
 from scheduler.tokens import TokenInfo, find_token, hash_token
 
 
-def get_database(request: Request) -> Database:
+# Dependencies that do no I/O are ``async`` so FastAPI runs them on the event loop instead of
+# handing each to the thread pool (a thread hop per dependency per request adds up).
+async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A write session: one transaction per request, committed before the response is sent."""
-    with get_database(request).session(write=True) as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A write session: one transaction per request, committed before the response is sent.
+
+    Creating a session does no I/O; the handler (in the thread pool) runs the statements; the
+    commit at exit is one short call.
+    """
+    with request.app.state.database.session(write=True) as session:
         yield session
 
 
-def get_read_session(request: Request) -> Iterator[Session]:
-    with get_database(request).session(write=False) as session:
+async def get_read_session(request: Request) -> AsyncIterator[Session]:
+    with request.app.state.database.session(write=False) as session:
         yield session
 
 
@@ -43,7 +50,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 _bearer = HTTPBearer(auto_error=False, description="a token from `tenslora token create`")
 
 
-def get_token(
+async def get_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenInfo:
@@ -55,8 +62,7 @@ def get_token(
     cached = cache.get(key)
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]
-    with get_database(request).session(write=False) as session:
-        token = find_token(session, raw)
+    token = await run_in_threadpool(_lookup, request.app.state.database, raw)
     if token is None:
         raise Unauthenticated("unknown token")
     ttl = request.app.state.settings.token_cache_seconds
@@ -64,10 +70,15 @@ def get_token(
     return token
 
 
-def require_role(*roles: str) -> Callable[[TokenInfo], TokenInfo]:
+def _lookup(database: Database, raw: str) -> TokenInfo | None:
+    with database.session(write=False) as session:
+        return find_token(session, raw)
+
+
+def require_role(*roles: str) -> Callable[[TokenInfo], Coroutine[None, None, TokenInfo]]:
     """A dependency that lets ``roles`` (and admin) through and answers 403 to the rest."""
 
-    def check(token: Annotated[TokenInfo, Depends(get_token)]) -> TokenInfo:
+    async def check(token: Annotated[TokenInfo, Depends(get_token)]) -> TokenInfo:
         if token.role != "admin" and token.role not in roles:
             raise Forbidden(
                 f"a {token.role} token may not do this; it needs the role "

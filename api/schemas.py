@@ -91,6 +91,7 @@ class LeaseRequest(Strict):
 
 class HeartbeatResponse(BaseModel):
     cancelled: bool = Field(description="the job's sweep was cancelled: stop and release nothing")
+    status: str = Field(description="the job's status: running, or cancelled")
     lease_expires_at: datetime | None
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.models import Job, ObservedMemory, utcnow
+from scheduler.models import OBSERVED_MEMORY, Job, ObservedMemory, utcnow
 from scheduler.states import JobStatus
 from scheduler.upsert import upsert
 from tenslora.catalog import BACKBONES
@@ -72,23 +73,24 @@ def estimate_memory_mb(spec: TrainSpec | SyntheticSpec, observed: dict[str, int]
     return observed[key] if key in observed else formula_memory_mb(spec)
 
 
+def _keep_larger_peak(new: Any) -> dict[str, Any]:
+    old = OBSERVED_MEMORY.c.peak_memory_mb
+    return {
+        "peak_memory_mb": case((new.peak_memory_mb > old, new.peak_memory_mb), else_=old),
+        "updated_at": new.updated_at,
+    }
+
+
 def record_peak(session: Session, key: str, peak_mb: int, now: datetime | None = None) -> None:
     """Remember the largest peak of ``key`` and re-estimate queued jobs of that shape."""
     now = now or utcnow()
     peak_mb = max(0, min(int(peak_mb), MAX_ESTIMATE_MB))
-    table = ObservedMemory.__table__
     upsert(
         session,
-        table,  # type: ignore[arg-type]
+        OBSERVED_MEMORY,
         {"shape_key": key, "peak_memory_mb": peak_mb, "updated_at": now},
         key=["shape_key"],
-        updates=lambda new: {
-            "peak_memory_mb": case(
-                (new.peak_memory_mb > table.c.peak_memory_mb, new.peak_memory_mb),
-                else_=table.c.peak_memory_mb,
-            ),
-            "updated_at": new.updated_at,
-        },
+        updates=_keep_larger_peak,
     )
     largest = session.scalar(
         select(ObservedMemory.peak_memory_mb).where(ObservedMemory.shape_key == key)

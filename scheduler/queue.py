@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Conflict, NotFound
 from scheduler.memory import record_peak
-from scheduler.models import Job, ResultValue, Worker, utcnow
+from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import JobStatus, sources
 from scheduler.upsert import upsert
+
+# A job as an ORM object or as a row of the jobs table: both have one attribute per column.
+JobRecord = Job | Row[Any]
 
 
 @dataclass(frozen=True)
 class Claim:
-    job: Job
+    job: JobRecord
     lease_id: str
     lease_expires_at: datetime
 
@@ -48,13 +51,43 @@ def record_worker(
         values["device"] = device
     if free_memory_mb is not None:
         values["free_memory_mb"] = free_memory_mb
-    upsert(
-        session,
-        Worker.__table__,  # type: ignore[arg-type]
-        values,
-        key=["worker_id"],
-        updates=lambda new: {name: getattr(new, name) for name in values if name != "worker_id"},
+    upsert(session, WORKERS, values, key=["worker_id"], updates=_take_new_values)
+
+
+def _take_new_values(new: Any) -> dict[str, Any]:
+    return {column.name: column for column in new if column.name != "worker_id"}
+
+
+# Built once: the claim is the hot path, and building a statement costs more than running it.
+_NEXT_JOB = (
+    select(JOBS.c.id)
+    .where(
+        JOBS.c.status == JobStatus.queued.value,
+        JOBS.c.memory_estimate_mb <= bindparam("b_free"),
     )
+    .order_by(JOBS.c.priority.desc(), JOBS.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .cte("next_job")
+)
+_CLAIM = (
+    update(JOBS)
+    .where(JOBS.c.id.in_(select(_NEXT_JOB.c.id)), JOBS.c.status.in_(sources(JobStatus.running)))
+    .values(
+        status=JobStatus.running.value,
+        lease_id=bindparam("b_lease"),
+        lease_expires_at=bindparam("b_expires"),
+        worker_id=bindparam("b_worker"),
+        device=bindparam("b_device"),
+        started_at=bindparam("b_now"),
+    )
+    .returning(*JOBS.c)
+)
+_EXPIRED = (
+    select(JOBS.c.id, JOBS.c.attempt)
+    .where(JOBS.c.status == JobStatus.running.value, JOBS.c.lease_expires_at < bindparam("b_now"))
+    .with_for_update(skip_locked=True)
+)
 
 
 def claim_job(
@@ -74,28 +107,17 @@ def claim_job(
     now = now or utcnow()
     reap_expired(session, max_attempts, now)
     record_worker(session, worker_id, now, device, free_memory_mb)
-    next_job = (
-        select(Job.id)
-        .where(Job.status == JobStatus.queued.value, Job.memory_estimate_mb <= free_memory_mb)
-        .order_by(Job.priority.desc(), Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .cte("next_job")
-    )
     lease_id, expires = uuid.uuid4().hex, now + timedelta(seconds=lease_seconds)
-    job = session.scalars(
-        update(Job)
-        .where(Job.id.in_(select(next_job.c.id)), Job.status.in_(sources(JobStatus.running)))
-        .values(
-            status=JobStatus.running.value,
-            lease_id=lease_id,
-            lease_expires_at=expires,
-            worker_id=worker_id,
-            device=device,
-            started_at=now,
-        )
-        .returning(Job)
-        .execution_options(synchronize_session=False)
+    job = session.execute(
+        _CLAIM,
+        {
+            "b_free": free_memory_mb,
+            "b_lease": lease_id,
+            "b_expires": expires,
+            "b_worker": worker_id,
+            "b_device": device,
+            "b_now": now,
+        },
     ).one_or_none()
     return Claim(job, lease_id, expires) if job is not None else None
 
@@ -103,11 +125,7 @@ def claim_job(
 def reap_expired(session: Session, max_attempts: int, now: datetime | None = None) -> int:
     """Requeue running jobs whose lease expired (attempt + 1), or fail them at the last attempt."""
     now = now or utcnow()
-    expired = session.execute(
-        select(Job.id, Job.attempt)
-        .where(Job.status == JobStatus.running.value, Job.lease_expires_at < now)
-        .with_for_update(skip_locked=True)
-    ).all()
+    expired = session.execute(_EXPIRED, {"b_now": now}).all()
     retry = [job_id for job_id, attempt in expired if attempt < max_attempts]
     give_up = [job_id for job_id, attempt in expired if attempt >= max_attempts]
     cleared = {"lease_id": None, "lease_expires_at": None}
@@ -142,10 +160,10 @@ def reap_expired(session: Session, max_attempts: int, now: datetime | None = Non
 
 def _live(job_id: int, lease_id: str, now: datetime) -> Any:
     return (
-        Job.id == job_id,
-        Job.lease_id == lease_id,
-        Job.status == JobStatus.running.value,
-        Job.lease_expires_at >= now,
+        JOBS.c.id == job_id,
+        JOBS.c.lease_id == lease_id,
+        JOBS.c.status == JobStatus.running.value,
+        JOBS.c.lease_expires_at >= now,
     )
 
 
@@ -175,11 +193,10 @@ def heartbeat(
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     worker_id = session.scalar(
-        update(Job)
+        update(JOBS)
         .where(*_live(job_id, lease_id, now))
         .values(lease_expires_at=expires)
-        .returning(Job.worker_id)
-        .execution_options(synchronize_session=False)
+        .returning(JOBS.c.worker_id)
     )
     if worker_id is not None:
         record_worker(session, worker_id, now)
@@ -197,17 +214,16 @@ def _finish(
     to: JobStatus,
     values: dict[str, Any],
     now: datetime,
-) -> tuple[Job, bool]:
+) -> tuple[JobRecord, bool]:
     """Move an owned job to ``to``: (job, changed). A repeat with the same lease is a no-op."""
-    job = session.scalars(
-        update(Job)
-        .where(*_live(job_id, lease_id, now), Job.status.in_(sources(to)))
+    row = session.execute(
+        update(JOBS)
+        .where(*_live(job_id, lease_id, now), JOBS.c.status.in_(sources(to)))
         .values(status=to.value, lease_expires_at=None, **values)
-        .returning(Job)
-        .execution_options(synchronize_session=False)
+        .returning(*JOBS.c)
     ).one_or_none()
-    if job is not None:
-        return job, True
+    if row is not None:
+        return row, True
     job = _refuse(session, job_id, lease_id)
     if job.status in (to.value, JobStatus.cancelled.value):
         return job, False
@@ -220,7 +236,7 @@ def complete_job(
     lease_id: str,
     result: dict[str, Any],
     now: datetime | None = None,
-) -> Job:
+) -> JobRecord:
     """Store the result once; a second complete with the same lease returns the stored job."""
     now = now or utcnow()
     result = finite_json(result)
@@ -231,7 +247,7 @@ def complete_job(
         values = numeric_entries(result)
         if values:
             session.execute(
-                ResultValue.__table__.insert(),
+                insert(RESULT_VALUES),
                 [
                     {"job_id": job.id, "name": name, "value": value}
                     for name, value in values.items()
@@ -245,7 +261,7 @@ def complete_job(
 
 def fail_job(
     session: Session, job_id: int, lease_id: str, error: str, now: datetime | None = None
-) -> Job:
+) -> JobRecord:
     """A failure the worker saw (exception, OOM, ``fail: true``) is final: no retry."""
     now = now or utcnow()
     job, _ = _finish(
@@ -254,12 +270,14 @@ def fail_job(
     return job
 
 
-def release_job(session: Session, job_id: int, lease_id: str, now: datetime | None = None) -> Job:
+def release_job(
+    session: Session, job_id: int, lease_id: str, now: datetime | None = None
+) -> JobRecord:
     """Give the lease back (a worker draining on SIGTERM): queued again, attempt unchanged."""
     now = now or utcnow()
-    job = session.scalars(
-        update(Job)
-        .where(*_live(job_id, lease_id, now), Job.status.in_(sources(JobStatus.queued)))
+    row = session.execute(
+        update(JOBS)
+        .where(*_live(job_id, lease_id, now), JOBS.c.status.in_(sources(JobStatus.queued)))
         .values(
             status=JobStatus.queued.value,
             lease_id=None,
@@ -268,23 +286,24 @@ def release_job(session: Session, job_id: int, lease_id: str, now: datetime | No
             device=None,
             started_at=None,
         )
-        .returning(Job)
-        .execution_options(synchronize_session=False)
+        .returning(*JOBS.c)
     ).one_or_none()
-    if job is not None:
-        return job
+    if row is not None:
+        return row
     job = _refuse(session, job_id, lease_id)
     if job.status == JobStatus.cancelled.value:
         return job
     raise Conflict(f"job {job_id} is already {job.status}; there is nothing to release")
 
 
-def owned_job(session: Session, job_id: int, lease_id: str, now: datetime | None = None) -> Job:
+def owned_job(
+    session: Session, job_id: int, lease_id: str, now: datetime | None = None
+) -> JobRecord:
     """The job if ``lease_id`` is its live lease (or its cancelled job's lease), else 404/409."""
     now = now or utcnow()
-    job = session.scalars(select(Job).where(*_live(job_id, lease_id, now))).one_or_none()
-    if job is not None:
-        return job
+    row = session.execute(select(JOBS).where(*_live(job_id, lease_id, now))).one_or_none()
+    if row is not None:
+        return row
     job = _refuse(session, job_id, lease_id)
     if job.status == JobStatus.cancelled.value:
         return job

@@ -83,7 +83,11 @@ def heartbeat(
 ) -> HeartbeatResponse:
     """Extend the lease; ``cancelled: true`` means stop working on the job."""
     beat = queue.heartbeat(session, job_id, body.lease_id, settings.lease_seconds)
-    return HeartbeatResponse(cancelled=beat.cancelled, lease_expires_at=beat.lease_expires_at)
+    return HeartbeatResponse(
+        cancelled=beat.cancelled,
+        status="cancelled" if beat.cancelled else "running",
+        lease_expires_at=beat.lease_expires_at,
+    )
 
 
 @router.post("/{job_id}/metrics", responses=LEASE_ERRORS)

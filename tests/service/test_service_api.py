@@ -336,3 +336,30 @@ def test_cli_submits_over_http_and_prints_results_as_json(api: Server, tmp_path:
     bad_file.write_text("base: {kind: train, task: cola, backbone: minilm, adapter: {ranks: -1}}")
     refused = run_cli("sweep", "submit", str(bad_file), **auth)
     assert refused.returncode == 2 and "ranks" in refused.stderr
+
+
+def test_non_finite_numbers_get_422_in_requests_and_null_in_metrics(api: Server) -> None:
+    with api.client("admin") as client:
+        raw = b'{"worker_id": "w", "free_memory_mb": NaN}'
+        refused = client.post(
+            "/api/v1/jobs/claim", content=raw, headers={"content-type": "application/json"}
+        )
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1]
+        sweep = b'{"name": "n", "base": {"kind": "synthetic", "duration_s": Infinity}}'
+        bad_sweep = client.post(
+            "/api/v1/sweeps", content=sweep, headers={"content-type": "application/json"}
+        )
+        assert bad_sweep.status_code == 422 and "finite" in bad_sweep.json()["detail"]
+        submit(api, {"name": "nan", "base": SYNTHETIC})
+        lease = claim(client)
+        assert lease is not None
+        points = b'[{"step": 1, "name": "loss", "value": NaN}]'
+        body = b'{"lease_id": "%s", "points": %s}' % (lease["lease_id"].encode(), points)
+        stored = client.post(
+            f"/api/v1/jobs/{lease['job']['id']}/metrics",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert stored.status_code == 200
+        read = client.get(f"/api/v1/jobs/{lease['job']['id']}/metrics").json()["points"]
+    assert read == [{"step": 1, "name": "loss", "value": None}]
