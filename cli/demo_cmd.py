@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 DEMO_METHODS = ("lora", "qkv", "qkv_depth", "att_qkv_depth")
-SHOWN_METRICS = ("accuracy", "mcc", "f1", "adapter_params", "percent_of_lora", "wall_s")
+SHOWN_METRICS = ("accuracy", "mcc", "adapter_params", "percent_of_lora")
 
 
 def demo_sweep(methods: list[str], seeds: int, steps: int) -> dict[str, Any]:

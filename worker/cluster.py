@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from worker.actor import ActorConfig, GpuActor
@@ -34,6 +34,7 @@ from worker.spool import Spool
 log = logging.getLogger("worker")
 
 SPOOL_FLUSH_S = 2.0
+ACTOR_START_S = 120
 MAX_ACTOR_RESTARTS = 3  # per device; its running jobs come back through lease expiry
 RAY_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # actors pass small dicts only
 
@@ -54,10 +55,20 @@ class Cluster:
     def run(self) -> int:
         self._install_signal_handlers()
         try:
-            self._start_ray()
+            try:
+                self._start_ray()
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = self.args.ray_address or "a local Ray instance"
+                log.error("cannot start or join %s: %s", where, error)
+                return 1
             # Ray's core installs its own fatal-signal handler for SIGTERM: ours must win.
             self._install_signal_handlers()
-            self._start_actors()
+            try:
+                self._start_actors()
+            except GetTimeoutError:
+                log.error("Ray could not place the actors on this host within %ds: does Ray "
+                          "here see the GPUs (ray status)?", ACTOR_START_S)
+                return 1
             summaries, failed = self._watch()
         finally:
             self._shutdown_ray()
@@ -124,7 +135,7 @@ class Cluster:
             launch = GpuActor.options(num_gpus=0, scheduling_strategy=here).remote
             self._launchers.append(partial(launch, cpu, 0))
         self._actors = [launch() for launch in self._launchers]
-        names = ray.get([actor.device_name.remote() for actor in self._actors], timeout=120)
+        names = ray.get([a.device_name.remote() for a in self._actors], timeout=ACTOR_START_S)
         log.info("worker %s running on %s, API %s", args.name, ", ".join(names), args.api)
 
     # ---- run -----------------------------------------------------------------------------------
