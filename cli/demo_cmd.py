@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 DEMO_METHODS = ("lora", "qkv", "qkv_depth", "att_qkv_depth")
-SHOWN_METRICS = ("accuracy", "mcc", "f1", "adapter_params", "percent_of_lora", "wall_s")
+SHOWN_METRICS = ("accuracy", "mcc", "adapter_params", "percent_of_lora")
 
 
 def demo_sweep(methods: list[str], seeds: int, steps: int) -> dict[str, Any]:
@@ -56,10 +56,10 @@ def demo(
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 1800.0,
 ) -> None:
     """Run a small real sweep end to end on this machine's CPU and print its results."""
-    from cli.demo_run import DemoError, DemoRun
+    from cli.local_cluster import ClusterError, LocalCluster
 
     wanted = [name.strip() for name in methods.split(",") if name.strip()]
-    run = DemoRun(data_dir, port, cpu_slots)
+    run = LocalCluster(data_dir, port, ["--cpu-slots", str(cpu_slots), "--poll-interval", "1"])
     try:
         run.start()
         sweep_id = run.submit(demo_sweep(wanted, seeds, steps))
@@ -68,7 +68,7 @@ def demo(
         run.print_where()
         if keep_serving:
             run.serve_until_interrupted()
-    except DemoError as error:
+    except ClusterError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:

@@ -122,7 +122,13 @@ class DeviceWorker:
                 lease, _reservation_mb(lease, offer_mb), self.client, self.spool,
                 Path(self.config.log_dir), self._wake, claim_sent_at,
             )
-            job.start(self._child_device, threads=self.config.cpu_threads)
+            try:
+                job.start(self._child_device, threads=self.config.cpu_threads)
+            except OSError as error:  # no process could start: say so rather than hold the job
+                log.error("job %s: cannot start its process: %s", lease.job_id, error)
+                with contextlib.suppress(Exception):
+                    self.client.fail(lease.job_id, lease.lease_id, f"cannot start: {error}")
+                break
             self.jobs.append(job)
             started = True
         return started

@@ -16,6 +16,8 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+METRICS_PER_REQUEST = 5000  # the API takes at most 10,000 points a call
+
 
 class ApiError(RuntimeError):
     pass
@@ -105,11 +107,27 @@ class ApiClient:
         data = response.json() if response.content else {}
         return bool(data.get("cancelled")) or data.get("status") == "cancelled"
 
+    def check_token(self) -> None:
+        """Raises ``ApiRejected`` when the API refuses the token, ``ApiUnavailable`` when down."""
+        deadline = time.monotonic() + self.retry_for_s
+        while True:
+            try:
+                response = self._http.get("/api/v1/workers", params={"seen_within_s": 1})
+            except httpx.TransportError as error:
+                if time.monotonic() > deadline:
+                    raise ApiUnavailable(f"{self.api_url} unreachable: {error}") from None
+                time.sleep(0.5)
+                continue
+            if response.status_code in (401, 403):
+                raise ApiRejected(response.status_code, _detail(response))
+            return
+
     def post_metrics(
         self, job_id: Any, lease_id: str, points: list[dict[str, Any]], **retry: float
     ) -> None:
-        body = {"lease_id": lease_id, "points": points}
-        self._post(f"/api/v1/jobs/{job_id}/metrics", body, **retry)
+        for start in range(0, len(points), METRICS_PER_REQUEST):
+            body = {"lease_id": lease_id, "points": points[start : start + METRICS_PER_REQUEST]}
+            self._post(f"/api/v1/jobs/{job_id}/metrics", body, **retry)
 
     def complete(self, job_id: Any, lease_id: str, result: dict[str, Any], **retry: float) -> None:
         body = {"lease_id": lease_id, "result": result}

@@ -16,10 +16,13 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from worker.actor import ActorConfig, GpuActor
@@ -31,6 +34,8 @@ from worker.spool import Spool
 log = logging.getLogger("worker")
 
 SPOOL_FLUSH_S = 2.0
+ACTOR_START_S = 120
+MAX_ACTOR_RESTARTS = 3  # per device; its running jobs come back through lease expiry
 RAY_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # actors pass small dicts only
 
 
@@ -44,15 +49,26 @@ class Cluster:
         self._stop = threading.Event()
         self._signals = 0
         self._actors: list[Any] = []
+        self._launchers: list[Callable[[], Any]] = []
         self._ray_tmp: str | None = None
 
     def run(self) -> int:
         self._install_signal_handlers()
         try:
-            self._start_ray()
+            try:
+                self._start_ray()
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = self.args.ray_address or "a local Ray instance"
+                log.error("cannot start or join %s: %s", where, error)
+                return 1
             # Ray's core installs its own fatal-signal handler for SIGTERM: ours must win.
             self._install_signal_handlers()
-            self._start_actors()
+            try:
+                self._start_actors()
+            except GetTimeoutError:
+                log.error("Ray could not place the actors on this host within %ds: does Ray "
+                          "here see the GPUs (ray status)?", ACTOR_START_S)
+                return 1
             summaries, failed = self._watch()
         finally:
             self._shutdown_ray()
@@ -108,23 +124,26 @@ class Cluster:
         for device in self.devices:
             # A fake GPU's index is ours to pick; a real one is whichever Ray assigned.
             index = device.index if self.probe_kind != "nvml" else None
-            actor = GpuActor.options(scheduling_strategy=here).remote(base, index)
-            self._actors.append(actor)
+            self._launchers.append(
+                partial(GpuActor.options(scheduling_strategy=here).remote, base, index)
+            )
         if args.cpu_slots:
             cpu = ActorConfig(**{
                 **base.__dict__, "probe": "cpu", "max_jobs": args.cpu_slots, "reserve_mb": 0,
                 "cpu_threads": max(1, (os.cpu_count() or 1) // args.cpu_slots),
             })
-            actor = GpuActor.options(num_gpus=0, scheduling_strategy=here).remote(cpu, 0)
-            self._actors.append(actor)
-        names = ray.get([actor.device_name.remote() for actor in self._actors], timeout=120)
+            launch = GpuActor.options(num_gpus=0, scheduling_strategy=here).remote
+            self._launchers.append(partial(launch, cpu, 0))
+        self._actors = [launch() for launch in self._launchers]
+        names = ray.get([a.device_name.remote() for a in self._actors], timeout=ACTOR_START_S)
         log.info("worker %s running on %s, API %s", args.name, ", ".join(names), args.api)
 
     # ---- run -----------------------------------------------------------------------------------
 
     def _watch(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Waits for SIGTERM (or an actor's fatal error), resending spooled reports meanwhile."""
-        pending = {actor.run_forever.remote(): actor for actor in self._actors}
+        pending = {actor.run_forever.remote(): slot for slot, actor in enumerate(self._actors)}
+        restarts = [0] * len(self._actors)
         summaries: list[dict[str, Any]] = []
         failed: list[str] = []
         next_flush = 0.0
@@ -135,8 +154,20 @@ class Cluster:
                 stop_sent = True
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for ref in ready:
-                pending.pop(ref)
-                summary = ray.get(ref)
+                slot = pending.pop(ref)
+                try:
+                    summary = ray.get(ref)
+                except RayError as error:  # the actor's process died (OOM killer, segfault)
+                    reason = str(error).strip().splitlines()[0]
+                    if self._stop.is_set() or restarts[slot] >= MAX_ACTOR_RESTARTS:
+                        failed.append(f"an actor died: {reason}")
+                        self._stop.set()
+                        continue
+                    restarts[slot] += 1
+                    log.warning("an actor died (%s); starting a new one", reason)
+                    self._actors[slot] = self._launchers[slot]()
+                    pending[self._actors[slot].run_forever.remote()] = slot
+                    continue
                 summaries.append(summary)
                 if summary.get("error"):
                     failed.append(summary["error"])

@@ -113,9 +113,29 @@ def main(argv: list[str] | None = None) -> int:
     except ProbeError as error:
         print(f"tenslora-worker: error: {error}", file=sys.stderr)
         return 1
+    if not token_accepted(args.api, args.token):
+        return 1
     from worker.cluster import Cluster  # Ray loads only once the flags are known to be good
 
     return Cluster(args, probe_kind, devices).run()
+
+
+def token_accepted(api_url: str, token: str) -> bool:
+    """Fails fast on a refused token; an API that is down yet is fine (claims retry)."""
+    from worker.client import ApiClient, ApiRejected, ApiUnavailable
+
+    client = ApiClient(api_url, token, timeout_s=5.0, retry_for_s=2.0)
+    try:
+        client.check_token()
+    except ApiRejected as error:
+        print(f"tenslora-worker: error: {api_url} refused the token ({error}); create one with "
+              "tenslora token create --role worker --name NAME", file=sys.stderr)
+        return False
+    except ApiUnavailable as error:
+        log.warning("the API does not answer yet (%s); the worker keeps trying", error)
+    finally:
+        client.close()
+    return True
 
 
 def default_data_dir() -> Path:

@@ -44,7 +44,7 @@ def test_demo_runs_a_real_sweep_prints_results_and_stops_everything(tmp_path: Pa
     finally:
         process.kill()
     assert process.returncode == 0, output
-    assert "submitted sweep 1: 2 training runs" in output
+    assert "submitted sweep 1: 2 jobs" in output
     table = output[output.index("adapter.method"):]
     assert "lora" in table and "qkv_depth" in table and "accuracy" in table
     assert f"http://127.0.0.1:{port}/docs" in output

@@ -6,7 +6,10 @@ the kill -9 and drain tests start their own.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,11 +19,14 @@ from typing import Any
 import pytest
 
 from tests.worker.conftest import (
+    REPO,
     Scheduler,
     Worker,
+    descendants,
     job_children,
     launch_worker,
     make_scheduler,
+    project_env,
     wait_for,
 )
 
@@ -137,6 +143,39 @@ def test_a_real_train_job_runs_end_to_end_on_cpu(cluster: tuple[Scheduler, Worke
         points = client.get(f"/api/v1/jobs/{job['id']}/metrics").json()["points"]
     assert {"step", "name", "value"} <= set(points[0])
     assert len({point["step"] for point in points}) >= 2, "metrics were not streamed per step"
+
+
+def test_an_actor_that_dies_is_replaced(cluster: tuple[Scheduler, Worker]) -> None:
+    scheduler, worker = cluster
+    def actors() -> set[int]:
+        return {pid for pid in descendants(worker.process.pid) if b"GpuActor" in _cmdline(pid)}
+
+    [killed, _] = wait_for("two actors", lambda: len(actors()) == 2 and actors(), 10)
+    os.kill(killed, signal.SIGKILL)
+    wait_for("a new actor", lambda: len(actors() - {killed}) == 2, 60)
+    sweep = scheduler.submit("after", synthetic(1.0, 1500), grid={"seed": list(range(6))})
+    jobs = wait_for("the sweep to finish", lambda: scheduler.all_finished(sweep), STARTUP_S)
+    assert [job["status"] for job in jobs] == ["succeeded"] * 6
+    assert {job["device"] for job in jobs} == {"fake:0", "fake:1"}
+    assert worker.process.poll() is None, worker.log()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_a_refused_token_is_a_clear_error(cluster: tuple[Scheduler, Worker]) -> None:
+    scheduler, _ = cluster
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--api", scheduler.url, "--token", "wrong",
+         "--fake-gpus", "1x100"],
+        cwd=REPO, env=project_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "refused the token" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_kill_9_then_restart_runs_every_job_exactly_once(tmp_path: Path, start_worker) -> None:

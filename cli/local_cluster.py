@@ -1,4 +1,5 @@
-"""The processes behind `tenslora demo`: a server and a CPU worker, started and always stopped."""
+"""A scheduler and one worker on this machine, started and always stopped (`tenslora demo`, bench).
+"""
 
 from __future__ import annotations
 
@@ -19,20 +20,20 @@ PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 POLL_S = 1.0
 
 
-class DemoError(Exception):
+class ClusterError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
 
-class DemoRun:
-    def __init__(self, data_dir: Path | None, port: int, cpu_slots: int) -> None:
+class LocalCluster:
+    def __init__(self, data_dir: Path | None, port: int, worker_flags: list[str]) -> None:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tenslora-demo-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = f"sqlite:///{self.data_dir / 'scheduler.db'}"
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cpu_slots = cpu_slots
+        self.worker_flags = worker_flags
         self.tokens: dict[str, str] = {}
         self.server: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
@@ -42,7 +43,7 @@ class DemoRun:
     def start(self) -> None:
         from rich.console import Console
 
-        Console(stderr=True).print(f"demo data in [bold]{self.data_dir}[/bold]")
+        Console(stderr=True).print(f"data and logs in [bold]{self.data_dir}[/bold]")
         self._mint_tokens()
         self.server = self._spawn(
             "server",
@@ -52,9 +53,9 @@ class DemoRun:
         self._wait_healthy(deadline=time.monotonic() + 60)
         self.worker = self._spawn(
             "worker",
-            [sys.executable, "-m", "worker", "--api", self.url, "--cpu-slots",
-             str(self.cpu_slots), "--name", "demo-cpu", "--poll-interval", "1",
-             "--drain-timeout", "0", "--spool-dir", str(self.data_dir / "spool")],
+            [sys.executable, "-m", "worker", "--api", self.url, "--name", "local",
+             "--drain-timeout", "0", "--spool-dir", str(self.data_dir / "spool"),
+             *self.worker_flags],
             TENSLORA_TOKEN=self.tokens["worker"],
         )
 
@@ -68,7 +69,7 @@ class DemoRun:
         try:
             with database.session() as session:
                 for role in ("admin", "worker"):
-                    self.tokens[role] = create_token(session, role, f"demo {role}")
+                    self.tokens[role] = create_token(session, role, f"local {role}")
         finally:
             database.dispose()
 
@@ -90,7 +91,7 @@ class DemoRun:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             time.sleep(0.2)
-        raise DemoError(f"the server did not answer within 60 s; see {self.data_dir}/server.log")
+        raise ClusterError(f"the server did not answer within 60 s; see {self.data_dir}/server.log")
 
     # ---- run -----------------------------------------------------------------------------------
 
@@ -102,10 +103,15 @@ class DemoRun:
         with self._api() as api:
             response = api.post("/api/v1/sweeps", json=body)
         if response.status_code != 201:
-            raise DemoError(f"the sweep was refused: {response.json().get('detail')}", 2)
+            raise ClusterError(f"the sweep was refused: {response.json().get('detail')}", 2)
         sweep = response.json()
-        print(f"submitted sweep {sweep['id']}: {sweep['n_jobs']} training runs")
+        print(f"submitted sweep {sweep['id']}: {sweep['n_jobs']} jobs")
         return int(sweep["id"])
+
+    def jobs(self, sweep_id: int) -> list[dict[str, Any]]:
+        with self._api() as api:
+            page = api.get("/api/v1/jobs", params={"sweep_id": sweep_id, "limit": 1000}).json()
+        return page["items"]
 
     def follow(self, sweep_id: int, deadline: float) -> None:
         """A progress bar until every job of the sweep has ended."""
@@ -125,7 +131,7 @@ class DemoRun:
                 if ended >= sweep["n_jobs"]:
                     return
                 if time.monotonic() > deadline:
-                    raise DemoError("the sweep did not finish in time (see --timeout)")
+                    raise ClusterError("the sweep did not finish in time (see --timeout)")
                 time.sleep(POLL_S)
 
     def print_results(self, sweep_id: int, metrics: tuple[str, ...]) -> None:
@@ -168,7 +174,7 @@ class DemoRun:
             if process is not None and process.poll() is not None:
                 log = (self.data_dir / f"{name}.log").read_text(errors="replace")
                 tail = "\n".join(log.strip().splitlines()[-15:])
-                raise DemoError(f"the {name} exited with code {process.returncode}:\n{tail}")
+                raise ClusterError(f"the {name} exited with code {process.returncode}:\n{tail}")
 
     # ---- stop ----------------------------------------------------------------------------------
 
