@@ -143,3 +143,15 @@ def test_plotly_comes_from_the_installed_package(site, client):
     assert response.status_code == 200
     assert response.content == Path(plotly_js_path()).read_bytes()
     assert not list(Path(__file__).resolve().parents[2].glob("api/**/plotly*.js"))
+
+
+def test_sweeps_page_pages_newest_first(site, client):
+    _sign_in(site)
+    for index in range(21):
+        response = client.post("/api/v1/sweeps", headers=site.as_admin, json={
+            "name": f"extra-{index:02d}", "base": {"kind": "synthetic"}})
+        assert response.status_code == 201
+    first = client.get("/").text
+    assert "extra-20" in first and "table2-mini" not in first and 'rel="next"' in first
+    second = client.get("/?page=2").text
+    assert "table2-mini" in second and "extra-20" not in second and 'rel="prev"' in second

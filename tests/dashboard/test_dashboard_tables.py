@@ -195,3 +195,18 @@ def test_default_layout_follows_the_sweep_definition():
     synthetic = {"definition": {"base": {"kind": "synthetic"}, "grid": {"seed": [0, 1]}}}
     assert default_group_by(synthetic) == ["kind"]
     assert default_columns(synthetic) == "metrics"
+
+
+def test_jobs_per_second_and_eta_come_from_the_sweep_timings():
+    from datetime import UTC, datetime, timedelta
+
+    from api.dashboard.data import _rate_and_eta
+    from scheduler.progress import SweepTiming
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    done = SweepTiming(start, start + timedelta(seconds=50), n_finished=100)
+    assert _rate_and_eta({"succeeded": 100}, done) == (2.0, None)
+    half = SweepTiming(start, start + timedelta(seconds=50), n_finished=100)
+    rate, eta = _rate_and_eta({"succeeded": 100, "queued": 100}, half)
+    assert rate == 2.0 and eta == 50.0
+    assert _rate_and_eta({"queued": 5}, SweepTiming(None, None, 0)) == (None, None)
