@@ -164,8 +164,11 @@ def _default_metric(names: list[str]) -> str | None:
     return names[0] if names else None
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on both databases
+
+
 def _sweep_or_404(session: Any, sweep_id: int) -> dict[str, Any]:
-    sweep = data.get_sweep(session, sweep_id)
+    sweep = data.get_sweep(session, sweep_id) if 0 < sweep_id <= MAX_ID else None
     if sweep is None:
         raise PageNotFound(f"There is no sweep with id {sweep_id}.")
     return sweep
@@ -196,7 +199,7 @@ def sweep_export(
 @router.get("/jobs/{job_id}", response_class=HTMLResponse, name="dashboard_job")
 def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
     with data.read_session(request) as session:
-        job = data.get_job(session, job_id)
+        job = data.get_job(session, job_id) if 0 < job_id <= MAX_ID else None
         if job is None:
             raise PageNotFound(f"There is no job with id {job_id}.")
         points = data.job_metrics(session, job_id)

@@ -132,6 +132,8 @@ def test_error_pages_and_bad_input(site, client):
     missing_job = client.get("/jobs/424242")
     assert missing_job.status_code == 404 and "no job with id 424242" in missing_job.text
     assert client.get(f"/sweeps/{sweep_id}/results.xlsx").status_code == 404
+    assert client.get("/sweeps/99999999999999999999").status_code == 404
+    assert client.get("/jobs/-1").status_code == 404
     page = client.get(f"/sweeps/{sweep_id}?group_by=tag;drop")
     assert page.status_code == 200 and "group by:" in page.text
     export = client.get(f"/sweeps/{sweep_id}/results.csv?group_by=tag;drop")
