@@ -102,9 +102,11 @@ def _table_for(
         results = data.results(session, sweep["id"], [*group_by, "task"])
         names = metric_names(results)
         metric = metric if metric in names else (names[0] if names else None)
-        row_results = data.results(session, sweep["id"], group_by)
-        table = build_table(results, group_by, row_results=row_results, metric=metric,
-                            columns="tasks")
+        table = build_table(results, group_by, metric=metric, columns="tasks")
+        if table.needs_row_results:
+            row_results = data.results(session, sweep["id"], group_by)
+            table = build_table(results, group_by, row_results=row_results, metric=metric,
+                                columns="tasks")
         return table, names
     results = data.results(session, sweep["id"], group_by)
     return build_table(results, group_by, columns="metrics"), metric_names(results)

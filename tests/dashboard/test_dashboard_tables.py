@@ -87,6 +87,16 @@ def test_tasks_as_columns_pivot_one_metric_and_take_params_from_row_results():
     assert qkv.percent_of_lora == 25.0
 
 
+def test_tasks_as_columns_take_params_from_the_cells_when_every_task_agrees():
+    counts = {("lora", "cola"): 8.0, ("lora", "mrpc"): 8.0, ("qkv", "cola"): 2.0,
+              ("qkv", "mrpc"): 3.0}
+    results = [_row({"adapter.method": m, "task": t}, 3, mcc=(0.6, 0.1), adapter_params=(p, 0))
+               for (m, t), p in counts.items()]
+    table = build_table(results, ["adapter.method"], metric="mcc", columns="tasks")
+    assert table.needs_row_results  # qkv's count differs between tasks
+    assert [r.params for r in table.rows] == [8.0, None]
+
+
 def test_single_run_cell_has_no_std():
     assert Cell(0.5, None, 1).text == "0.5000 (1)"
     assert format_number(221184.0) == "221,184"
