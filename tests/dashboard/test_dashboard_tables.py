@@ -169,6 +169,11 @@ def test_suggestion_passes_spectra_budget_and_backbone_shape_to_the_allocator():
     suggestion = suggest(config, {"adapter_params": 12345}, points, allocator=allocator)
     assert suggestion.ranks == {"Input": 6, "Output": 5, "QKV": 1}
     assert suggestion.current == {"Input": 4, "Output": 4, "QKV": 3}
+    shape = (384, 6, 12)
+    assert suggestion.current_params == predict_parameters(
+        AdapterConfig("qkv", ranks=[4, 4, 3]), *shape)
+    assert suggestion.suggested_params == predict_parameters(
+        AdapterConfig("qkv", ranks=[6, 5, 1]), *shape)
     assert seen == {"method": "qkv", "budget": 12345, "shape": (384, 6, 12),
                     "factorization": "tucker", "n_projections": 3}
 
