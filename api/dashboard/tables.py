@@ -203,9 +203,9 @@ def build_table(
         else:
             ambiguous = True
     for result in row_results or ():
-        row = rows.get(_row_key(result["group"], group_by))
-        if row is not None:
-            row.params = _params(result["metrics"])
+        matching = rows.get(_row_key(result["group"], group_by))
+        if matching is not None:
+            matching.params = _params(result["metrics"])
     ordered = sorted(rows.values(), key=_sort_key)
     _fill_percent_of_lora(ordered)
     kind = "task" if columns == "tasks" else "metric"
@@ -227,7 +227,8 @@ def _fill_percent_of_lora(rows: list[Row]) -> None:
 def _mark_best(rows: list[Row], metrics_per_column: Sequence[str]) -> None:
     """Mark the best mean of each column (every tied cell), lower-is-better metrics inverted."""
     for index, metric in enumerate(metrics_per_column):
-        means = [r.cells[index].mean for r in rows if r.cells[index] is not None]
+        cells = [r.cells[index] for r in rows]
+        means = [c.mean for c in cells if c is not None and c.mean is not None]
         if not means:
             continue
         best = min(means) if metric in LOWER_IS_BETTER else max(means)
