@@ -40,6 +40,17 @@ def read_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def write_session(request: Request) -> Iterator[Session]:
+    with _database(request).session(write=True) as session:
+        yield session
+
+
+def cancel_sweep(session: Session, sweep_id: int) -> None:
+    """The API's own cancel: queued jobs now, running ones at their next heartbeat."""
+    sweeps.cancel_sweep(session, sweep_id)
+
+
 def verify_token(request: Request, raw: str) -> tuple[str, str] | None:
     """(name, role) of a valid token, else None: the same hash lookup the API's auth does."""
     with read_session(request) as session:

@@ -157,3 +157,26 @@ def test_sweeps_page_pages_newest_first(site, client):
     assert "extra-20" in first and "table2-mini" not in first and 'rel="next"' in first
     second = client.get("/?page=2").text
     assert "table2-mini" in second and "extra-20" not in second and 'rel="prev"' in second
+
+
+def test_signed_in_submitter_cancels_a_running_sweep_others_may_not(site, client, monkeypatch):
+    sweep = client.post("/api/v1/sweeps", headers=site.as_admin, json={
+        "name": "to-cancel", "base": {"kind": "synthetic"}, "grid": {"seed": [0, 1, 2]}}).json()
+    cancel = f"/sweeps/{sweep['id']}/cancel"
+    client.cookies.set("tenslora_token", site.worker)
+    assert client.post(cancel, follow_redirects=False).status_code == 403
+    monkeypatch.setenv("TENSLORA_DASHBOARD_PUBLIC", "1")
+    monkeypatch.setenv("TENSLORA_DATABASE_URL", site.url)
+    with TestClient(create_app()) as public:
+        assert "Cancel sweep" not in public.get(f"/sweeps/{sweep['id']}").text
+        assert public.post(cancel, follow_redirects=False).status_code == 403
+    assert client.get(f"/api/v1/sweeps/{sweep['id']}", headers=site.as_admin).json()[
+        "counts"]["queued"] == 3
+
+    _sign_in(site)
+    assert "Cancel sweep" in client.get(f"/sweeps/{sweep['id']}").text
+    response = client.post(cancel, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == f"/sweeps/{sweep['id']}"
+    after = client.get(f"/api/v1/sweeps/{sweep['id']}", headers=site.as_admin).json()
+    assert after["status"] == "cancelled" and after["counts"]["cancelled"] == 3
+    assert "Cancel sweep" not in client.get(f"/sweeps/{sweep['id']}").text
