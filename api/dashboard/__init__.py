@@ -2,7 +2,7 @@
 
 ``mount_dashboard(app)`` adds the pages, the stylesheet and script, plotly.min.js served from the
 installed ``plotly`` package, and the handlers that turn a missing login into a redirect and a
-missing sweep or job into a 404 page.
+missing sweep or job (or a forbidden action) into an error page.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def plotly_js_path() -> Path:
 
 def mount_dashboard(app: FastAPI) -> None:
     from api.dashboard.auth import LoginRequired, login_url
-    from api.dashboard.routes import PageNotFound, render, router
+    from api.dashboard.routes import PageError, render, router
 
     @app.get("/static/plotly.min.js", include_in_schema=False, name="dashboard_plotly_js")
     def plotly_js() -> FileResponse:
@@ -41,8 +41,9 @@ def mount_dashboard(app: FastAPI) -> None:
     def _login_required(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(login_url(request, exc.next_url), status_code=303)
 
-    @app.exception_handler(PageNotFound)
-    def _not_found(request: Request, exc: PageNotFound) -> Response:
+    @app.exception_handler(PageError)
+    def _error_page(request: Request, exc: PageError) -> Response:
         return render(request, "error.html", {
-            "viewer": None, "status_code": 404, "title": "Not found", "detail": exc.detail,
-        }, status_code=404)
+            "viewer": None, "status_code": exc.status_code, "title": exc.title,
+            "detail": exc.detail,
+        }, status_code=exc.status_code)

@@ -40,6 +40,17 @@ def read_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def write_session(request: Request) -> Iterator[Session]:
+    with _database(request).session(write=True) as session:
+        yield session
+
+
+def cancel_sweep(session: Session, sweep_id: int) -> None:
+    """The API's own cancel: queued jobs now, running ones at their next heartbeat."""
+    sweeps.cancel_sweep(session, sweep_id)
+
+
 def verify_token(request: Request, raw: str) -> tuple[str, str] | None:
     """(name, role) of a valid token, else None: the same hash lookup the API's auth does."""
     with read_session(request) as session:
@@ -158,15 +169,20 @@ def recent_workers(request: Request, session: Session) -> tuple[list[dict[str, A
     window_s = request.app.state.settings.worker_seen_seconds
     views = queries.list_workers(session, window_s)
     running, _ = queries.list_jobs(session, status="running", limit=10_000)
-    jobs_of: dict[str, list[int]] = {}
+    jobs_of: dict[str, list[Job]] = {}
     for job in running:
-        jobs_of.setdefault(job.worker_id or "", []).append(job.id)
-    workers = [
-        {
-            "worker_id": v.worker_id, "last_seen_at": v.last_seen_at,
-            "devices": [{"device": v.device or "-", "free_memory_mb": v.free_memory_mb}],
-            "running_jobs": jobs_of.get(v.worker_id, []), "n_running": v.running_jobs,
-        }
-        for v in views
-    ]
+        jobs_of.setdefault(job.worker_id or "", []).append(job)
+    workers = []
+    for view in views:
+        jobs = jobs_of.get(view.worker_id, [])
+        # Free memory is known for the device of the last claim or heartbeat; the worker's other
+        # devices show up through the jobs running on them.
+        devices = {view.device or "-": view.free_memory_mb}
+        for job in jobs:
+            devices.setdefault(job.device or "-", None)
+        workers.append({
+            "worker_id": view.worker_id, "last_seen_at": view.last_seen_at,
+            "devices": [{"device": d, "free_memory_mb": m} for d, m in sorted(devices.items())],
+            "running_jobs": [job.id for job in jobs], "n_running": view.running_jobs,
+        })
     return workers, window_s

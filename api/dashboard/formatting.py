@@ -19,6 +19,15 @@ def when(value: datetime | str | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def ago(value: datetime | None) -> str:
+    """How long before now, e.g. ``12.0 s ago``."""
+    if value is None:
+        return "-"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return f"{duration((datetime.now(UTC) - value).total_seconds())} ago"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -91,6 +100,7 @@ def wall_time(job: Mapping[str, Any]) -> float | None:
 
 FILTERS = {
     "when": when,
+    "ago": ago,
     "duration": duration,
     "rate": rate,
     "count": count,

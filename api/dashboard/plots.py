@@ -60,9 +60,9 @@ def pareto_figure(table: ResultsTable, only_column: str | None = None) -> dict[s
         if only_column is not None and column != only_column:
             continue
         points = [
-            (row.params, row.cells[index], row.label)
+            (row.params, cell, row.label)
             for row in table.rows
-            if row.params and row.cells[index] is not None
+            if row.params and (cell := row.cells[index]) is not None
         ]
         if not points:
             continue

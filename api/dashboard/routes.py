@@ -48,12 +48,28 @@ router = APIRouter(include_in_schema=False)
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 
 
-class PageNotFound(Exception):
-    """A dashboard page for something that does not exist: rendered as the 404 page."""
+class PageError(Exception):
+    """A dashboard request that gets an error page (HTML) instead of the page it asked for."""
+
+    status_code = 400
+    title = "Bad request"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class PageNotFound(PageError):
+    status_code = 404
+    title = "Not found"
+
+
+class PageForbidden(PageError):
+    status_code = 403
+    title = "Forbidden"
+
+
+WRITER_ROLES = ("admin", "submitter")
 
 
 def render(
@@ -102,9 +118,11 @@ def _table_for(
         results = data.results(session, sweep["id"], [*group_by, "task"])
         names = metric_names(results)
         metric = metric if metric in names else (names[0] if names else None)
-        row_results = data.results(session, sweep["id"], group_by)
-        table = build_table(results, group_by, row_results=row_results, metric=metric,
-                            columns="tasks")
+        table = build_table(results, group_by, metric=metric, columns="tasks")
+        if table.needs_row_results:
+            row_results = data.results(session, sweep["id"], group_by)
+            table = build_table(results, group_by, row_results=row_results, metric=metric,
+                                columns="tasks")
         return table, names
     results = data.results(session, sweep["id"], group_by)
     return build_table(results, group_by, columns="metrics"), metric_names(results)
@@ -157,6 +175,7 @@ def sweep_page(
         "jobs": jobs, "jobs_page": jobs_page, "jobs_pages": _pages(jobs_total, JOBS_PER_PAGE),
         "status_filter": status, "live": sweep["live"], "needs_plotly": True,
         "table_error": table_error,
+        "can_cancel": sweep["live"] and not viewer.public and viewer.role in WRITER_ROLES,
     })
 
 
@@ -164,8 +183,11 @@ def _default_metric(names: list[str]) -> str | None:
     return names[0] if names else None
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on both databases
+
+
 def _sweep_or_404(session: Any, sweep_id: int) -> dict[str, Any]:
-    sweep = data.get_sweep(session, sweep_id)
+    sweep = data.get_sweep(session, sweep_id) if 0 < sweep_id <= MAX_ID else None
     if sweep is None:
         raise PageNotFound(f"There is no sweep with id {sweep_id}.")
     return sweep
@@ -196,7 +218,7 @@ def sweep_export(
 @router.get("/jobs/{job_id}", response_class=HTMLResponse, name="dashboard_job")
 def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
     with data.read_session(request) as session:
-        job = data.get_job(session, job_id)
+        job = data.get_job(session, job_id) if 0 < job_id <= MAX_ID else None
         if job is None:
             raise PageNotFound(f"There is no job with id {job_id}.")
         points = data.job_metrics(session, job_id)
@@ -205,6 +227,21 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
         "suggestion": suggest.suggest(job["config"], job["result"], points),
         "live": job["status"] in ("queued", "running"), "needs_plotly": True,
     })
+
+
+@router.post("/sweeps/{sweep_id}/cancel", name="dashboard_sweep_cancel")
+def cancel_sweep(request: Request, sweep_id: int, viewer: ViewerDep) -> Response:
+    """The API's cancel, for a signed-in submitter or admin (never in public read-only mode)."""
+    if viewer.public or viewer.role not in WRITER_ROLES:
+        raise PageForbidden(
+            f"Cancelling a sweep needs a signed-in {' or '.join(WRITER_ROLES)} token; "
+            f"you are {'reading the public dashboard' if viewer.public else 'a ' + viewer.role}."
+        )
+    with data.write_session(request) as session:
+        _sweep_or_404(session, sweep_id)
+        data.cancel_sweep(session, sweep_id)
+    target = request.url_for("dashboard_sweep", sweep_id=sweep_id).path
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/workers", response_class=HTMLResponse, name="dashboard_workers")

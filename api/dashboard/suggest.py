@@ -38,6 +38,8 @@ class Suggestion:
     current: dict[str, int] = field(default_factory=dict)
     budget: int | None = None
     reason: str = ""
+    current_params: int | None = None
+    suggested_params: int | None = None
 
 
 def load_allocator() -> Callable[..., dict[str, int]] | None:
@@ -120,4 +122,8 @@ def suggest(
     except Exception as exc:  # the panel is advice: never let it break the page
         log.warning("rank allocator failed: %s", exc)
         return Suggestion(current=current, budget=budget, reason=f"The allocator failed: {exc}")
-    return Suggestion(ranks=dict(ranks), current=current, budget=budget)
+    suggested = AdapterConfig.from_dict({**adapter.to_dict(),
+                                         "ranks": [ranks[mode] for mode in adapter.modes]})
+    return Suggestion(ranks=dict(ranks), current=current, budget=budget,
+                      current_params=predict_parameters(adapter, *dims),
+                      suggested_params=predict_parameters(suggested, *dims))

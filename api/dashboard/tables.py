@@ -64,6 +64,9 @@ class ResultsTable:
     column_kind: str  # "task" | "metric"
     metric: str | None  # the metric shown in every cell when columns are tasks
     rows: list[Row]
+    #: Tasks as columns, and a row's parameter count differs between tasks: it needs the
+    #: results grouped by the rows alone (``row_results``).
+    needs_row_results: bool = False
 
     @property
     def sections(self) -> list[tuple[str, list[Row]]]:
@@ -170,8 +173,8 @@ def build_table(
 
     ``columns="metrics"``: ``results`` is grouped by ``group_by``; one column per metric.
     ``columns="tasks"``: ``results`` is grouped by ``group_by + ["task"]``; one column per task,
-    each cell the chosen ``metric``; ``row_results`` (grouped by ``group_by`` alone) gives the
-    row's parameter count.
+    each cell the chosen ``metric``; a row's parameter count is its tasks' common count, or comes
+    from ``row_results`` (grouped by ``group_by`` alone) when the tasks disagree.
     """
     group_by = list(group_by)
     if columns == "tasks":
@@ -181,25 +184,35 @@ def build_table(
         names = metric_names(results)
         column_names = [m for m in names if m != _params_metric(names)]
     rows: dict[tuple[str, ...], Row] = {}
+    task_params: dict[tuple[str, ...], set[float | None]] = {}
     for result in results:
         key = _row_key(result["group"], group_by)
         row = rows.setdefault(key, _new_row(result["group"], group_by, len(column_names)))
         if columns == "tasks":
             index = column_names.index(str(result["group"].get(TASK_KEY)))
             row.cells[index] = _cell(result["metrics"].get(metric or ""), result["n"])
+            task_params.setdefault(key, set()).add(_params(result["metrics"]))
         else:
             row.cells = [_cell(result["metrics"].get(c), result["n"]) for c in column_names]
             row.params = _params(result["metrics"])
+    # A row's adapter is usually the same on every task: then its count is that one value.
+    ambiguous = False
+    for key, values in task_params.items():
+        if len(values) == 1:
+            rows[key].params = next(iter(values))
+        else:
+            ambiguous = True
     for result in row_results or ():
-        row = rows.get(_row_key(result["group"], group_by))
-        if row is not None:
-            row.params = _params(result["metrics"])
+        matching = rows.get(_row_key(result["group"], group_by))
+        if matching is not None:
+            matching.params = _params(result["metrics"])
     ordered = sorted(rows.values(), key=_sort_key)
     _fill_percent_of_lora(ordered)
     kind = "task" if columns == "tasks" else "metric"
     metrics_per_column = [metric or ""] * len(column_names) if kind == "task" else column_names
     _mark_best(ordered, metrics_per_column)
-    return ResultsTable(group_by, column_names, kind, metric if kind == "task" else None, ordered)
+    return ResultsTable(group_by, column_names, kind, metric if kind == "task" else None, ordered,
+                        needs_row_results=ambiguous and row_results is None)
 
 
 def _fill_percent_of_lora(rows: list[Row]) -> None:
@@ -214,7 +227,8 @@ def _fill_percent_of_lora(rows: list[Row]) -> None:
 def _mark_best(rows: list[Row], metrics_per_column: Sequence[str]) -> None:
     """Mark the best mean of each column (every tied cell), lower-is-better metrics inverted."""
     for index, metric in enumerate(metrics_per_column):
-        means = [r.cells[index].mean for r in rows if r.cells[index] is not None]
+        cells = [r.cells[index] for r in rows]
+        means = [c.mean for c in cells if c is not None and c.mean is not None]
         if not means:
             continue
         best = min(means) if metric in LOWER_IS_BETTER else max(means)

@@ -132,6 +132,8 @@ def test_error_pages_and_bad_input(site, client):
     missing_job = client.get("/jobs/424242")
     assert missing_job.status_code == 404 and "no job with id 424242" in missing_job.text
     assert client.get(f"/sweeps/{sweep_id}/results.xlsx").status_code == 404
+    assert client.get("/sweeps/99999999999999999999").status_code == 404
+    assert client.get("/jobs/-1").status_code == 404
     page = client.get(f"/sweeps/{sweep_id}?group_by=tag;drop")
     assert page.status_code == 200 and "group by:" in page.text
     export = client.get(f"/sweeps/{sweep_id}/results.csv?group_by=tag;drop")
@@ -143,3 +145,38 @@ def test_plotly_comes_from_the_installed_package(site, client):
     assert response.status_code == 200
     assert response.content == Path(plotly_js_path()).read_bytes()
     assert not list(Path(__file__).resolve().parents[2].glob("api/**/plotly*.js"))
+
+
+def test_sweeps_page_pages_newest_first(site, client):
+    _sign_in(site)
+    for index in range(21):
+        response = client.post("/api/v1/sweeps", headers=site.as_admin, json={
+            "name": f"extra-{index:02d}", "base": {"kind": "synthetic"}})
+        assert response.status_code == 201
+    first = client.get("/").text
+    assert "extra-20" in first and "table2-mini" not in first and 'rel="next"' in first
+    second = client.get("/?page=2").text
+    assert "table2-mini" in second and "extra-20" not in second and 'rel="prev"' in second
+
+
+def test_signed_in_submitter_cancels_a_running_sweep_others_may_not(site, client, monkeypatch):
+    sweep = client.post("/api/v1/sweeps", headers=site.as_admin, json={
+        "name": "to-cancel", "base": {"kind": "synthetic"}, "grid": {"seed": [0, 1, 2]}}).json()
+    cancel = f"/sweeps/{sweep['id']}/cancel"
+    client.cookies.set("tenslora_token", site.worker)
+    assert client.post(cancel, follow_redirects=False).status_code == 403
+    monkeypatch.setenv("TENSLORA_DASHBOARD_PUBLIC", "1")
+    monkeypatch.setenv("TENSLORA_DATABASE_URL", site.url)
+    with TestClient(create_app()) as public:
+        assert "Cancel sweep" not in public.get(f"/sweeps/{sweep['id']}").text
+        assert public.post(cancel, follow_redirects=False).status_code == 403
+    assert client.get(f"/api/v1/sweeps/{sweep['id']}", headers=site.as_admin).json()[
+        "counts"]["queued"] == 3
+
+    _sign_in(site)
+    assert "Cancel sweep" in client.get(f"/sweeps/{sweep['id']}").text
+    response = client.post(cancel, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == f"/sweeps/{sweep['id']}"
+    after = client.get(f"/api/v1/sweeps/{sweep['id']}", headers=site.as_admin).json()
+    assert after["status"] == "cancelled" and after["counts"]["cancelled"] == 3
+    assert "Cancel sweep" not in client.get(f"/sweeps/{sweep['id']}").text

@@ -87,6 +87,16 @@ def test_tasks_as_columns_pivot_one_metric_and_take_params_from_row_results():
     assert qkv.percent_of_lora == 25.0
 
 
+def test_tasks_as_columns_take_params_from_the_cells_when_every_task_agrees():
+    counts = {("lora", "cola"): 8.0, ("lora", "mrpc"): 8.0, ("qkv", "cola"): 2.0,
+              ("qkv", "mrpc"): 3.0}
+    results = [_row({"adapter.method": m, "task": t}, 3, mcc=(0.6, 0.1), adapter_params=(p, 0))
+               for (m, t), p in counts.items()]
+    table = build_table(results, ["adapter.method"], metric="mcc", columns="tasks")
+    assert table.needs_row_results  # qkv's count differs between tasks
+    assert [r.params for r in table.rows] == [8.0, None]
+
+
 def test_single_run_cell_has_no_std():
     assert Cell(0.5, None, 1).text == "0.5000 (1)"
     assert format_number(221184.0) == "221,184"
@@ -159,6 +169,11 @@ def test_suggestion_passes_spectra_budget_and_backbone_shape_to_the_allocator():
     suggestion = suggest(config, {"adapter_params": 12345}, points, allocator=allocator)
     assert suggestion.ranks == {"Input": 6, "Output": 5, "QKV": 1}
     assert suggestion.current == {"Input": 4, "Output": 4, "QKV": 3}
+    shape = (384, 6, 12)
+    assert suggestion.current_params == predict_parameters(
+        AdapterConfig("qkv", ranks=[4, 4, 3]), *shape)
+    assert suggestion.suggested_params == predict_parameters(
+        AdapterConfig("qkv", ranks=[6, 5, 1]), *shape)
     assert seen == {"method": "qkv", "budget": 12345, "shape": (384, 6, 12),
                     "factorization": "tucker", "n_projections": 3}
 
@@ -195,3 +210,18 @@ def test_default_layout_follows_the_sweep_definition():
     synthetic = {"definition": {"base": {"kind": "synthetic"}, "grid": {"seed": [0, 1]}}}
     assert default_group_by(synthetic) == ["kind"]
     assert default_columns(synthetic) == "metrics"
+
+
+def test_jobs_per_second_and_eta_come_from_the_sweep_timings():
+    from datetime import UTC, datetime, timedelta
+
+    from api.dashboard.data import _rate_and_eta
+    from scheduler.progress import SweepTiming
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    done = SweepTiming(start, start + timedelta(seconds=50), n_finished=100)
+    assert _rate_and_eta({"succeeded": 100}, done) == (2.0, None)
+    half = SweepTiming(start, start + timedelta(seconds=50), n_finished=100)
+    rate, eta = _rate_and_eta({"succeeded": 100, "queued": 100}, half)
+    assert rate == 2.0 and eta == 50.0
+    assert _rate_and_eta({"queued": 5}, SweepTiming(None, None, 0)) == (None, None)
