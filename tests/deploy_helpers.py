@@ -80,10 +80,16 @@ def _healthy(service: Service) -> bool:
         return False
 
 
-def stop_group(process: subprocess.Popen, grace_s: float = 20) -> None:
-    """SIGTERM the process group we started, then SIGKILL what is left of it."""
+def stop_group(
+    process: subprocess.Popen, grace_s: float = 20, leader_signal: int | None = None
+) -> None:
+    """SIGTERM the process group we started (or ``leader_signal`` to its leader alone, which
+    then stops the rest itself), then SIGKILL what is left of the group."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        if leader_signal is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.send_signal(leader_signal)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace_s)
     with contextlib.suppress(ProcessLookupError):

@@ -4,6 +4,7 @@ that join it by address, as a second host would (here on one machine, over 127.0
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,8 @@ def ray_head(tmp_path_factory):
         wait_for(head_is_up, 120, f"the Ray head at {address}")
         yield address
     finally:
-        stop_group(head, grace_s=30)
+        # `ray start --block` stops the processes it started on SIGINT.
+        stop_group(head, grace_s=30, leader_signal=signal.SIGINT)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
