@@ -193,13 +193,14 @@ class RunningJob:
 
     def _deliver(self, report: dict[str, Any]) -> None:
         path = self._spool.put(report)
-        self.outcome = report["outcome"]
         try:
             self._spool.send(self._client, path)
             self._at["reported"] = time.monotonic()
         except ApiUnavailable as error:
             log.warning("job %s: report spooled until the API is back (%s)",
                         self.lease.job_id, error)
+        # Done only now: the job's memory is offered again once the API, too, saw the job end.
+        self.outcome = report["outcome"]
 
     def _end_stopped(self) -> None:
         self.outcome = self._stop_reason
