@@ -70,3 +70,10 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
         app.include_router(router)
     mount_dashboard(app)
     return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn api.app:app` works, without building an app (and reading settings) on import.
+    if name == "app":
+        return create_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,10 @@
-"""The one place domain exceptions become HTTP statuses."""
+"""The one place exceptions become HTTP answers."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from scheduler.errors import (
@@ -32,5 +34,16 @@ async def scheduler_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
 
 
+async def request_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422, without echoing the input: a NaN in it cannot be written as JSON."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(SchedulerError, scheduler_error)
+    app.add_exception_handler(RequestValidationError, request_validation_error)

@@ -173,16 +173,19 @@ def run(backend: str, database_url: str, jobs: int, claimers: int) -> None:
         httpx.post(
             f"{url}/api/v1/sweeps", json=sweep, headers=headers, timeout=300
         ).raise_for_status()
-        cpu_before = cpu_seconds(pid)
+        cpu_before, client_before = cpu_seconds(pid), time.process_time()
         done, seconds, latencies = drain(url, tokens["worker"], claimers)
         server_cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / max(done, 1)
+        client_cpu_ms = (time.process_time() - client_before) * 1000 / max(done, 1)
     quantiles = statistics.quantiles(latencies, n=100)
     rate = done / seconds
     print(
         f"{backend:8s} jobs={done} claimers={claimers} {rate:7.1f} jobs/s "
         f"(x{rate / GOAL_JOBS_PER_S:.2f} of goal 300)  claim p50={quantiles[49] * 1000:.1f} ms "
         f"p99={quantiles[98] * 1000:.1f} ms max={max(latencies) * 1000:.1f} ms "
-        f"(x{max(latencies):.2f} of the 1 s bound)  server CPU {server_cpu_ms:.2f} ms/job",
+        f"(x{max(latencies):.2f} of the 1 s bound)\n"
+        f"{'':8s} CPU per job: server {server_cpu_ms:.2f} ms, claimers {client_cpu_ms:.2f} ms; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
         flush=True,
     )
 

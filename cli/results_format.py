@@ -30,6 +30,8 @@ def render(answer: dict[str, Any], output_format: str) -> None:
             values = [row["group"].get(path) for path in paths]
             stats = [row["metrics"].get(name, {}).get(stat) for name in names for stat in STATS]
             writer.writerow([*values, row["n"], *("" if v is None else v for v in stats)])
+    elif not rows:
+        print(f"sweep {answer['sweep_id']} has no succeeded jobs yet", file=sys.stderr)
     else:
         _table(rows, paths, names)
 

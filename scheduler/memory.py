@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.models import Job, ObservedMemory, utcnow
+from scheduler.models import OBSERVED_MEMORY, Job, ObservedMemory, utcnow
 from scheduler.states import JobStatus
 from scheduler.upsert import upsert
 from tenslora.catalog import BACKBONES
@@ -73,11 +73,8 @@ def estimate_memory_mb(spec: TrainSpec | SyntheticSpec, observed: dict[str, int]
     return observed[key] if key in observed else formula_memory_mb(spec)
 
 
-OBSERVED: Table = ObservedMemory.__table__  # type: ignore[assignment]
-
-
 def _keep_larger_peak(new: Any) -> dict[str, Any]:
-    old = OBSERVED.c.peak_memory_mb
+    old = OBSERVED_MEMORY.c.peak_memory_mb
     return {
         "peak_memory_mb": case((new.peak_memory_mb > old, new.peak_memory_mb), else_=old),
         "updated_at": new.updated_at,
@@ -90,7 +87,7 @@ def record_peak(session: Session, key: str, peak_mb: int, now: datetime | None =
     peak_mb = max(0, min(int(peak_mb), MAX_ESTIMATE_MB))
     upsert(
         session,
-        OBSERVED,
+        OBSERVED_MEMORY,
         {"shape_key": key, "peak_memory_mb": peak_mb, "updated_at": now},
         key=["shape_key"],
         updates=_keep_larger_peak,

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from scheduler.errors import NotFound
-from scheduler.models import Job, Metric
+from scheduler.models import METRICS, Job, Metric
 from scheduler.queue import owned_job
 from scheduler.states import JobStatus
 
@@ -50,7 +50,8 @@ def add_metrics(
         for point in points
     ]
     if rows:
-        session.execute(insert(Metric), rows)
+        # Core insert: the ORM's bulk path costs several times more per call.
+        session.execute(insert(METRICS), rows)
     return len(rows)
 
 

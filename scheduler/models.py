@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -165,3 +166,11 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Core handles of the tables, for hot statements that skip the ORM's per-object work.
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+WORKERS: Table = Worker.__table__  # type: ignore[assignment]
+RESULT_VALUES: Table = ResultValue.__table__  # type: ignore[assignment]
+METRICS: Table = Metric.__table__  # type: ignore[assignment]
+OBSERVED_MEMORY: Table = ObservedMemory.__table__  # type: ignore[assignment]

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Conflict, NotFound
 from scheduler.memory import record_peak
-from scheduler.models import Job, ResultValue, Worker, utcnow
+from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import JobStatus, sources
 from scheduler.upsert import upsert
 
@@ -58,8 +58,6 @@ def _take_new_values(new: Any) -> dict[str, Any]:
     return {column.name: column for column in new if column.name != "worker_id"}
 
 
-JOBS: Table = Job.__table__  # type: ignore[assignment]
-WORKERS: Table = Worker.__table__  # type: ignore[assignment]
 # Built once: the claim is the hot path, and building a statement costs more than running it.
 _NEXT_JOB = (
     select(JOBS.c.id)
@@ -249,7 +247,7 @@ def complete_job(
         values = numeric_entries(result)
         if values:
             session.execute(
-                insert(ResultValue),
+                insert(RESULT_VALUES),
                 [
                     {"job_id": job.id, "name": name, "value": value}
                     for name, value in values.items()

@@ -107,6 +107,11 @@ def aggregate_results(session: Session, sweep_id: int, group_by: list[str]) -> l
         row = rows.get(_key(values))
         if row is None:
             continue
-        std = math.sqrt(max(squares, 0.0) / (n - 1)) if n > 1 and squares is not None else None
+        if n < 2 or squares is None:
+            std = None
+        elif low == high:
+            std = 0.0  # exactly: the window mean of equal values can be off in the last bit
+        else:
+            std = math.sqrt(max(squares, 0.0) / (n - 1))
         row.metrics[name] = {"n": n, "mean": mean, "std": std, "min": low, "max": high}
     return sorted(rows.values(), key=lambda row: _key(row.group.values()))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from scheduler.errors import NotFound
 from scheduler.expand import expand_sweep
 from scheduler.memory import estimate_memory_mb, observed_peaks, shape_key
-from scheduler.models import Job, Sweep, utcnow
+from scheduler.models import JOBS, Job, Sweep, utcnow
 from scheduler.states import JobStatus, sources
 
 
@@ -57,7 +57,7 @@ def create_sweep(
         }
         for job in jobs
     ]
-    session.execute(insert(Job), rows)
+    session.execute(insert(JOBS), rows)
     return SweepView(sweep, {JobStatus.queued.value: len(jobs)})
 
 

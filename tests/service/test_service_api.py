@@ -116,14 +116,22 @@ def test_job_fails_after_max_attempts_of_expired_leases(api: Server) -> None:
 
 
 def test_claim_hands_out_only_jobs_whose_memory_fits_highest_priority_first(api: Server) -> None:
-    submit(api, {"name": "big", "base": {**SYNTHETIC, "memory_mb": 5000}, "priority": 5})
-    small = submit(api, {"name": "small", "base": {**SYNTHETIC, "memory_mb": 800}})
+    low = submit(api, {"name": "low", "base": SYNTHETIC, "grid": {"seed": [0, 1]}})
+    submit(api, {"name": "big", "base": {**SYNTHETIC, "memory_mb": 5000}, "priority": 9})
+    high = submit(api, {"name": "high", "base": {**SYNTHETIC, "memory_mb": 800}, "priority": 5})
     with api.client("worker") as client:
-        assert claim(client, free_mb=500) is None
-        fits = claim(client, free_mb=1000)
-        assert fits is not None and fits["job"]["sweep_id"] == small["id"]
+        assert claim(client, free_mb=50) is None
+        first = claim(client, free_mb=1000)
+        assert first is not None and first["job"]["sweep_id"] == high["id"]
+        second, third = claim(client, free_mb=1000), claim(client, free_mb=1000)
+        assert second is not None and third is not None
+        assert second["job"]["sweep_id"] == third["job"]["sweep_id"] == low["id"]
+        assert second["job"]["id"] < third["job"]["id"]  # same priority: oldest first
+        assert claim(client, free_mb=1000) is None
         big = claim(client, free_mb=6000)
         assert big is not None and big["job"]["config"]["memory_mb"] == 5000
+        running = client.get("/api/v1/jobs", params={"status": "running", "limit": 2}).json()
+        assert running["total"] == 4 and len(running["items"]) == 2
 
 
 def test_train_estimate_is_replaced_by_observed_peak_of_same_shape(api: Server) -> None:
@@ -204,6 +212,10 @@ def test_bad_sweeps_get_422_saying_what_and_where_and_store_nothing(api: Server)
             response = client.post("/api/v1/sweeps", json=body)
             assert response.status_code == 422, (body, response.text)
             assert expected in str(response.json()["detail"]), (expected, response.json())
+        bad_group = client.get("/api/v1/sweeps/1/results", params={"group_by": "tag,a..b"})
+        assert bad_group.status_code == 422 and "a..b" in bad_group.json()["detail"]
+        assert client.get("/api/v1/sweeps/999999/results").status_code == 404
+        assert client.get("/api/v1/jobs", params={"status": "sleeping"}).status_code == 422
         assert client.get("/api/v1/sweeps").json()["total"] == before
         assert client.get("/api/v1/jobs").json()["total"] == jobs_before
 
@@ -228,6 +240,16 @@ def test_tokens_401_without_or_with_unknown_token_and_403_for_wrong_role(api: Se
         denied = submitter.post("/api/v1/jobs/claim", json={"worker_id": "w", "free_memory_mb": 1})
         assert denied.status_code == 403 and "worker" in denied.json()["detail"]
         assert submitter.get("/api/v1/sweeps").status_code == 200
+        mint = {"role": "worker", "name": "gpu-9"}
+        assert submitter.post("/api/v1/tokens", json=mint).status_code == 403
+    with api.client("admin") as admin:
+        minted = admin.post("/api/v1/tokens", json=mint)
+        assert minted.status_code == 201
+    with api.client(None) as fresh:
+        headers = {"Authorization": f"Bearer {minted.json()['token']}"}
+        assert fresh.post(
+            "/api/v1/jobs/claim", json={"worker_id": "w", "free_memory_mb": 0}, headers=headers
+        ).status_code in (200, 204)
 
 
 def test_cancel_stops_running_job_at_heartbeat_and_release_requeues(api: Server) -> None:
@@ -336,3 +358,30 @@ def test_cli_submits_over_http_and_prints_results_as_json(api: Server, tmp_path:
     bad_file.write_text("base: {kind: train, task: cola, backbone: minilm, adapter: {ranks: -1}}")
     refused = run_cli("sweep", "submit", str(bad_file), **auth)
     assert refused.returncode == 2 and "ranks" in refused.stderr
+
+
+def test_non_finite_numbers_get_422_in_requests_and_null_in_metrics(api: Server) -> None:
+    with api.client("admin") as client:
+        raw = b'{"worker_id": "w", "free_memory_mb": NaN}'
+        refused = client.post(
+            "/api/v1/jobs/claim", content=raw, headers={"content-type": "application/json"}
+        )
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1]
+        sweep = b'{"name": "n", "base": {"kind": "synthetic", "duration_s": Infinity}}'
+        bad_sweep = client.post(
+            "/api/v1/sweeps", content=sweep, headers={"content-type": "application/json"}
+        )
+        assert bad_sweep.status_code == 422 and "finite" in bad_sweep.json()["detail"]
+        submit(api, {"name": "nan", "base": SYNTHETIC})
+        lease = claim(client)
+        assert lease is not None
+        points = b'[{"step": 1, "name": "loss", "value": NaN}]'
+        body = b'{"lease_id": "%s", "points": %s}' % (lease["lease_id"].encode(), points)
+        stored = client.post(
+            f"/api/v1/jobs/{lease['job']['id']}/metrics",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert stored.status_code == 200
+        read = client.get(f"/api/v1/jobs/{lease['job']['id']}/metrics").json()["points"]
+    assert read == [{"step": 1, "name": "loss", "value": None}]

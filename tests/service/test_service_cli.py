@@ -51,3 +51,13 @@ def test_unreadable_or_malformed_sweep_files_exit_2_with_a_message(tmp_path: Pat
     ):
         done = run_cli(tmp_path, "sweep", "submit", str(path))
         assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_db_upgrade_creates_the_schema_on_an_empty_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    done = run_cli(tmp_path, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "local.db") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"jobs", "sweeps", "alembic_version"} <= tables

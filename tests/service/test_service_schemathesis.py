@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import REPO, Server, subprocess_env
+from tests.service.conftest import Server, subprocess_env
 
 
 @pytest.mark.slow
-def test_generated_requests_never_get_a_server_error(server: Server) -> None:
+def test_generated_requests_never_get_a_server_error(server: Server, tmp_path: Path) -> None:
+    # Some stored rows, so generated ids (schemathesis tries 1 first) reach real jobs and sweeps.
+    with server.client("admin") as client:
+        body = {"name": "fuzz", "base": {"kind": "synthetic"}, "grid": {"seed": [0, 1, 2]}}
+        client.post("/api/v1/sweeps", json=body).raise_for_status()
+        claim = {"worker_id": "fuzz", "free_memory_mb": 1000}
+        assert client.post("/api/v1/jobs/claim", json=claim).status_code in (200, 204)
     schemathesis = Path(sys.executable).with_name("schemathesis")
     done = subprocess.run(
         [
@@ -32,7 +38,7 @@ def test_generated_requests_never_get_a_server_error(server: Server) -> None:
             "--seed",
             "1",
         ],
-        cwd=REPO,
+        cwd=tmp_path,  # schemathesis writes a .schemathesis/ folder where it runs
         env=subprocess_env(),
         capture_output=True,
         text=True,
