@@ -72,7 +72,7 @@ def main() -> None:
             pre_step_values(run)
             optimizer_step(run)
             post_step_values(run)
-            metric_s[method].append(time.perf_counter() - began - 0.0)
+            metric_s[method].append(time.perf_counter() - began)
     log_every = TrainLoopSpec().log_every
     lora = statistics.median(step_s["lora"])
     print(f"batch {args.batch_size} x {args.max_length} tokens, rank {args.rank} (Tucker "
