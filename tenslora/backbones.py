@@ -35,16 +35,21 @@ class Backbone:
     encode: Encoder  # inputs of one batch -> keyword arguments of ``model``
 
     @property
+    def config(self) -> Any:
+        """The transformers config of the model (hidden size, layers, heads)."""
+        return self.model.config
+
+    @property
     def d_model(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(self.config.hidden_size)
 
     @property
     def n_layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
+        return int(self.config.num_hidden_layers)
 
     @property
     def n_heads(self) -> int:
-        return int(self.model.config.num_attention_heads)
+        return int(self.config.num_attention_heads)
 
 
 class BackboneUnavailableError(RuntimeError):
@@ -110,13 +115,14 @@ def _load_minilm(num_labels: int, max_length: int) -> tuple[nn.Module, Encoder]:
 def _random_vit(num_labels: int) -> tuple[nn.Module, Encoder]:
     from transformers import ViTConfig, ViTForImageClassification
 
-    config = ViTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
-                       intermediate_size=768, image_size=28, patch_size=4, num_labels=num_labels)
+    config: Any = ViTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
+                       intermediate_size=768, image_size=28, patch_size=4,
+                       num_labels=num_labels)  # type: ignore[call-arg]  # a **kwargs field
     # Its own RNG stream: the "pretrained" weights must not depend on the run's seed.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_RANDOM_VIT_SEED)
         model = ViTForImageClassification(config)
-    return model, image_encoder(config.image_size)
+    return model, image_encoder(int(config.image_size))
 
 
 def _load_hub(hub_id: str, modality: str, num_labels: int,

@@ -90,3 +90,14 @@ def test_cli_train_prints_the_result_and_writes_metric_lines(tmp_path):
     points = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert {"step", "name", "value"} == set(points[0])
     assert {p["step"] for p in points if p["name"] == "train/loss"} == {2, 4}
+
+
+def test_the_offline_image_path_trains_a_random_vit_on_mnist():
+    result = run_training({
+        "task": "mnist5k", "backbone": "vit-tiny-random",
+        "adapter": {"method": "att_qkv_depth", "ranks": 4},
+        "train": {"max_steps": 4, "batch_size": 16, "max_train_samples": 64,
+                  "max_eval_samples": 64, "log_every": 2},
+    })
+    assert result["steps"] == 4 and 0.0 <= result["accuracy"] <= 1.0
+    assert result["majority_baseline"] == pytest.approx(0.1)
