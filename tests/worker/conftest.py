@@ -81,10 +81,40 @@ def job_children(pids: set[int]) -> set[int]:
     return alive
 
 
-def kill_all(pids: set[int]) -> None:
+def start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid``: tells a process from a later one with the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def remember(seen: dict[int, str | None], pids: set[int]) -> None:
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+        seen.setdefault(pid, start_time(pid))
+
+
+def still_running(seen: dict[int, str | None]) -> set[int]:
+    """The remembered processes that are alive (not zombies) and not a later reuse of the pid."""
+    alive = set()
+    for pid, started in seen.items():
+        if started is None or start_time(pid) != started:
+            continue
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def kill_all(processes: dict[int, str | None]) -> None:
+    """SIGKILLs each (pid, start time) still alive, never a process that reused the pid."""
+    for pid, started in processes.items():
+        if started is not None and start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -174,11 +204,12 @@ class Worker:
 
     process: subprocess.Popen
     log_path: Path
-    seen: set[int] = field(default_factory=set)
+    seen: dict[int, str | None] = field(default_factory=dict)
 
     def tree(self) -> set[int]:
-        self.seen |= descendants(self.process.pid)
-        return self.seen
+        """Every process the worker started so far (alive or not)."""
+        remember(self.seen, descendants(self.process.pid))
+        return set(self.seen)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]

@@ -10,7 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.worker.conftest import REPO, descendants, free_port, project_env, wait_for
+from tests.worker.conftest import (
+    REPO,
+    descendants,
+    free_port,
+    project_env,
+    remember,
+    still_running,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -35,10 +43,10 @@ def test_demo_runs_a_real_sweep_prints_results_and_stops_everything(tmp_path: Pa
     port = free_port()
     process = demo(tmp_path, port, "--methods", "lora,qkv_depth", "--seeds", "1",
                    "--steps", "2", "--cpu-slots", "2")
-    seen: set[int] = set()
+    seen: dict[int, str | None] = {}
     try:
         wait_for("the demo to end",
-                 lambda: seen.update(descendants(process.pid)) or process.poll() is not None,
+                 lambda: remember(seen, descendants(process.pid)) or process.poll() is not None,
                  timeout=300, every=0.5)
         output = process.stdout.read()
     finally:
@@ -49,17 +57,17 @@ def test_demo_runs_a_real_sweep_prints_results_and_stops_everything(tmp_path: Pa
     assert "lora" in table and "qkv_depth" in table and "accuracy" in table
     assert f"http://127.0.0.1:{port}/docs" in output
     assert port_is_closed(port)
-    assert not {pid for pid in seen if Path(f"/proc/{pid}").exists()} - _zombies(seen)
+    wait_for("every process of the demo to end", lambda: not still_running(seen), timeout=20)
 
 
 def test_ctrl_c_stops_the_server_and_the_worker(tmp_path: Path) -> None:
     port = free_port()
     process = demo(tmp_path, port, "--methods", "lora", "--seeds", "1", "--steps", "500")
-    seen: set[int] = set()
+    seen: dict[int, str | None] = {}
     try:
         log = tmp_path / "demo" / "worker.log"
         wait_for("the worker to start running a job",
-                 lambda: seen.update(descendants(process.pid)) or (
+                 lambda: remember(seen, descendants(process.pid)) or (
                      log.exists() and "running on cpu" in log.read_text()), timeout=120)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 130
@@ -67,16 +75,6 @@ def test_ctrl_c_stops_the_server_and_the_worker(tmp_path: Path) -> None:
         process.kill()
     assert port_is_closed(port)
     wait_for("every process of the demo to end",
-             lambda: not ({pid for pid in seen if Path(f"/proc/{pid}").exists()} - _zombies(seen)),
+             lambda: not still_running(seen),
              timeout=30)
 
-
-def _zombies(pids: set[int]) -> set[int]:
-    dead = set()
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                dead.add(pid)
-        except OSError:
-            dead.add(pid)
-    return dead

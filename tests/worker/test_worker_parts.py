@@ -109,7 +109,9 @@ def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
                               stdout=subprocess.PIPE, text=True)
     try:
         child_pid = int(parent.stdout.readline())
-        assert job_children({child_pid}) == {child_pid}
+        log = tmp_path / "job.log"
+        alive = job_children({child_pid}) == {child_pid}
+        assert alive, f"the child ended early: {log.read_text() if log.exists() else 'no log'}"
         parent.kill()
         parent.wait(timeout=10)
         wait_for("the child to die", lambda: not job_children({child_pid}), 5)
