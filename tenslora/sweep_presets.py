@@ -15,7 +15,7 @@ so results group into the paper's rows.
   framework keeps apart, hence the paper's asterisk).
 - ``core-lr``: TensLoRA+ core learning-rate multipliers 1, 4, 8, 16 on one Tucker adapter.
 - ``allocate``: TensLoRA+ heterogeneous ranks. For every Tucker adapter of a finished sweep, the
-  ranks ``tenslora.analysis.allocate_ranks`` suggests from the spectra its runs streamed, at the
+  ranks ``tenslora.allocation.allocate_ranks`` suggests from the spectra its runs streamed, at the
   adapter's own parameter count (the same budget).
 """
 
@@ -26,6 +26,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tenslora.allocation import allocate_ranks
 from tenslora.catalog import get_backbone, get_task
 from tenslora.config import AdapterConfig
 from tenslora.methods import TENSOR_METHODS
@@ -221,8 +222,6 @@ def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "all
 
 
 def _allocated_entry(group: list[Mapping[str, Any]]) -> dict[str, Any] | None:
-    from tenslora.analysis import allocate_ranks  # torch: only this preset needs it
-
     spec = group[0]["config"]
     config = AdapterConfig.from_dict(spec["adapter"])
     spectra = {}

@@ -1,35 +1,22 @@
 """The "suggested ranks" panel: the TensLoRA+ rank allocator fed with a run's last spectra.
 
-The allocator lives with the training code (``tenslora.analysis.allocate_ranks``); it is imported
-only when a job page asks for it, from a torch-free module when one exists, and the panel says
-why it is empty instead of failing the page when the allocator or the run's spectra are missing.
+The allocator (``tenslora.allocation``) is torch-free, so the server runs it in-process; the panel
+says why it is empty instead of failing the page when the run's spectra are missing.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenslora.allocation import allocate_ranks
 from tenslora.catalog import BACKBONES
 from tenslora.config import AdapterConfig
 from tenslora.presets import predict_parameters
 
 log = logging.getLogger(__name__)
-
-#: (d_model, n_layers, n_heads) of the catalog's backbones, for when the catalog lacks them.
-BACKBONE_DIMS: dict[str, tuple[int, int, int]] = {
-    "roberta-base": (768, 12, 12),
-    "bert-base-uncased": (768, 12, 12),
-    "vit-base-in21k": (768, 12, 12),
-    "minilm": (384, 6, 12),
-    "vit-tiny-random": (192, 4, 3),
-}
-# Where the allocator may live, torch-free modules first; the last one imports torch.
-_ALLOCATOR_MODULES: tuple[str, ...] = ("tenslora.allocation", "tenslora.analysis")
 
 
 @dataclass
@@ -42,27 +29,13 @@ class Suggestion:
     suggested_params: int | None = None
 
 
-def load_allocator() -> Callable[..., dict[str, int]] | None:
-    for name in _ALLOCATOR_MODULES:
-        try:
-            if importlib.util.find_spec(name) is None:
-                continue
-            module = importlib.import_module(name)
-        except Exception as exc:  # a missing torch, a half-installed package: no panel
-            log.info("rank allocator module %s unavailable: %s", name, exc)
-            continue
-        allocate = getattr(module, "allocate_ranks", None)
-        if callable(allocate):
-            return allocate
-    return None
+def load_allocator() -> Callable[..., dict[str, int]]:
+    return allocate_ranks
 
 
 def backbone_dims(backbone: str) -> tuple[int, int, int] | None:
     info = BACKBONES.get(backbone)
-    dims = tuple(getattr(info, k, None) for k in ("d_model", "n_layers", "n_heads"))
-    if all(isinstance(d, int) for d in dims):
-        return dims  # type: ignore[return-value]
-    return BACKBONE_DIMS.get(backbone)
+    return None if info is None else (info.d_model, info.n_layers, info.n_heads)
 
 
 def last_values(points: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -112,9 +85,6 @@ def suggest(
         return Suggestion(current=current, reason="No spectra streamed for this run yet.")
     budget = int((result or {}).get("adapter_params") or predict_parameters(adapter, *dims))
     allocate = allocator or load_allocator()
-    if allocate is None:
-        return Suggestion(current=current, budget=budget,
-                          reason="The rank allocator is not installed on this server.")
     try:
         ranks = allocate(spectra, adapter.method, budget, *dims,
                          factorization=adapter.factorization,

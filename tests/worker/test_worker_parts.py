@@ -114,7 +114,7 @@ def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
         assert alive, f"the child ended early: {log.read_text() if log.exists() else 'no log'}"
         parent.kill()
         parent.wait(timeout=10)
-        wait_for("the child to die", lambda: not job_children({child_pid}), 5)
+        wait_for("the child to die", lambda: not job_children({child_pid}), 30)
     finally:
         parent.kill()
 
