@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -18,6 +20,28 @@ from scheduler.queue import reap_expired
 from scheduler.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# A claim requeues expired leases first, so a job freed by a dead worker goes out at once; more
+# often than this it would be a wasted statement on the hottest request.
+CLAIM_REAP_SECONDS = 1.0
+
+
+class Every:
+    """``due()`` is true at most once per ``seconds`` (thread-safe: claims run in a pool)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.seconds
+            return True
 
 
 def _reap_once(database: Database, max_attempts: int) -> int:
@@ -64,6 +88,7 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     )
     app.state.settings = settings
     app.state.token_cache = {}
+    app.state.claim_reaps = Every(min(CLAIM_REAP_SECONDS, settings.lease_seconds / 4))
     errors.install(app)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
     for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):

@@ -49,6 +49,8 @@ class LocalCluster:
             "server",
             [sys.executable, "-m", "cli", "serve", "--port", str(self.port),
              "--no-access-log", "--log-level", "warning"],
+            # Bound to 127.0.0.1: this machine's user may read the dashboard without a token.
+            TENSLORA_DASHBOARD_PUBLIC="1",
         )
         self._wait_healthy(deadline=time.monotonic() + 60)
         self.worker = self._spawn(
@@ -157,10 +159,11 @@ class LocalCluster:
         except httpx.HTTPError:
             has_dashboard = False
         if has_dashboard:
-            print(f"dashboard: {self.url}/")
+            print(f"dashboard: {self.url}/ (read-only, no sign-in)")
         print(f"API docs:  {self.url}/docs")
         print(f"the data stays in {self.data_dir}; to look again later:\n"
-              f"  TENSLORA_DATABASE_URL={self.database_url} tenslora serve --port {self.port}")
+              f"  TENSLORA_DASHBOARD_PUBLIC=1 TENSLORA_DATABASE_URL={self.database_url} "
+              f"tenslora serve --port {self.port}")
 
     def serve_until_interrupted(self) -> None:
         self._stop_process(self.worker, timeout=30)

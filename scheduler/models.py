@@ -81,8 +81,6 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("sweep_id", "spec_hash"),
-        # The claim reads queued jobs by priority then age.
-        Index("ix_jobs_claim", "status", "priority", "id"),
         Index("ix_jobs_lease", "status", "lease_expires_at"),
         Index("ix_jobs_worker", "worker_id", "status"),
         Index("ix_jobs_shape", "shape_key", "status"),
@@ -109,6 +107,11 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
+
+# The claim reads queued jobs by priority (highest first) then age: the index has that order, so
+# the next job is its first entry (an ascending priority made SQLite sort every queued job of the
+# top priority on each claim).
+Index("ix_jobs_claim_order", Job.status, Job.priority.desc(), Job.id)
 
 class ResultValue(Base):
     """One numeric entry of a job's result, so results aggregate in SQL."""

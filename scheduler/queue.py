@@ -106,17 +106,20 @@ def claim_job(
     max_attempts: int,
     now: datetime | None = None,
     job_id: int | None = None,
+    reap: bool = True,
 ) -> Claim | None:
     """Hand the highest-priority, oldest queued job that fits ``free_memory_mb`` to one worker.
 
     ``job_id`` narrows the choice to that one job (``tenslora sweep tune``: each Ray Tune trial
-    runs the job it was made for).
+    runs the job it was made for). ``reap``: requeue expired leases first (the server does it at
+    most once a second per process; its background reaper covers the rest).
 
     Postgres: the CTE locks the chosen row with SKIP LOCKED, so racing claimers pick different
     rows. SQLite: the session began with BEGIN IMMEDIATE, so claimers run one at a time.
     """
     now = now or utcnow()
-    reap_expired(session, max_attempts, now)
+    if reap:
+        reap_expired(session, max_attempts, now)
     record_worker(session, worker_id, now, device, free_memory_mb)
     lease_id, expires = uuid.uuid4().hex, now + timedelta(seconds=lease_seconds)
     job = session.execute(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
 from api.schemas import (
@@ -48,7 +48,11 @@ def list_jobs(
     response_model=None,
 )
 def claim(
-    body: ClaimRequest, session: SessionDep, settings: SettingsDep, _token: WorkerToken
+    body: ClaimRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _token: WorkerToken,
 ) -> Response:
     """Lease the highest-priority queued job whose memory estimate fits ``free_memory_mb``."""
     claimed = queue.claim_job(
@@ -59,6 +63,7 @@ def claim(
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
         job_id=body.job_id,
+        reap=request.app.state.claim_reaps.due(),
     )
     if claimed is None:
         return Response(status_code=204)
