@@ -44,7 +44,7 @@ def demo(
         DEMO_METHODS
     ),
     seeds: Annotated[int, typer.Option(min=1, max=10, help="seeds per method")] = 2,
-    steps: Annotated[int, typer.Option(min=1, max=10_000, help="training steps per run")] = 30,
+    steps: Annotated[int, typer.Option(min=1, max=10_000, help="training steps per run")] = 150,
     cpu_slots: Annotated[int, typer.Option(min=1, max=64, help="runs at once")] = 2,
     port: Annotated[int, typer.Option(help="API port (0: any free one)")] = 0,
     data_dir: Annotated[
