@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Conflict, NotFound
@@ -138,11 +138,7 @@ def claim_job(
 
 
 def reap_expired(session: Session, max_attempts: int, now: datetime | None = None) -> int:
-    """Requeue running jobs whose lease expired (attempt + 1), or fail them at the last attempt.
-
-    A requeued job keeps the expired ``lease_id`` until the next claim replaces it, so a worker
-    that was only cut off from the API can still deliver its result (``complete_job``).
-    """
+    """Requeue running jobs whose lease expired (attempt + 1), or fail them at the last attempt."""
     now = now or utcnow()
     expired = session.execute(_EXPIRED, {"b_now": now}).all()
     retry = [job_id for job_id, attempt in expired if attempt < max_attempts]
@@ -158,7 +154,7 @@ def reap_expired(session: Session, max_attempts: int, now: datetime | None = Non
                 worker_id=None,
                 device=None,
                 started_at=None,
-                lease_expires_at=None,
+                **cleared,
             )
             .execution_options(synchronize_session=False)
         )
@@ -195,8 +191,6 @@ def _refuse(session: Session, job_id: int, lease_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
-    if job.lease_id == lease_id and job.status == JobStatus.queued.value:
-        raise Conflict(f"lease {lease_id} of job {job_id} expired and the job was requeued")
     if job.lease_id == lease_id and job.status != JobStatus.running.value:
         return job
     if job.lease_id == lease_id:
@@ -243,38 +237,12 @@ def _finish(
         .values(status=to.value, lease_expires_at=None, **values)
         .returning(*JOBS.c)
     ).one_or_none()
-    if row is None and to == JobStatus.succeeded:
-        row = _finish_late(session, job_id, lease_id, values, now)
     if row is not None:
         return row, True
     job = _refuse(session, job_id, lease_id)
     if job.status in (to.value, JobStatus.cancelled.value):
         return job, False
     raise Conflict(f"job {job_id} is already {job.status} with this lease; it cannot become {to}")
-
-
-def _finish_late(
-    session: Session, job_id: int, lease_id: str, values: dict[str, Any], now: datetime
-) -> JobRecord | None:
-    """Accept the result of an expired lease while its job waits, requeued, for a new claim.
-
-    Either the job is still running on that lease past its expiry (the reaper has not run yet)
-    or it was requeued and nobody claimed it since (the lease id is still the job's). The
-    finished run was the earlier attempt, so a requeued job's attempt goes back to it.
-    """
-    still_running = (JOBS.c.status == JobStatus.running.value) & (JOBS.c.lease_expires_at < now)
-    requeued = JOBS.c.status == JobStatus.queued.value
-    return session.execute(
-        update(JOBS)
-        .where(JOBS.c.id == job_id, JOBS.c.lease_id == lease_id, still_running | requeued)
-        .values(
-            status=JobStatus.succeeded.value,
-            lease_expires_at=None,
-            attempt=case((requeued, JOBS.c.attempt - 1), else_=JOBS.c.attempt),
-            **values,
-        )
-        .returning(*JOBS.c)
-    ).one_or_none()
 
 
 def complete_job(

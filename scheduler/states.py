@@ -25,8 +25,6 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = {
     (JobStatus.queued, JobStatus.running): "a worker claimed it",
     (JobStatus.running, JobStatus.succeeded): "the worker completed it",
-    (JobStatus.queued, JobStatus.succeeded): "a late result of the lease that expired, before "
-    "any other worker claimed the job again (a worker cut off from the API kept running it)",
     (JobStatus.running, JobStatus.failed): "the worker failed it, or its last lease expired",
     (JobStatus.running, JobStatus.queued): "its lease expired (attempt + 1) or was released",
     (JobStatus.queued, JobStatus.cancelled): "its sweep was cancelled",

@@ -63,32 +63,29 @@ def test_every_state_change_comes_from_the_transition_table() -> None:
     assert all(frm not in (JobStatus.succeeded, JobStatus.failed) for frm, _ in TRANSITIONS)
 
 
-def test_a_late_result_of_an_expired_lease_counts_until_the_job_is_claimed_again(
+def test_a_result_on_an_expired_lease_is_refused_and_the_job_runs_again(
     database_url: str,
 ) -> None:
-    """A worker cut off from the API past its lease keeps its finished run, unless reclaimed."""
+    """An expired lease is not live: its complete is a 409, even before anyone reclaims the job."""
     upgrade(database_url)
     database = Database(database_url)
     start = datetime.now(UTC)
     try:
         with database.session() as session:
-            sweeps.create_sweep(session, "two", {"kind": "synthetic", "duration_s": 0},
-                                grid={"seed": [0, 1]})
+            sweeps.create_sweep(session, "one", {"kind": "synthetic", "duration_s": 0})
         with database.session() as session:
             first = claim_job(session, "cut-off", None, 1000, 10, 3, now=start)
-            second = claim_job(session, "cut-off", None, 1000, 10, 3, now=start)
-        assert first is not None and second is not None
+        assert first is not None
         later = start + timedelta(seconds=30)
+        with database.session() as session, pytest.raises(Conflict, match="expired"):
+            complete_job(session, first.job.id, first.lease_id, {"accuracy": 0.7}, later)
         with database.session() as session:
-            assert reap_expired(session, 3, later) == 2
-        with database.session() as session:
-            job = complete_job(session, first.job.id, first.lease_id, {"accuracy": 0.7}, later)
-        assert job.status == "succeeded" and job.attempt == 1 and job.result == {"accuracy": 0.7}
+            assert reap_expired(session, 3, later) == 1
+        with database.session() as session, pytest.raises(Conflict):
+            complete_job(session, first.job.id, first.lease_id, {"accuracy": 0.7}, later)
         with database.session() as session:
             again = claim_job(session, "other", None, 1000, 10, 3, now=later)
-        assert again is not None and again.job.id == second.job.id and again.job.attempt == 2
-        with database.session() as session, pytest.raises(Conflict):
-            complete_job(session, second.job.id, second.lease_id, {"accuracy": 0.1}, later)
+        assert again is not None and again.job.id == first.job.id and again.job.attempt == 2
         with database.session() as session:
             done = complete_job(session, again.job.id, again.lease_id, {"accuracy": 0.8}, later)
         assert done.result == {"accuracy": 0.8} and done.attempt == 2
