@@ -7,6 +7,7 @@ server does. Both answer the API's JSON shapes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -23,7 +24,7 @@ class SweepClient(Protocol):
     def list(self, limit: int) -> dict[str, Any]: ...
     def show(self, sweep_id: int) -> dict[str, Any]: ...
     def cancel(self, sweep_id: int) -> dict[str, Any]: ...
-    def results(self, sweep_id: int, group_by: list[str]) -> dict[str, Any]: ...
+    def results(self, sweep_id: int, group_by: Sequence[str]) -> dict[str, Any]: ...
 
 
 class HttpClient:
@@ -60,7 +61,7 @@ class HttpClient:
     def cancel(self, sweep_id: int) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/sweeps/{sweep_id}/cancel")
 
-    def results(self, sweep_id: int, group_by: list[str]) -> dict[str, Any]:
+    def results(self, sweep_id: int, group_by: Sequence[str]) -> dict[str, Any]:
         return self._call(
             "GET", f"/api/v1/sweeps/{sweep_id}/results", params={"group_by": group_by}
         )
@@ -143,7 +144,7 @@ class LocalClient:
             write=True,
         )
 
-    def results(self, sweep_id: int, group_by: list[str]) -> dict[str, Any]:
+    def results(self, sweep_id: int, group_by: Sequence[str]) -> dict[str, Any]:
         from scheduler import results
 
         def operation(session: Any) -> dict[str, Any]:

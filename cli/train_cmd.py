@@ -77,8 +77,10 @@ def train(
                            total=None, loss="-")
 
     def progress(step: int, total: int, loss: float | None) -> None:
-        fields = {"loss": f"{loss:.4f}"} if loss is not None else {}
-        bar.update(task_id, completed=step, total=total, **fields)
+        if loss is None:
+            bar.update(task_id, completed=step, total=total)
+        else:
+            bar.update(task_id, completed=step, total=total, loss=f"{loss:.4f}")
 
     try:
         with bar:

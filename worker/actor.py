@@ -177,7 +177,8 @@ def _reservation_mb(lease: Lease, offer_mb: int) -> int:
     return offer_mb
 
 
-@ray.remote(num_gpus=1, num_cpus=0, max_concurrency=4)
+# Ray's stubs type remote functions, not actor classes (nor their .options).
+@ray.remote(num_gpus=1, num_cpus=0, max_concurrency=4)  # type: ignore[call-overload]
 class GpuActor:
     """One GPU (or, with ``.options(num_gpus=0)``, the CPU slots), pinned by Ray."""
 

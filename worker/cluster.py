@@ -125,14 +125,16 @@ class Cluster:
             # A fake GPU's index is ours to pick; a real one is whichever Ray assigned.
             index = device.index if self.probe_kind != "nvml" else None
             self._launchers.append(
-                partial(GpuActor.options(scheduling_strategy=here).remote, base, index)
+                partial(GpuActor.options(scheduling_strategy=here).remote,  # type: ignore[attr-defined]
+                        base, index)
             )
         if args.cpu_slots:
             cpu = ActorConfig(**{
                 **base.__dict__, "probe": "cpu", "max_jobs": args.cpu_slots, "reserve_mb": 0,
                 "cpu_threads": max(1, (os.cpu_count() or 1) // args.cpu_slots),
             })
-            launch = GpuActor.options(num_gpus=0, scheduling_strategy=here).remote
+            launch = GpuActor.options(  # type: ignore[attr-defined]
+                num_gpus=0, scheduling_strategy=here).remote
             self._launchers.append(partial(launch, cpu, 0))
         self._actors = [launch() for launch in self._launchers]
         names = ray.get([a.device_name.remote() for a in self._actors], timeout=ACTOR_START_S)
