@@ -128,7 +128,8 @@ def _print_summary(sweep: dict[str, Any], lora_rank: int) -> None:
         adapter = entry["adapter"]
         params = adapter_parameters(adapter, backbone)
         table.add_row(
-            entry["tag"], adapter["method"], adapter.get("factorization", "tucker"),
+            entry["tag"], adapter["method"],
+            "-" if adapter["method"] == "lora" else adapter.get("factorization", "tucker"),
             ",".join(adapter.get("projections", ["q", "k", "v"])), str(adapter["ranks"]),
             f"{params:,}", f"{100 * params / lora:.1f}",
         )
