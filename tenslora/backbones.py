@@ -133,14 +133,15 @@ def _load_hub(hub_id: str, modality: str, num_labels: int,
         AutoTokenizer,
     )
 
+    # A checkpoint that already has a classifier of another size (a fine-tuned model) gets a
+    # fresh head of ``num_labels`` instead of failing the run.
+    options = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
     try:
         with _quiet_transformers():
             if modality == "image":
-                model = AutoModelForImageClassification.from_pretrained(
-                    hub_id, num_labels=num_labels)
+                model = AutoModelForImageClassification.from_pretrained(hub_id, **options)
                 return model, image_encoder(int(model.config.image_size))
-            model = AutoModelForSequenceClassification.from_pretrained(
-                hub_id, num_labels=num_labels)
+            model = AutoModelForSequenceClassification.from_pretrained(hub_id, **options)
             return model, text_encoder(AutoTokenizer.from_pretrained(hub_id), max_length)
     except OSError as exc:
         raise BackboneUnavailableError(
