@@ -29,10 +29,6 @@ class Suggestion:
     suggested_params: int | None = None
 
 
-def load_allocator() -> Callable[..., dict[str, int]]:
-    return allocate_ranks
-
-
 def backbone_dims(backbone: str) -> tuple[int, int, int] | None:
     info = BACKBONES.get(backbone)
     return None if info is None else (info.d_model, info.n_layers, info.n_heads)
@@ -67,7 +63,7 @@ def suggest(
     config: Mapping[str, Any] | None,
     result: Mapping[str, Any] | None,
     points: Sequence[Mapping[str, Any]],
-    allocator: Callable[..., dict[str, int]] | None = None,
+    allocator: Callable[..., dict[str, int]] = allocate_ranks,
 ) -> Suggestion:
     """Ranks for the next run of this configuration within its parameter budget."""
     if not config or config.get("kind") != "train":
@@ -84,9 +80,8 @@ def suggest(
     if set(spectra) != set(current):
         return Suggestion(current=current, reason="No spectra streamed for this run yet.")
     budget = int((result or {}).get("adapter_params") or predict_parameters(adapter, *dims))
-    allocate = allocator or load_allocator()
     try:
-        ranks = allocate(spectra, adapter.method, budget, *dims,
+        ranks = allocator(spectra, adapter.method, budget, *dims,
                          factorization=adapter.factorization,
                          n_projections=adapter.n_projections)
     except Exception as exc:  # the panel is advice: never let it break the page

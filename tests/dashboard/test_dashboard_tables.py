@@ -7,7 +7,7 @@ import io
 import json
 
 from api.dashboard import exports, plots
-from api.dashboard.suggest import last_values, load_allocator, spectra_from_metrics, suggest
+from api.dashboard.suggest import last_values, spectra_from_metrics, suggest
 from api.dashboard.tables import Cell, build_table, format_number
 from tenslora.config import AdapterConfig
 from tenslora.presets import predict_parameters
@@ -183,12 +183,11 @@ def test_suggestion_explains_why_it_is_empty():
 
 
 def test_suggestion_from_the_real_allocator_stays_within_budget():
-    allocate = load_allocator()
     config = {"kind": "train", "task": "cola", "backbone": "minilm", "seed": 0,
               "adapter": {"method": "qkv", "factorization": "tucker", "ranks": [4, 4, 3]}}
     points = _spectra_points({"Input": (0.9, 0.2), "Output": (0.8, 0.3), "QKV": (0.1, 0.97)})
     budget = predict_parameters(AdapterConfig("qkv", ranks=[4, 4, 3]), 384, 6, 12)
-    suggestion = suggest(config, {"adapter_params": budget}, points, allocator=allocate)
+    suggestion = suggest(config, {"adapter_params": budget}, points)
     assert suggestion.ranks["QKV"] <= 2  # redundant mode (top-1 energy 0.97) shrinks
     assert suggestion.ranks["Input"] >= 4  # high-entropy mode keeps or grows
     ranks = [suggestion.ranks[m] for m in ("Input", "Output", "QKV")]
