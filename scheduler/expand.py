@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from scheduler.errors import InvalidInput
 from tenslora.spec import SyntheticSpec, TrainSpec, parse_spec, spec_hash
+from tenslora.sweep_document import deep_merge, set_path
 
 DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -26,33 +27,6 @@ class ExpandedJob:
     spec: TrainSpec | SyntheticSpec
     spec_hash: str
     origin: str  # where in the sweep it came from, for error messages
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Dicts merge key by key, recursively; anything else in ``override`` replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def set_path(document: dict[str, Any], path: str, value: Any, where: str) -> None:
-    """Set ``a.b.c`` in ``document``, creating the objects on the way."""
-    node = document
-    *parents, leaf = path.split(".")
-    for depth, part in enumerate(parents):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            through = ".".join(parents[: depth + 1])
-            raise InvalidInput(
-                f"{where}: grid path {path!r} goes through {through!r}, which is "
-                f"{type(child).__name__} {child!r}, not an object"
-            )
-        node = child
-    node[leaf] = copy.deepcopy(value)
 
 
 def check_finite(value: Any, where: str) -> None:
@@ -132,10 +106,10 @@ def expand_sweep(
             if paths:
                 chosen = ", ".join(f"{p}={v!r}" for p, v in zip(paths, combination, strict=True))
                 origin = f"{where} with grid {chosen}"
-            for path, value in zip(paths, combination, strict=True):
-                set_path(document, path, value, origin)
             document.setdefault("kind", "train")
             try:
+                for path, value in zip(paths, combination, strict=True):
+                    set_path(document, path, value)
                 spec = parse_spec(document)
             except ValidationError as exc:
                 raise InvalidInput(f"{origin}: {_describe(exc)}") from None

@@ -21,7 +21,6 @@ so results group into the paper's rows.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from tenslora.catalog import get_backbone, get_task
 from tenslora.config import AdapterConfig
 from tenslora.methods import TENSOR_METHODS
 from tenslora.presets import isoparameters, isorank, predict_parameters
+from tenslora.sweep_document import deep_merge, set_path
 
 PRESETS: tuple[str, ...] = ("paper-table2", "core-lr", "allocate")
 CORE_LR_MULTIPLIERS: tuple[float, ...] = (1.0, 4.0, 8.0, 16.0)
@@ -277,22 +277,8 @@ def expand_jobs(sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
     grid = sweep.get("grid") or {}
     for entry in sweep.get("configs") or [{}]:
         for values in itertools.product(*grid.values()):
-            spec = _deep_merge(sweep["base"], entry)
+            spec = deep_merge(sweep["base"], entry)
             for path, value in zip(grid, values, strict=True):
-                *parents, leaf = path.split(".")
-                node = spec
-                for key in parents:
-                    node = node.setdefault(key, {})
-                node[leaf] = value
+                set_path(spec, path, value)
             jobs.append(spec)
     return jobs
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scheduler.errors import InvalidInput
-from scheduler.expand import deep_merge, expand_sweep
+from scheduler.expand import expand_sweep
+from tenslora.sweep_document import deep_merge
 
 TRAIN = {"task": "cola", "backbone": "minilm"}
 
