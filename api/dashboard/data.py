@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from api.dashboard.tables import method_of
 from api.routes.sweeps import sweep_out
 from scheduler import progress, queries, sweeps, tokens
 from scheduler import results as results_queries
@@ -133,6 +134,37 @@ def results(session: Session, sweep_id: int, group_by: Sequence[str]) -> list[di
     """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``."""
     rows = results_queries.aggregate_results(session, sweep_id, list(group_by))
     return [row.as_dict() for row in rows]
+
+
+def compared_results(
+    session: Session,
+    sweep_id: int,
+    group_by: Sequence[str],
+    compare_to: str | None,
+    baseline_fields: Sequence[str],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The API's results rows with ``compare_to``'s delta and p_value, and the baseline used.
+
+    ``compare_to`` None picks the LoRA row when exactly one row is LoRA; "" compares nothing.
+    Its fields must be among ``baseline_fields`` (the table's rows; ``group_by`` may add
+    ``task``, then each task is compared with its own baseline). Raises ``InvalidInput``.
+    """
+    rows = results_queries.aggregate_results(session, sweep_id, list(group_by))
+    if compare_to is None:
+        compare_to = default_compare_to([row.group for row in rows], baseline_fields)
+    baseline = results_queries.parse_compare_to([compare_to or ""], list(baseline_fields))
+    results_queries.compare(rows, baseline, f"this table (rows by {', '.join(baseline_fields)})")
+    return [row.as_dict() for row in rows], compare_to or None
+
+
+def default_compare_to(groups: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> str:
+    """``compare_to`` naming the one LoRA row among ``groups`` (restricted to ``fields``), or ""."""
+    lora = {
+        results_queries.compare_text({k: group.get(k) for k in fields})
+        for group in groups
+        if method_of({k: group.get(k) for k in fields}) == "lora"
+    }
+    return lora.pop() if len(lora) == 1 else ""
 
 
 def job_dict(job: Job) -> dict[str, Any]:
