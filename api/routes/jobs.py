@@ -40,8 +40,11 @@ def list_jobs(
     status: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    pack_id: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{1,32}$", description="the jobs of one pack")
+    ] = None,
 ) -> JobList:
-    jobs, total = queries.list_jobs(session, sweep_id, status, limit, offset)
+    jobs, total = queries.list_jobs(session, sweep_id, status, limit, offset, pack_id)
     return JobList(items=[JobOut.model_validate(job) for job in jobs], total=total)
 
 
