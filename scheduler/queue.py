@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Conflict, NotFound
-from scheduler.memory import record_peak
+from scheduler.memory import pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import JobStatus, move
 from scheduler.upsert import upsert
+from tenslora.spec import TrainSpec, parse_spec
 
 # A job as an ORM object or as a row of the jobs table: both have one attribute per column.
 JobRecord = Job | Row[Any]
@@ -249,8 +250,20 @@ def complete_job(
             )
         peak = result.get("peak_memory_mb")
         if job.shape_key and isinstance(peak, int | float) and not isinstance(peak, bool):
-            record_peak(session, job.shape_key, int(peak), now)
+            _record_observed_peak(session, job, int(peak), now)
     return job
+
+
+def _record_observed_peak(session: Session, job: JobRecord, peak_mb: int, now: datetime) -> None:
+    """A job that ran alone teaches its shape's peak; one of a pack, its shape's pack share."""
+    if job.pack_id is None:
+        record_peak(session, job.shape_key, peak_mb, now)
+        return
+    pack_size = session.scalar(select(func.count()).where(JOBS.c.pack_id == job.pack_id)) or 1
+    spec = parse_spec(job.config)
+    if isinstance(spec, TrainSpec):
+        share = pack_share_mb(spec, peak_mb, pack_size)
+        record_peak(session, share_key(job.shape_key), share, now)
 
 
 def fail_job(

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, Update, update
+from sqlalchemy import Table, Update, or_, update
 
 
 class JobStatus(StrEnum):
@@ -72,15 +72,15 @@ def allowed(frm: JobStatus | str, to: JobStatus | str) -> bool:
 
 
 _LEASE_CLEARED = {"lease_id": None, "lease_expires_at": None, "worker_id": None, "device": None,
-                  "started_at": None}
+                  "started_at": None, "pack_id": None}
 
 
 def _entering(to: JobStatus, now: Any) -> dict[str, Any]:
     """The fields a job gets whenever it enters ``to`` (before the statement's own values).
 
-    Queued again: no lease, worker, device or start. Running: started now. Terminal: finished now
-    and no lease expiry; the lease id stays, so a repeated complete/fail with it is a no-op and a
-    cancelled job's worker is told ``cancelled`` at its next heartbeat.
+    Queued again: no lease, worker, device, start or pack. Running: started now. Terminal:
+    finished now and no lease expiry; the lease id stays, so a repeated complete/fail with it is
+    a no-op and a cancelled job's worker is told ``cancelled`` at its next heartbeat.
     """
     if to == JobStatus.queued:
         return dict(_LEASE_CLEARED)
@@ -91,9 +91,12 @@ def _entering(to: JobStatus, now: Any) -> dict[str, Any]:
 
 def move(jobs: Table, to: JobStatus, *where: Any, now: Any, **values: Any) -> Update:
     """``UPDATE jobs SET status=to, <resets of entering to>, **values WHERE status IN sources(to)
-    AND *where``: the one way a job changes state. ``now`` may be a bind parameter."""
+    AND *where``: the one way a job changes state. ``now`` may be a bind parameter.
+
+    The sources are spelled as ORs, not IN: an executemany (a pack claim) cannot expand IN lists.
+    """
     return (
         update(jobs)
-        .where(jobs.c.status.in_(sources(to)), *where)
+        .where(or_(*(jobs.c.status == source for source in sources(to))), *where)
         .values(status=to.value, **{**_entering(to, now), **values})
     )

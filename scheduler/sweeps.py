@@ -14,6 +14,7 @@ from scheduler.expand import expand_sweep
 from scheduler.memory import estimate_memory_mb, observed_peaks, shape_key
 from scheduler.models import JOBS, Job, Sweep, utcnow
 from scheduler.states import JobStatus, SweepStatus, move, sweep_status
+from tenslora.packing import pack_key
 
 
 @dataclass
@@ -57,6 +58,7 @@ def create_sweep(
             "attempt": 1,
             "memory_estimate_mb": estimate_memory_mb(job.spec, observed),
             "shape_key": shape_key(job.spec),
+            "pack_key": pack_key(job.spec),
             "created_at": now,
         }
         for job in jobs

@@ -32,11 +32,13 @@ def _set_and_where(statement):
 def test_move_applies_the_allowed_sources_and_the_resets_of_the_target_state():
     params, sql = _set_and_where(move(JOBS, JobStatus.queued, JOBS.c.id == 1, now=None))
     assert {"lease_id", "lease_expires_at", "worker_id", "device", "started_at"} <= params
-    assert "jobs.status IN" in sql
+    assert "jobs.status = " in sql
     params, _ = _set_and_where(move(JOBS, JobStatus.cancelled, now=None))
     assert {"finished_at", "lease_expires_at"} <= params and "lease_id" not in params
     compiled = move(JOBS, JobStatus.failed, now=None, error="x").compile()
     assert compiled.params["status"] == "failed" and compiled.params["error"] == "x"
-    # only running jobs may fail; queued and running ones may be cancelled
-    assert move(JOBS, JobStatus.cancelled, now=None).compile().params["status_1"] == [
-        "queued", "running"]
+    # queued and running jobs may be cancelled; only running ones requeued
+    sources = move(JOBS, JobStatus.cancelled, now=None).compile().params
+    assert {sources["status_1"], sources["status_2"]} == {"queued", "running"}
+    sources = move(JOBS, JobStatus.queued, now=None).compile().params
+    assert sources["status_1"] == "running" and "status_2" not in sources
