@@ -138,8 +138,16 @@ def job_dict(job: Job) -> dict[str, Any]:
         "id": job.id, "sweep_id": job.sweep_id, "status": job.status, "attempt": job.attempt,
         "config": job.config, "device": job.device, "worker_id": job.worker_id,
         "started_at": job.started_at, "finished_at": job.finished_at, "result": job.result,
-        "error": job.error,
+        "error": job.error, "pack_id": job.pack_id,
     }
+
+
+def pack_jobs(session: Session, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The other jobs of the pack ``job`` ran in (none when it ran alone)."""
+    if job["pack_id"] is None:
+        return []
+    jobs, _ = queries.list_jobs(session, pack_id=job["pack_id"], limit=1000)
+    return [job_dict(other) for other in jobs if other.id != job["id"]]
 
 
 def list_jobs(

@@ -223,8 +223,9 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
         if job is None:
             raise PageNotFound(f"There is no job with id {job_id}.")
         points = data.job_metrics(session, job_id)
+        pack = data.pack_jobs(session, job)
     return render(request, "job.html", {
-        "viewer": viewer, "job": job, "figures": plots.job_figures(points),
+        "viewer": viewer, "job": job, "figures": plots.job_figures(points), "pack": pack,
         "suggestion": suggest.suggest(job["config"], job["result"], points),
         "live": job["status"] in states.ACTIVE, "needs_plotly": True,
     })
