@@ -150,7 +150,7 @@ def test_unknown_or_malformed_baseline_gets_422_saying_why(
 
 
 def test_cli_results_compare_to_as_markdown_and_csv(api: Server, scored_sweep: int) -> None:
-    auth = {"TENSLORA_API_URL": api.base_url, "TENSLORA_TOKEN": api.tokens["submitter"]}
+    auth = {"TENSLORA_API_URL": api.url, "TENSLORA_TOKEN": api.tokens["submitter"]}
     args = ("results", str(scored_sweep), "--group-by", "tag,memory_mb", "--compare-to", "tag:lora")
     shown = run_cli(*args, "--format", "markdown", **auth)
     assert shown.returncode == 0, shown.stderr
