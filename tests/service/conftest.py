@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -215,3 +216,15 @@ def api(server: Server) -> Iterator[Server]:
         for sweep in sweeps:
             if sweep["status"] != "cancelled":
                 client.post(f"/api/v1/sweeps/{sweep['id']}/cancel").raise_for_status()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Any]:
+    """An empty, migrated database on SQLite and on the Postgres the service tests start."""
+    from scheduler.db import Database
+    from scheduler.migrate import upgrade
+
+    upgrade(database_url)
+    db = Database(database_url)
+    yield db
+    db.dispose()
