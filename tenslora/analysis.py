@@ -8,6 +8,9 @@ Definitions (DESIGN.md "Metrics (TensLoRA+)"):
   ``-sum(e log e)``, also divided by ``log(len(s))``; top-1 energy ``e[0]``; effective rank
   ``exp(entropy)``.
 
+The HOSVD spectra of a whole trained adapter's dense tensors (and of a LoRA's updates stacked into
+each construction) are :func:`adapter_mode_spectra` (:mod:`tenslora.hosvd`, with tensorly).
+
 Methods with several tensors (att: one per projection and layer) report each statistic averaged
 over their tensors, and the mean spectrum. An all-zero matrix (a Tucker core at initialisation)
 has no spectrum: its statistics are NaN.
@@ -17,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -25,10 +29,16 @@ from torch import nn
 # Re-exported: the allocator is torch-free and lives in its own module for the service's sake.
 from tenslora.allocation import allocate_ranks
 
-__all__ = ["allocate_ranks", "grad_norms", "matrix_spectra", "mode_grad_norms", "mode_spectra",
-           "spectrum_stats", "tensor_mode_matrices", "unfold"]
+if TYPE_CHECKING:
+    from tenslora.hosvd import AdapterSpectra
+
+__all__ = ["adapter_mode_spectra", "allocate_ranks", "grad_norms", "matrix_spectra",
+           "mode_grad_norms", "mode_spectra", "spectrum_stats", "tensor_mode_matrices", "unfold"]
 
 SpectrumStats = dict[str, Any]
+
+#: Share of a mode's energy the Tucker ranks that :func:`adapter_mode_spectra` suggests keep.
+ENERGY_KEPT = 0.9
 
 
 def unfold(tensor: torch.Tensor, mode: int) -> torch.Tensor:
@@ -84,6 +94,17 @@ def mode_spectra(model: nn.Module) -> dict[str, SpectrumStats]:
             for mode, matrix in tensor_mode_matrices(tensor).items():
                 by_mode.setdefault(mode, []).append(matrix)
         return {mode: matrix_spectra(matrices) for mode, matrices in by_mode.items()}
+
+
+def adapter_mode_spectra(
+    folder_or_model: str | Path | nn.Module, energy_kept: float = ENERGY_KEPT
+) -> AdapterSpectra:
+    """HOSVD mode spectra of an adapter (a ``save_adapter`` folder or a model with an adapter):
+    see :func:`tenslora.hosvd.adapter_mode_spectra`. Imported here on demand: tensorly is only
+    needed for this, not on the training path."""
+    from tenslora.hosvd import adapter_mode_spectra as analyse
+
+    return analyse(folder_or_model, energy_kept)
 
 
 def grad_norms(groups: Mapping[str, Sequence[torch.Tensor]]) -> dict[str, float]:
