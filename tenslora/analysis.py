@@ -18,7 +18,6 @@ has no spectrum: its statistics are NaN.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,39 +28,16 @@ from torch import nn
 # Re-exported: the allocator is torch-free and lives in its own module for the service's sake.
 from tenslora.allocation import allocate_ranks
 
+# Re-exported: the spectrum statistics are shared with tenslora.hosvd.
+from tenslora.spectrum import ENERGY_KEPT, spectrum_stats, unfold
+
 if TYPE_CHECKING:
     from tenslora.hosvd import AdapterSpectra
 
-__all__ = ["adapter_mode_spectra", "allocate_ranks", "grad_norms", "matrix_spectra",
+__all__ = ["ENERGY_KEPT", "adapter_mode_spectra", "allocate_ranks", "grad_norms", "matrix_spectra",
            "mode_grad_norms", "mode_spectra", "spectrum_stats", "tensor_mode_matrices", "unfold"]
 
 SpectrumStats = dict[str, Any]
-
-#: Share of a mode's energy the Tucker ranks that :func:`adapter_mode_spectra` suggests keep.
-ENERGY_KEPT = 0.9
-
-
-def unfold(tensor: torch.Tensor, mode: int) -> torch.Tensor:
-    """Mode-n unfolding: rows index mode ``mode``, columns every other mode."""
-    return tensor.movedim(mode, 0).reshape(tensor.shape[mode], -1)
-
-
-def spectrum_stats(singular_values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Statistics of spectra, batched over leading dimensions (``[..., k]`` singular values)."""
-    s = singular_values.double()
-    squared = s.square()
-    energy = squared / squared.sum(-1, keepdim=True)  # NaN for an all-zero matrix, by design
-    entropy = -torch.where(energy > 0, energy * energy.log(), torch.zeros_like(energy)).sum(-1)
-    entropy = torch.where(energy.isnan().any(-1), torch.full_like(entropy, math.nan), entropy)
-    k = s.shape[-1]
-    entropy_norm = entropy / math.log(k) if k > 1 else torch.zeros_like(entropy) * entropy
-    return {
-        "entropy": entropy,
-        "entropy_norm": entropy_norm,
-        "top1_energy": energy[..., 0],
-        "effective_rank": entropy.exp(),
-    }
-
 
 def matrix_spectra(matrices: Sequence[torch.Tensor]) -> SpectrumStats:
     """One mode's spectrum: averaged over matrices of one shape (one per tensor of a method)."""

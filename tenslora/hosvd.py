@@ -10,7 +10,7 @@ but its q/k/v updates of every layer stack into the tensors of each of the 7 con
 the backbone), so the same analysis says which construction would have compressed it, and how far.
 
 Statistics per mode (DESIGN.md "Metrics (TensLoRA+)", computed by
-:func:`tenslora.analysis.spectrum_stats`): energies ``e = s^2 / sum(s^2)``, SVD entropy, entropy
+:func:`tenslora.spectrum.spectrum_stats`): energies ``e = s^2 / sum(s^2)``, SVD entropy, entropy
 normalised by ``log(len(s))``, top-1 energy, effective rank ``exp(entropy)``; plus the smallest rank
 that keeps ``energy_kept`` (90 %) of the mode's energy. Per construction, the Tucker ranks that
 keep it on every tensor, and their parameter count (``tenslora.methods.method_parameters``).
@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from tenslora.adapter import TensLoRAAdapter
-from tenslora.analysis import ENERGY_KEPT, spectrum_stats
 from tenslora.factorization import AdapterTensor
 from tenslora.methods import METHODS, TENSOR_METHODS, Method, Shape, method_parameters
+from tenslora.spectrum import ENERGY_KEPT, spectrum_stats
 
 
 @dataclass(frozen=True)
