@@ -27,10 +27,18 @@ class ClusterError(Exception):
 
 
 class LocalCluster:
-    def __init__(self, data_dir: Path | None, port: int, worker_flags: list[str]) -> None:
+    """``database_url`` None: SQLite in ``data_dir``, which also holds the logs and the spool."""
+
+    def __init__(
+        self,
+        data_dir: Path | None,
+        port: int,
+        worker_flags: list[str],
+        database_url: str | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tenslora-demo-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database_url = f"sqlite:///{self.data_dir / 'scheduler.db'}"
+        self.database_url = database_url or f"sqlite:///{self.data_dir / 'scheduler.db'}"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.worker_flags = worker_flags
@@ -136,16 +144,32 @@ class LocalCluster:
                     raise ClusterError("the sweep did not finish in time (see --timeout)")
                 time.sleep(POLL_S)
 
-    def print_results(self, sweep_id: int, metrics: tuple[str, ...]) -> None:
+    def print_results(
+        self,
+        sweep_id: int,
+        group_by: list[str],
+        compare_to: str | None = None,
+        metrics: tuple[str, ...] | None = None,
+    ) -> None:
+        """The results table: only ``metrics`` when given and the results carry any of them,
+        else every metric. A baseline that matches no row (its runs failed) is said, and the
+        table printed without it."""
         from cli.results_format import render
 
+        params: dict[str, Any] = {"group_by": group_by, "compare_to": compare_to or []}
         with self._api() as api:
-            answer = api.get(f"/api/v1/sweeps/{sweep_id}/results",
-                             params={"group_by": "adapter.method"}).json()
+            response = api.get(f"/api/v1/sweeps/{sweep_id}/results", params=params)
+            if response.status_code == 422 and compare_to:
+                print(f"no comparison: {response.json().get('detail')}")
+                params["compare_to"] = []
+                response = api.get(f"/api/v1/sweeps/{sweep_id}/results", params=params)
+            answer = response.json()
             failed = api.get("/api/v1/jobs", params={"sweep_id": sweep_id, "status": "failed",
                                                      "limit": 1}).json()
-        for row in answer["rows"]:
-            row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
+        carried = {name for row in answer["rows"] for name in row["metrics"]}
+        if metrics and carried & set(metrics):
+            for row in answer["rows"]:
+                row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
         render(answer, "table")
         if failed["total"]:
             first = failed["items"][0]
@@ -161,7 +185,7 @@ class LocalCluster:
         if has_dashboard:
             print(f"dashboard: {self.url}/ (read-only, no sign-in)")
         print(f"API docs:  {self.url}/docs")
-        print(f"the data stays in {self.data_dir}; to look again later:\n"
+        print(f"logs in {self.data_dir}; the database stays, to look again later:\n"
               f"  TENSLORA_DASHBOARD_PUBLIC=1 TENSLORA_DATABASE_URL={self.database_url} "
               f"tenslora serve --port {self.port}")
 
