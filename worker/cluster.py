@@ -25,8 +25,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from protocol.client import ApiClient
 from worker.actor import ActorConfig, GpuActor
-from worker.client import ApiClient
 from worker.main import DEFAULT_NVML_RESERVE_MB, default_data_dir
 from worker.probe import Device
 from worker.spool import Spool

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AdminToken, SessionDep
-from api.schemas import TokenCreate, TokenCreated
+from protocol.models import TokenCreate, TokenCreated
 from scheduler import tokens
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])

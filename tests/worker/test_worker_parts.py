@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from protocol.client import ApiClient, ApiUnavailable
 from tests.worker.conftest import REPO, free_port, job_children, project_env, wait_for
 from worker.child import start_job
-from worker.client import ApiClient, ApiUnavailable
 from worker.probe import CpuProbe, FakeProbe
 from worker.spool import Spool
 
@@ -58,8 +58,9 @@ def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_api_and_token_come_from_the_environment_too() -> None:
-    result = run_worker("--fake-gpus", "lots", TENSLORA_API="http://x", TENSLORA_TOKEN="t")
+@pytest.mark.parametrize("variable", ["TENSLORA_API_URL", "TENSLORA_API"])
+def test_api_and_token_come_from_the_environment_too(variable: str) -> None:
+    result = run_worker("--fake-gpus", "lots", **{variable: "http://x"}, TENSLORA_TOKEN="t")
     assert "--fake-gpus must look" in result.stderr  # got past the API and token checks
 
 
