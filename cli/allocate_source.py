@@ -7,19 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-SPECTRUM_PREFIXES = ("svd_entropy_norm/", "top1_energy/", "eff_rank/")
-
-
-def _last_values(points: list[dict[str, Any]]) -> dict[str, float]:
-    """Last value (highest step) of every spectrum metric among ``points``."""
-    latest: dict[str, tuple[int, float]] = {}
-    for point in points:
-        name, value = point["name"], point["value"]
-        if not name.startswith(SPECTRUM_PREFIXES) or value is None:
-            continue
-        if name not in latest or point["step"] >= latest[name][0]:
-            latest[name] = (point["step"], float(value))
-    return {name: value for name, (_, value) in latest.items()}
+from tenslora.contract import SPECTRUM_PREFIXES, last_values
 
 
 def fetch_finished_runs(url: str | None, token: str | None, sweep_id: int) -> list[dict[str, Any]]:
@@ -38,8 +26,9 @@ def _over_http(url: str, token: str | None, sweep_id: int) -> list[dict[str, Any
         try:
             api.get_sweep(sweep_id)
             return [
-                {"config": job.config, "spectra_metrics": _last_values(
-                    [point.model_dump() for point in api.job_metrics(job.id).points]
+                {"config": job.config, "spectra_metrics": last_values(
+                    [point.model_dump() for point in api.job_metrics(job.id).points],
+                    SPECTRUM_PREFIXES,
                 )}
                 for job in api.iter_jobs(sweep_id, "succeeded")
             ]
@@ -65,8 +54,8 @@ def _from_database(sweep_id: int) -> list[dict[str, Any]]:
                 raise LookupError(exc.detail) from None
             jobs, _ = queries.list_jobs(session, sweep_id, "succeeded", limit=10**6)
             return [
-                {"config": job.config, "spectra_metrics": _last_values(
-                    [asdict(p) for p in metrics.get_metrics(session, job.id)]
+                {"config": job.config, "spectra_metrics": last_values(
+                    [asdict(p) for p in metrics.get_metrics(session, job.id)], SPECTRUM_PREFIXES
                 )}
                 for job in jobs
             ]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from protocol.client import ApiClient, ApiUnavailable
-from tests.worker.conftest import REPO, free_port, job_children, project_env, wait_for
+from tests.helpers.processes import REPO, free_port, project_env, wait_for
+from tests.worker.conftest import job_children
 from worker.child import start_job
 from worker.probe import CpuProbe, FakeProbe
 from worker.spool import Spool
