@@ -103,6 +103,16 @@ def create_token(database_url: str, role: str, name: str) -> str:
         database.dispose()
 
 
+SESSION_COOKIE = "tenslora_session"
+
+
+def sign_in(url: str, token: str) -> str:
+    """A dashboard session for ``token`` through the login form; returns the cookie's value."""
+    response = httpx.post(f"{url}/login", data={"token": token, "next": "/"}, timeout=10.0)
+    assert response.status_code == 303, response.text
+    return response.cookies[SESSION_COOKIE]
+
+
 class Api:
     """The HTTP API as a submitter and a worker use it."""
 

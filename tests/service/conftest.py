@@ -139,12 +139,16 @@ def mint_tokens(database_url: str) -> dict[str, str]:
         database.dispose()
 
 
-def start_server(database_url: str, lease_seconds: float, log_path: Path) -> subprocess.Popen:
+def start_server(
+    database_url: str, lease_seconds: float, log_path: Path, **settings: str
+) -> subprocess.Popen:
+    """``tenslora serve`` on a free port; ``settings``: more ``TENSLORA_*`` variables."""
     port = free_port()
     env = subprocess_env(
         TENSLORA_DATABASE_URL=database_url,
         TENSLORA_LEASE_SECONDS=str(lease_seconds),
         TENSLORA_REAP_INTERVAL_SECONDS="0.5",
+        **settings,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--port", str(port), "--no-access-log"],
