@@ -12,6 +12,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"
 LeaseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 MAX_MEMORY_MB = 10**12
 MAX_STEP = 2**62
+MAX_PACK_JOBS = 64
 
 
 class Strict(BaseModel):
@@ -58,6 +59,10 @@ class JobOut(BaseModel):
     spec_hash: str
     priority: int
     memory_estimate_mb: int
+    pack_key: str | None = Field(
+        None, description="train jobs with equal keys may train in one pack; null: never packs"
+    )
+    pack_id: str | None = Field(None, description="the pack the job ran in; null: it ran alone")
     device: str | None
     worker_id: str | None
     created_at: datetime
@@ -87,6 +92,26 @@ class ClaimResponse(BaseModel):
     job: JobOut
     lease_id: str
     lease_expires_at: datetime
+
+
+class ClaimPackRequest(Strict):
+    worker_id: Name
+    device: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")] | None = None
+    free_memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
+    max_jobs: int = Field(
+        ge=1, le=MAX_PACK_JOBS, description="the most jobs of one pack key to hand out"
+    )
+
+
+class PackClaimOut(BaseModel):
+    job: JobOut
+    lease_id: str
+    lease_expires_at: datetime
+
+
+class ClaimPackResponse(BaseModel):
+    pack_id: str | None = Field(description="shared by the pack's jobs; null for a single job")
+    claims: list[PackClaimOut] = Field(description="1 to max_jobs jobs, in priority order")
 
 
 class LeaseRequest(Strict):

@@ -7,20 +7,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-SPECTRUM_PREFIXES = ("svd_entropy_norm/", "top1_energy/", "eff_rank/")
+from tenslora.contract import SPECTRUM_PREFIXES, last_values
+
 PAGE = 1000
-
-
-def _last_values(points: list[dict[str, Any]]) -> dict[str, float]:
-    """Last value (highest step) of every spectrum metric among ``points``."""
-    latest: dict[str, tuple[int, float]] = {}
-    for point in points:
-        name, value = point["name"], point["value"]
-        if not name.startswith(SPECTRUM_PREFIXES) or value is None:
-            continue
-        if name not in latest or point["step"] >= latest[name][0]:
-            latest[name] = (point["step"], float(value))
-    return {name: value for name, (_, value) in latest.items()}
 
 
 def fetch_finished_runs(url: str | None, token: str | None, sweep_id: int) -> list[dict[str, Any]]:
@@ -47,7 +36,7 @@ def _over_http(url: str, token: str | None, sweep_id: int) -> list[dict[str, Any
             for job in page["items"]:
                 points = http.get(f"/api/v1/jobs/{job['id']}/metrics").raise_for_status().json()
                 runs.append({"config": job["config"],
-                             "spectra_metrics": _last_values(points["points"])})
+                             "spectra_metrics": last_values(points["points"], SPECTRUM_PREFIXES)})
             if not page["items"] or len(runs) >= page["total"]:
                 return runs
 
@@ -70,8 +59,8 @@ def _from_database(sweep_id: int) -> list[dict[str, Any]]:
                 raise LookupError(exc.detail) from None
             jobs, _ = queries.list_jobs(session, sweep_id, "succeeded", limit=10**6)
             return [
-                {"config": job.config, "spectra_metrics": _last_values(
-                    [asdict(p) for p in metrics.get_metrics(session, job.id)]
+                {"config": job.config, "spectra_metrics": last_values(
+                    [asdict(p) for p in metrics.get_metrics(session, job.id)], SPECTRUM_PREFIXES
                 )}
                 for job in jobs
             ]

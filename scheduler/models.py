@@ -102,6 +102,10 @@ class Job(Base):
     memory_estimate_mb: Mapped[int] = mapped_column(BigInteger)
     # Jobs of one shape share an observed memory peak (see scheduler.memory).
     shape_key: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    # Jobs with equal pack keys may train in one process (see tenslora.packing); a job that ran in
+    # a pack keeps the pack's id.
+    pack_key: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    pack_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     lease_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The token that claimed the live lease: only it may heartbeat, report or release. No foreign
@@ -120,6 +124,8 @@ class Job(Base):
 # the next job is its first entry (an ascending priority made SQLite sort every queued job of the
 # top priority on each claim).
 Index("ix_jobs_claim_order", Job.status, Job.priority.desc(), Job.id)
+# A pack claim takes the next jobs of one pack key in the claim's order.
+Index("ix_jobs_pack_order", Job.pack_key, Job.status, Job.priority.desc(), Job.id)
 
 class ResultValue(Base):
     """One numeric entry of a job's result, so results aggregate in SQL."""

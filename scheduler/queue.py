@@ -2,7 +2,8 @@
 
 A job is owned by whoever holds its live lease: status ``running``, the same ``lease_id``, not
 expired, claimed by the same token (``token_id``; None skips that check, for in-process callers).
-Every state change below is one UPDATE guarded by ``states.sources``.
+Every state change below is one UPDATE built by ``states.move`` (allowed sources and field resets
+of the transition in one place).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Conflict, Forbidden, NotFound
-from scheduler.memory import record_peak
+from scheduler.memory import pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
-from scheduler.states import JobStatus, sources
+from scheduler.states import JobStatus, move
 from scheduler.upsert import upsert
+from tenslora.spec import TrainSpec, parse_spec
 
 # A job as an ORM object or as a row of the jobs table: both have one attribute per column.
 JobRecord = Job | Row[Any]
@@ -73,20 +75,17 @@ def _claim_statement(*narrowed: Any) -> Any:
         .with_for_update(skip_locked=True)
         .cte("next_job")
     )
-    return (
-        update(JOBS)
-        .where(JOBS.c.id.in_(select(next_job.c.id)), JOBS.c.status.in_(sources(JobStatus.running)))
-        .values(
-            status=JobStatus.running.value,
-            lease_id=bindparam("b_lease"),
-            lease_expires_at=bindparam("b_expires"),
-            worker_id=bindparam("b_worker"),
-            device=bindparam("b_device"),
-            started_at=bindparam("b_now"),
-            lease_token_id=bindparam("b_token"),
-        )
-        .returning(*JOBS.c)
-    )
+    return move(
+        JOBS,
+        JobStatus.running,
+        JOBS.c.id.in_(select(next_job.c.id)),
+        now=bindparam("b_now"),
+        lease_id=bindparam("b_lease"),
+        lease_expires_at=bindparam("b_expires"),
+        worker_id=bindparam("b_worker"),
+        device=bindparam("b_device"),
+        lease_token_id=bindparam("b_token"),
+    ).returning(*JOBS.c)
 
 
 _CLAIM = _claim_statement()
@@ -147,32 +146,16 @@ def reap_expired(session: Session, max_attempts: int, now: datetime | None = Non
     expired = session.execute(_EXPIRED, {"b_now": now}).all()
     retry = [job_id for job_id, attempt in expired if attempt < max_attempts]
     give_up = [job_id for job_id, attempt in expired if attempt >= max_attempts]
-    cleared = {"lease_id": None, "lease_expires_at": None, "lease_token_id": None}
     if retry:
         session.execute(
-            update(Job)
-            .where(Job.id.in_(retry), Job.status.in_(sources(JobStatus.queued)))
-            .values(
-                status=JobStatus.queued.value,
-                attempt=Job.attempt + 1,
-                worker_id=None,
-                device=None,
-                started_at=None,
-                **cleared,
-            )
-            .execution_options(synchronize_session=False)
+            move(JOBS, JobStatus.queued, JOBS.c.id.in_(retry), now=now,
+                 attempt=JOBS.c.attempt + 1)
         )
     if give_up:
+        # No worker holds it any more: its lease id goes too.
         session.execute(
-            update(Job)
-            .where(Job.id.in_(give_up), Job.status.in_(sources(JobStatus.failed)))
-            .values(
-                status=JobStatus.failed.value,
-                finished_at=now,
-                error=f"lease expired on the last of {max_attempts} attempts",
-                **cleared,
-            )
-            .execution_options(synchronize_session=False)
+            move(JOBS, JobStatus.failed, JOBS.c.id.in_(give_up), now=now, lease_id=None,
+                 error=f"lease expired on the last of {max_attempts} attempts")
         )
     return len(expired)
 
@@ -252,9 +235,7 @@ def _finish(
 ) -> tuple[JobRecord, bool]:
     """Move an owned job to ``to``: (job, changed). A repeat with the same lease is a no-op."""
     row = session.execute(
-        update(JOBS)
-        .where(*_live(job_id, lease_id, now, token_id), JOBS.c.status.in_(sources(to)))
-        .values(status=to.value, lease_expires_at=None, **values)
+        move(JOBS, to, *_live(job_id, lease_id, now, token_id), now=now, **values)
         .returning(*JOBS.c)
     ).one_or_none()
     if row is not None:
@@ -277,13 +258,7 @@ def complete_job(
     now = now or utcnow()
     result = finite_json(result)
     job, changed = _finish(
-        session,
-        job_id,
-        lease_id,
-        JobStatus.succeeded,
-        {"result": result, "finished_at": now},
-        now,
-        token_id,
+        session, job_id, lease_id, JobStatus.succeeded, {"result": result}, now, token_id
     )
     if changed:
         values = numeric_entries(result)
@@ -297,8 +272,23 @@ def complete_job(
             )
         peak = result.get("peak_memory_mb")
         if job.shape_key and isinstance(peak, int | float) and not isinstance(peak, bool):
-            record_peak(session, job.shape_key, int(peak), now)
+            _record_observed_peak(session, job, int(peak), now)
     return job
+
+
+def _record_observed_peak(session: Session, job: JobRecord, peak_mb: int, now: datetime) -> None:
+    """A job that ran alone teaches its shape's peak; one of a pack, its shape's pack share."""
+    key: str | None = job.shape_key
+    if key is None:
+        return
+    if job.pack_id is None:
+        record_peak(session, key, peak_mb, now)
+        return
+    pack_size = session.scalar(select(func.count()).where(JOBS.c.pack_id == job.pack_id)) or 1
+    spec = parse_spec(job.config)
+    if isinstance(spec, TrainSpec):
+        share = pack_share_mb(spec, peak_mb, pack_size)
+        record_peak(session, share_key(key), share, now)
 
 
 def fail_job(
@@ -312,13 +302,7 @@ def fail_job(
     """A failure the worker saw (exception, OOM, ``fail: true``) is final: no retry."""
     now = now or utcnow()
     job, _ = _finish(
-        session,
-        job_id,
-        lease_id,
-        JobStatus.failed,
-        {"error": error, "finished_at": now},
-        now,
-        token_id,
+        session, job_id, lease_id, JobStatus.failed, {"error": error}, now, token_id
     )
     return job
 
@@ -333,20 +317,9 @@ def release_job(
     """Give the lease back (a worker draining on SIGTERM): queued again, attempt unchanged."""
     now = now or utcnow()
     row = session.execute(
-        update(JOBS)
-        .where(
-            *_live(job_id, lease_id, now, token_id), JOBS.c.status.in_(sources(JobStatus.queued))
-        )
-        .values(
-            status=JobStatus.queued.value,
-            lease_id=None,
-            lease_token_id=None,
-            lease_expires_at=None,
-            worker_id=None,
-            device=None,
-            started_at=None,
-        )
-        .returning(*JOBS.c)
+        move(
+            JOBS, JobStatus.queued, *_live(job_id, lease_id, now, token_id), now=now
+        ).returning(*JOBS.c)
     ).one_or_none()
     if row is not None:
         return row

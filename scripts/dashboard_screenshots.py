@@ -28,11 +28,11 @@ from tests.dashboard.support import (  # noqa: E402
     SESSION_COOKIE,
     Api,
     chromium,
-    create_token,
     running_server,
     sign_in,
     training_points,
 )
+from tests.helpers.server import create_token  # noqa: E402
 
 TASKS = ("cola", "mrpc")
 

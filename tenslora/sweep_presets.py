@@ -28,6 +28,7 @@ from typing import Any
 from tenslora.allocation import allocate_ranks
 from tenslora.catalog import get_backbone, get_task
 from tenslora.config import AdapterConfig
+from tenslora.contract import SPECTRUM_PREFIXES, allocator_input
 from tenslora.methods import TENSOR_METHODS
 from tenslora.presets import isoparameters, isorank, predict_parameters
 from tenslora.sweep_document import deep_merge, set_path
@@ -186,16 +187,13 @@ def core_lr(
     }
 
 
-SPECTRUM_KEYS = {"entropy_norm": "svd_entropy_norm", "top1_energy": "top1_energy",
-                 "effective_rank": "eff_rank"}
-
-
 def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "allocate"
              ) -> dict[str, Any]:
     """A sweep of the allocator's ranks for each Tucker adapter among finished ``runs``.
 
     ``runs``: ``[{"config": job spec, "spectra_metrics": {metric name: last value}}]``. Runs
-    that differ only in seed are one adapter; their spectra are averaged. Raises ValueError when
+    that differ only in seed are one adapter; their spectra are averaged
+    (``tenslora.contract.allocator_input``). Raises ValueError when
     no run is a Tucker tensor adapter with spectrum metrics.
     """
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -211,7 +209,7 @@ def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "all
     if not configs:
         raise ValueError(
             "the sweep has no succeeded Tucker tensor-adapter job with spectrum metrics "
-            "(svd_entropy_norm/*, top1_energy/*, eff_rank/*) to allocate ranks from"
+            f"({', '.join(p + '*' for p in SPECTRUM_PREFIXES)}) to allocate ranks from"
         )
     base = {k: v for k, v in configs[0].pop("spec").items() if k not in ("tag", "seed", "adapter")}
     for entry in configs[1:]:
@@ -224,16 +222,10 @@ def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "all
 def _allocated_entry(group: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     spec = group[0]["config"]
     config = AdapterConfig.from_dict(spec["adapter"])
-    spectra = {}
-    for mode, rank in config.mode_ranks().items():
-        stats = {"rank": rank, "singular_values": []}
-        for key, metric in SPECTRUM_KEYS.items():
-            values = [run["spectra_metrics"].get(f"{metric}/{mode}") for run in group]
-            values = [v for v in values if v is not None]
-            if not values:
-                return None
-            stats[key] = sum(values) / len(values)
-        spectra[mode] = stats
+    current = config.mode_ranks()
+    spectra = allocator_input([run["spectra_metrics"] for run in group], current)
+    if set(spectra) != set(current):
+        return None
     info = get_backbone(spec["backbone"])
     budget = predict_parameters(config, info.d_model, info.n_layers, info.n_heads)
     ranks = allocate_ranks(spectra, config.method, budget, info.d_model, info.n_layers,

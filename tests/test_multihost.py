@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy_helpers import (
-    REPO,
-    free_port,
-    project_env,
-    start_service,
-    stop_group,
-    wait_for,
-)
+from tests.helpers.processes import REPO, free_port, project_env, stop_group, wait_for
+from tests.helpers.server import start_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -29,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 def service(tmp_path_factory):
     running = start_service(tmp_path_factory.mktemp("multihost-service"))
     yield running
-    stop_group(running.process)
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +49,7 @@ def ray_head(tmp_path_factory):
         return status.returncode == 0
 
     try:
-        wait_for(head_is_up, 120, f"the Ray head at {address}")
+        wait_for(f"the Ray head at {address}", head_is_up, 120)
         yield address
     finally:
         # `ray start --block` stops the processes it started on SIGINT.
@@ -93,8 +87,8 @@ def test_a_worker_joins_an_existing_ray_cluster_and_runs_jobs_on_its_gpus(
         start_new_session=True,
     )
     try:
-        wait_for(lambda: all(j["status"] == "succeeded" for j in _jobs(service, sweep_id)),
-                 180, "the worker to run every job")
+        wait_for("the worker to run every job",
+                 lambda: all(j["status"] == "succeeded" for j in _jobs(service, sweep_id)), 180)
     finally:
         stop_group(worker, grace_s=30)
     jobs = _jobs(service, sweep_id)

@@ -12,7 +12,8 @@ import sys
 import pytest
 import yaml
 
-from tests.deploy_helpers import REPO, project_env, start_service, stop_group
+from tests.helpers.processes import REPO, project_env
+from tests.helpers.server import start_service
 from worker.tune import TuneOptions, check_options, gpu_fraction, trial_resources
 from worker.tune_trial import evaluations, final_metrics
 
@@ -38,7 +39,7 @@ MIXED_SWEEP = {
 def service(tmp_path_factory):
     running = start_service(tmp_path_factory.mktemp("tune-service"))
     yield running
-    stop_group(running.process)
+    running.stop()
 
 
 def _tune(service, sweep_path, *extra, token_role="admin", timeout=480):

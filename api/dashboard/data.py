@@ -15,20 +15,19 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from api.routes.sweeps import sweep_out
 from scheduler import progress, queries, sweeps, tokens
 from scheduler import results as results_queries
 from scheduler import sessions as dashboard_sessions
 from scheduler.errors import NotFound
 from scheduler.metrics import get_metrics
 from scheduler.models import Job
+from scheduler.states import ACTIVE, JobStatus
 
 #: Config paths offered in the group-by picker (any dotted path of the job spec works).
 GROUP_KEYS: tuple[str, ...] = (
     "tag", "adapter.method", "adapter.factorization", "adapter.ranks", "task", "backbone",
     "optim.lr", "optim.core_lr_multiplier", "seed", "kind",
 )
-RUNNING_STATUSES = ("queued", "running")
 
 
 def _database(request: Request) -> Any:
@@ -81,25 +80,24 @@ def _rate_and_eta(
     if timing is None or not timing.n_finished or timing.first_started_at is None:
         return None, None
     end = timing.last_finished_at or datetime.now(UTC)
-    if counts.get("running"):
+    if counts.get(JobStatus.running):
         end = datetime.now(UTC)
     elapsed = (end - timing.first_started_at).total_seconds()
     if elapsed <= 0:
         return None, None
     rate = timing.n_finished / elapsed
-    remaining = counts.get("queued", 0) + counts.get("running", 0)
+    remaining = sum(counts.get(s, 0) for s in ACTIVE)
     return rate, (remaining / rate if remaining else None)
 
 
 def _sweep_dict(view: sweeps.SweepView, timing: progress.SweepTiming | None) -> dict[str, Any]:
     sweep = view.sweep
     jobs_per_s, eta_s = _rate_and_eta(view.counts, timing)
-    unfinished = sum(view.counts.get(s, 0) for s in RUNNING_STATUSES)
-    status = sweep_out(view).status  # the API's own wording of a sweep's state
+    unfinished = sum(view.counts.get(s, 0) for s in ACTIVE)
     return {
         "id": sweep.id, "name": sweep.name, "created_at": sweep.created_at,
         "n_jobs": sweep.n_jobs, "counts": dict(view.counts), "definition": sweep.definition,
-        "jobs_per_s": jobs_per_s, "eta_s": eta_s, "status": status,
+        "jobs_per_s": jobs_per_s, "eta_s": eta_s, "status": view.status.value,
         "owner_token_id": sweep.owner_token_id,
         "live": bool(unfinished) and sweep.cancelled_at is None,
     }
@@ -157,8 +155,16 @@ def job_dict(job: Job) -> dict[str, Any]:
         "id": job.id, "sweep_id": job.sweep_id, "status": job.status, "attempt": job.attempt,
         "config": job.config, "device": job.device, "worker_id": job.worker_id,
         "started_at": job.started_at, "finished_at": job.finished_at, "result": job.result,
-        "error": job.error,
+        "error": job.error, "pack_id": job.pack_id,
     }
+
+
+def pack_jobs(session: Session, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The other jobs of the pack ``job`` ran in (none when it ran alone)."""
+    if job["pack_id"] is None:
+        return []
+    jobs, _ = queries.list_jobs(session, pack_id=job["pack_id"], limit=1000)
+    return [job_dict(other) for other in jobs if other.id != job["id"]]
 
 
 def list_jobs(
@@ -185,7 +191,7 @@ def recent_workers(request: Request, session: Session) -> tuple[list[dict[str, A
     """Workers seen within the service's window, with the ids of the jobs each runs."""
     window_s = request.app.state.settings.worker_seen_seconds
     views = queries.list_workers(session, window_s)
-    running, _ = queries.list_jobs(session, status="running", limit=10_000)
+    running, _ = queries.list_jobs(session, status=JobStatus.running, limit=10_000)
     jobs_of: dict[str, list[Job]] = {}
     for job in running:
         jobs_of.setdefault(job.worker_id or "", []).append(job)

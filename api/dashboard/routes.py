@@ -26,13 +26,14 @@ from api.dashboard.auth import (
 )
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
+from scheduler import states
 from scheduler.errors import Forbidden, InvalidInput
 from scheduler.sweeps import may_cancel
 from scheduler.tokens import TokenInfo
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(FILTERS)
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = tuple(status.value for status in states.ALL)
 TEMPLATES.env.globals["statuses"] = STATUSES
 
 
@@ -232,10 +233,11 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
         if job is None:
             raise PageNotFound(f"There is no job with id {job_id}.")
         points = data.job_metrics(session, job_id)
+        pack = data.pack_jobs(session, job)
     return render(request, "job.html", {
-        "viewer": viewer, "job": job, "figures": plots.job_figures(points),
+        "viewer": viewer, "job": job, "figures": plots.job_figures(points), "pack": pack,
         "suggestion": suggest.suggest(job["config"], job["result"], points),
-        "live": job["status"] in ("queued", "running"), "needs_plotly": True,
+        "live": job["status"] in states.ACTIVE, "needs_plotly": True,
     })
 
 

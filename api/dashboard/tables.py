@@ -13,11 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenslora.contract import TRAIN_LOSS
 from tenslora.methods import METHODS
 
 #: Metrics where a smaller value is the better one (everything else: larger is better).
 LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {"loss", "train/loss", "wall_s", "peak_memory_mb", "adapter_params", "trainable_params"}
+    {"loss", TRAIN_LOSS, "wall_s", "peak_memory_mb", "adapter_params", "trainable_params"}
 )
 #: The result field that gives a row its "# params" (the runner's name), then fallbacks.
 PARAMS_METRICS: tuple[str, ...] = ("adapter_params", "trainable_params")

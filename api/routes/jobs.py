@@ -6,6 +6,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
 from api.schemas import (
+    ClaimPackRequest,
+    ClaimPackResponse,
     ClaimRequest,
     ClaimResponse,
     CompleteRequest,
@@ -18,8 +20,9 @@ from api.schemas import (
     MetricsOut,
     MetricsRequest,
     MetricsStored,
+    PackClaimOut,
 )
-from scheduler import metrics, queries, queue
+from scheduler import metrics, packs, queries, queue
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -38,8 +41,11 @@ def list_jobs(
     status: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    pack_id: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{1,32}$", description="the jobs of one pack")
+    ] = None,
 ) -> JobList:
-    jobs, total = queries.list_jobs(session, sweep_id, status, limit, offset)
+    jobs, total = queries.list_jobs(session, sweep_id, status, limit, offset, pack_id)
     return JobList(items=[JobOut.model_validate(job) for job in jobs], total=total)
 
 
@@ -76,6 +82,50 @@ def claim(
     )
     # Serialised by pydantic directly: without a response_model FastAPI would walk the object
     # with jsonable_encoder, the slowest part of the hottest request.
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/claim-pack",
+    responses={200: {"model": ClaimPackResponse}, 204: {"description": "no queued job fits"}},
+    response_model=None,
+)
+def claim_pack(
+    body: ClaimPackRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
+) -> Response:
+    """Lease up to ``max_jobs`` queued jobs of one pack key that fit ``free_memory_mb`` together.
+
+    The first is the job the single claim would hand out; the rest share its pack key. Each job
+    has its own lease; a job without a pack key comes alone (``pack_id`` null).
+    """
+    claimed = packs.claim_pack(
+        session,
+        worker_id=body.worker_id,
+        device=body.device,
+        free_memory_mb=body.free_memory_mb,
+        max_jobs=body.max_jobs,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        reap=request.app.state.claim_reaps.due(),
+        token_id=token.id,
+    )
+    if claimed is None:
+        return Response(status_code=204)
+    answer = ClaimPackResponse(
+        pack_id=claimed.pack_id,
+        claims=[
+            PackClaimOut(
+                job=JobOut.model_validate(claim.job),
+                lease_id=claim.lease_id,
+                lease_expires_at=claim.lease_expires_at,
+            )
+            for claim in claimed.claims
+        ],
+    )
     return Response(answer.model_dump_json(), media_type="application/json")
 
 

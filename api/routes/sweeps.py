@@ -7,29 +7,19 @@ from fastapi import APIRouter, Path, Query
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
 from api.schemas import ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
-from scheduler.states import JobStatus
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["sweeps"])
 SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def sweep_out(view: sweeps.SweepView) -> SweepOut:
-    counts = view.counts
-    if view.sweep.cancelled_at is not None:
-        status = "cancelled"
-    elif counts.get(JobStatus.running, 0):
-        status = "running"
-    elif counts.get(JobStatus.queued, 0):
-        status = "queued"
-    else:
-        status = "finished"
     return SweepOut(
         id=view.sweep.id,
         name=view.sweep.name,
         priority=view.sweep.priority,
         n_jobs=view.sweep.n_jobs,
-        status=status,
-        counts=counts,
+        status=view.status.value,
+        counts=view.counts,
         created_at=view.sweep.created_at,
         cancelled_at=view.sweep.cancelled_at,
     )

@@ -14,6 +14,7 @@ from torch import nn
 
 from tenslora.analysis import mode_grad_norms, mode_spectra
 from tenslora.backbones import Backbone, head_parameters, load_backbone
+from tenslora.contract import EVAL, GRAD_NORM, LR, TRAIN_LOSS, metric_name
 from tenslora.spec import TrainSpec
 from tenslora.tasks import Split, load_task
 from tenslora.training import runtime
@@ -130,8 +131,8 @@ def optimizer_step(run: Run) -> None:
 
 def pre_step_values(run: Run) -> dict[str, float]:
     """Logged before the update: the lrs this step uses and the per-mode gradient norms."""
-    values = {f"lr/{group['name']}": group["lr"] for group in run.optimizer.param_groups}
-    return values | prefixed("grad_norm", mode_grad_norms(run.model))
+    values = {metric_name(LR, group["name"]): group["lr"] for group in run.optimizer.param_groups}
+    return values | prefixed(GRAD_NORM, mode_grad_norms(run.model))
 
 
 def post_step_values(run: Run) -> dict[str, float]:
@@ -156,7 +157,7 @@ def _evaluate_and_stream(run: Run, step: int, tracker: Tracker, sink: Sink | Non
     metrics = evaluate(run)
     tracker.history.append(metrics)
     if sink is not None:
-        sink(points(step, prefixed("eval", metrics)))
+        sink(points(step, prefixed(EVAL, metrics)))
 
 
 def _epoch_order(run: Run, epoch: int) -> np.ndarray:
@@ -183,7 +184,7 @@ def _train(run: Run, sink: Sink | None, progress: Progress | None) -> tuple[Trac
             values = pre_step_values(run) if logging else {}
             optimizer_step(run)
             if logging:
-                values["train/loss"] = float(tracker.loss_sum) / tracker.loss_count
+                values[TRAIN_LOSS] = float(tracker.loss_sum) / tracker.loss_count
                 values |= post_step_values(run)
                 tracker.loss_sum.zero_()
                 tracker.loss_count = 0
@@ -191,7 +192,7 @@ def _train(run: Run, sink: Sink | None, progress: Progress | None) -> tuple[Trac
                     sink(points(step, values))
             train_seconds += time.perf_counter() - began
             if progress is not None:
-                progress(step, run.total_steps, values.get("train/loss"))
+                progress(step, run.total_steps, values.get(TRAIN_LOSS))
             end_of_epoch = step % run.steps_per_epoch == 0
             due = step % spec.eval_every == 0 if spec.eval_every else end_of_epoch
             if due or step == run.total_steps:

@@ -24,12 +24,12 @@ from tests.dashboard.support import (
     TABLE2_GROUPS,
     Api,
     chromium,
-    create_token,
     run_all,
     running_server,
     sign_in,
     table2_sweep,
 )
+from tests.helpers.server import create_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT_MS = 15_000

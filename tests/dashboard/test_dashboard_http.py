@@ -16,7 +16,8 @@ from api.app import create_app
 from api.dashboard import plotly_js_path
 from scheduler.settings import Settings
 from scheduler.tokens import hash_token
-from tests.dashboard.support import TABLE2_GROUPS, create_token, table2_sweep, training_points
+from tests.dashboard.support import TABLE2_GROUPS, table2_sweep, training_points
+from tests.helpers.server import create_token
 
 
 @pytest.fixture(

@@ -20,7 +20,7 @@ OTHER_ORIGIN = "http://127.0.0.1:1"
 
 
 def sign_in(server: Server, role: str = "admin") -> httpx.Response:
-    return httpx.post(f"{server.base_url}/login", data={"token": server.tokens[role], "next": "/"})
+    return httpx.post(f"{server.url}/login", data={"token": server.tokens[role], "next": "/"})
 
 
 def session_of(response: httpx.Response) -> str:
@@ -29,11 +29,11 @@ def session_of(response: httpx.Response) -> str:
 
 
 def page(server: Server, path: str, session: str) -> httpx.Response:
-    return httpx.get(f"{server.base_url}{path}", cookies={COOKIE: session})
+    return httpx.get(f"{server.url}{path}", cookies={COOKIE: session})
 
 
 def post(server: Server, path: str, session: str | None, **headers: str) -> httpx.Response:
-    return httpx.post(f"{server.base_url}{path}", cookies={COOKIE: session} if session else None,
+    return httpx.post(f"{server.url}{path}", cookies={COOKIE: session} if session else None,
                       headers=headers)
 
 
@@ -71,7 +71,7 @@ def test_the_cookie_holds_a_hashed_expiring_session_id_never_the_token(server: S
     assert session not in stored_session_hashes(server)
     assert page(server, "/", session).status_code == 200
     # The API token in the old cookie no longer signs anyone in.
-    legacy = httpx.get(f"{server.base_url}/", cookies={"tenslora_token": server.tokens["admin"]})
+    legacy = httpx.get(f"{server.url}/", cookies={"tenslora_token": server.tokens["admin"]})
     assert legacy.status_code == 303 and "/login" in legacy.headers["location"]
 
 
@@ -88,7 +88,7 @@ def test_revoking_the_token_ends_its_sessions(server: Server) -> None:
     with server.client("admin") as admin:
         created = admin.post("/api/v1/tokens", json={"role": "submitter", "name": "leaving"})
         token_id, raw = created.json()["id"], created.json()["token"]
-        login = httpx.post(f"{server.base_url}/login", data={"token": raw, "next": "/"})
+        login = httpx.post(f"{server.url}/login", data={"token": raw, "next": "/"})
         session = session_of(login)
         assert page(server, "/", session).status_code == 200
         assert admin.delete(f"/api/v1/tokens/{token_id}").status_code == 200
@@ -101,15 +101,15 @@ def test_state_changes_from_another_origin_are_refused(server: Server) -> None:
     cancel = f"/sweeps/{sweep['id']}/cancel"
     for headers in ({"Origin": OTHER_ORIGIN}, {"Origin": "null"},
                     {"Sec-Fetch-Site": "same-site"}, {"Sec-Fetch-Site": "cross-site"},
-                    {"Sec-Fetch-Site": "same-site", "Origin": server.base_url}):
+                    {"Sec-Fetch-Site": "same-site", "Origin": server.url}):
         assert post(server, cancel, session, **headers).status_code == 403, headers
         assert post(server, "/logout", session, **headers).status_code == 403, headers
-        forged = httpx.post(f"{server.base_url}/login", headers=headers,
+        forged = httpx.post(f"{server.url}/login", headers=headers,
                             data={"token": server.tokens["submitter"], "next": "/"})
         assert forged.status_code == 403 and COOKIE not in forged.headers.get("set-cookie", "")
     assert status_of(server, sweep["id"]) == "queued"
     assert page(server, "/", session).status_code == 200  # the session survived the forged logout
-    same = post(server, cancel, session, Origin=server.base_url,
+    same = post(server, cancel, session, Origin=server.url,
                 **{"Sec-Fetch-Site": "same-origin"})
     assert same.status_code == 303
     assert status_of(server, sweep["id"]) == "cancelled"
@@ -132,9 +132,9 @@ def test_a_submitter_cancels_only_its_own_sweeps_from_the_dashboard(server: Serv
 def test_failed_sign_ins_are_throttled(server: Server) -> None:
     """Last in this module: the server then refuses this address's sign-ins for a minute."""
     for _ in range(5):
-        wrong = httpx.post(f"{server.base_url}/login", data={"token": "tl_guess", "next": "/"})
+        wrong = httpx.post(f"{server.url}/login", data={"token": "tl_guess", "next": "/"})
         assert wrong.status_code == 401
-    throttled = httpx.post(f"{server.base_url}/login", data={"token": "tl_guess", "next": "/"})
+    throttled = httpx.post(f"{server.url}/login", data={"token": "tl_guess", "next": "/"})
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
     right = sign_in(server)  # even the right token waits: the guesser learns nothing
     assert right.status_code == 429 and COOKIE not in right.headers.get("set-cookie", "")

@@ -7,9 +7,10 @@ import io
 import json
 
 from api.dashboard import exports, plots
-from api.dashboard.suggest import last_values, spectra_from_metrics, suggest
+from api.dashboard.suggest import suggest
 from api.dashboard.tables import Cell, build_table, format_number
 from tenslora.config import AdapterConfig
+from tenslora.contract import allocator_input, last_values
 from tenslora.presets import predict_parameters
 
 
@@ -149,7 +150,7 @@ def _spectra_points(modes: dict[str, tuple[float, float]]) -> list[dict]:
 
 def test_spectra_are_rebuilt_from_the_last_streamed_values():
     points = _spectra_points({"Input": (0.9, 0.2), "Output": (0.3, 0.95)})
-    spectra = spectra_from_metrics(last_values(points), {"Input": 4, "Output": 4})
+    spectra = allocator_input([last_values(points)], {"Input": 4, "Output": 4})
     assert spectra["Input"]["entropy_norm"] == 0.9 and spectra["Input"]["rank"] == 4
     assert spectra["Output"]["top1_energy"] == 0.95
 

@@ -8,7 +8,8 @@ import sys
 
 import httpx
 
-from tests.service.conftest import REPO, Server, subprocess_env
+from tests.helpers.processes import REPO, project_env
+from tests.service.conftest import Server
 
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}
 
@@ -22,14 +23,14 @@ def mint(api: Server, role: str, name: str) -> tuple[int, str]:
 
 
 def as_token(api: Server, raw: str) -> httpx.Client:
-    return httpx.Client(base_url=api.base_url, timeout=30,
+    return httpx.Client(base_url=api.url, timeout=30,
                         headers={"Authorization": f"Bearer {raw}"})
 
 
 def run_cli(api: Server, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
-        env=subprocess_env(TENSLORA_DATABASE_URL=api.database_url), timeout=120,
+        env=project_env(TENSLORA_DATABASE_URL=api.database_url), timeout=120,
     )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.db import STORAGE_UNAVAILABLE
-from tests.service.conftest import Server, mint_tokens, start_server, stop_server
+from tests.helpers.server import start_service
+from tests.service.conftest import Server
 
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}
 MAX_BODY_BYTES = 16 * 1024 * 1024  # TENSLORA_MAX_BODY_MB's default
@@ -57,14 +58,12 @@ def test_security_headers_come_with_every_answer(api: Server) -> None:
 def breakable_server(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     """A server of its own (the test breaks its database), with a short SQLite busy timeout;
     and its log."""
-    tokens = mint_tokens(database_url)
-    log = tmp_path / "server.log"
-    process = start_server(database_url, 2.0, log, TENSLORA_SQLITE_BUSY_TIMEOUT_MS="300",
-                           TENSLORA_TOKEN_CACHE_SECONDS="0")
+    service = start_service(tmp_path, database_url, TENSLORA_SQLITE_BUSY_TIMEOUT_MS="300",
+                            TENSLORA_TOKEN_CACHE_SECONDS="0")
     try:
-        yield Server(process.base_url, database_url, tokens, 2.0), log  # type: ignore[attr-defined]
+        yield service, service.server.log_path
     finally:
-        stop_server(process)
+        service.stop()
 
 
 def _break(database_url: str) -> sqlite3.Connection | None:

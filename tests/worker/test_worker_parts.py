@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker.conftest import REPO, free_port, job_children, project_env, wait_for
+from tests.helpers.processes import REPO, free_port, project_env, wait_for
+from tests.worker.conftest import job_children
 from worker.child import start_job
 from worker.client import ApiClient, ApiUnavailable
 from worker.probe import CpuProbe, FakeProbe

@@ -1,7 +1,7 @@
 """Dashboard sessions; token provenance, last use and revocation; sweep and lease owners.
 
-Revision ID: 0003_sessions_tokens_owners
-Revises: 0002
+Revision ID: 0004_sessions_tokens_owners
+Revises: 0003_packs
 Create Date: 2026-11-30
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_sessions_tokens_owners"
-down_revision = "0002"
+revision = "0004_sessions_tokens_owners"
+down_revision = "0003_packs"
 branch_labels = None
 depends_on = None
 
