@@ -64,6 +64,33 @@ def _key(values: Iterable[Any]) -> str:
     return json.dumps(list(values), sort_keys=True, default=str)
 
 
+def group_values(
+    session: Session, sweep_id: int, group_by: list[str], paths: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per group of ``aggregate_results`` (keyed by ``group_key``), the value at each of
+    ``paths`` that its succeeded jobs share; None where they differ or lack it.
+
+    For what a row stands for without grouping by it (the dashboard reads a row's ``regime`` and
+    ``adapter.method`` from the job specs, whatever the table is grouped by).
+    """
+    succeeded = (Job.sweep_id == sweep_id, Job.status == JobStatus.succeeded.value)
+    width = len(group_by)
+    shared: dict[str, dict[str, Any]] = {}
+    query = select(*_group_columns([*group_by, *paths])).where(*succeeded).distinct()
+    for values in session.execute(query):
+        key, found = _key(values[:width]), dict(zip(paths, values[width:], strict=True))
+        known = shared.setdefault(key, found)
+        for path in paths:
+            if known[path] != found[path]:
+                known[path] = None
+    return shared
+
+
+def group_key(group: dict[str, Any]) -> str:
+    """The key of a results row's ``group`` in ``group_values``."""
+    return _key(group.values())
+
+
 def aggregate_results(session: Session, sweep_id: int, group_by: list[str]) -> list[ResultRow]:
     """One row per distinct combination of ``group_by`` values among succeeded jobs."""
     if session.get(Sweep, sweep_id) is None:

@@ -1,6 +1,6 @@
 """TensLoRA+ signals: per-mode gradient norms, per-mode spectra, and the rank allocator.
 
-Definitions (DESIGN.md "Metrics (TensLoRA+)"):
+Definitions (docs/architecture.md, "Metrics (TensLoRA+)"):
 - gradient norm of a mode: the L2 norm of its factor's gradient, aggregated over the method's
   tensors as the root of the sum of squares; ``Core`` for the Tucker cores;
 - spectrum of a mode: singular values ``s`` of the mode-n unfolding of the Tucker core (for CP

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from api.dashboard.tables import SPEC_PATHS
 from scheduler import progress, queries, sweeps, tokens
 from scheduler import results as results_queries
 from scheduler import sessions as dashboard_sessions
@@ -145,9 +146,12 @@ def default_columns(sweep: Mapping[str, Any]) -> str:
 
 
 def results(session: Session, sweep_id: int, group_by: Sequence[str]) -> list[dict[str, Any]]:
-    """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``."""
+    """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``, each
+    with ``spec``: the row's shared ``regime`` and ``adapter.method`` (``tables.SPEC_PATHS``)."""
     rows = results_queries.aggregate_results(session, sweep_id, list(group_by))
-    return [row.as_dict() for row in rows]
+    specs = results_queries.group_values(session, sweep_id, list(group_by), list(SPEC_PATHS))
+    return [{**row.as_dict(), "spec": specs.get(results_queries.group_key(row.group), {})}
+            for row in rows]
 
 
 def job_dict(job: Job) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tenslora.contract import TRAIN_LOSS
 from tenslora.methods import METHODS
+from tenslora.presets import REGIMES
 
 #: Metrics where a smaller value is the better one (everything else: larger is better).
 LOWER_IS_BETTER: frozenset[str] = frozenset(
@@ -27,6 +28,12 @@ PREFERRED_METRICS: tuple[str, ...] = (
     "accuracy", "mcc", "f1", "best_accuracy", "best_mcc", "adapter_params", "trainable_params",
 )
 SECTIONS: tuple[str, ...] = ("LoRA", "Isorank", "Isoparameters", "")
+#: The section of each rank regime of the job spec (``tenslora.presets.REGIMES``); related
+#: methods go with everything else, after the paper's two regimes.
+REGIME_SECTIONS: dict[str, str] = dict(zip(REGIMES, ("LoRA", "Isorank", "Isoparameters", ""),
+                                            strict=True))
+#: Spec paths a row's section and method come from (``data.results`` sends them as ``spec``).
+SPEC_PATHS: tuple[str, ...] = ("regime", "adapter.method")
 TASK_KEY = "task"
 
 
@@ -92,10 +99,12 @@ def format_number(value: float | None) -> str:
     return f"{value:.4f}"
 
 
-def method_of(group: Mapping[str, Any]) -> str | None:
-    """The adapter method a group stands for: its ``adapter.method`` or a tag that names one."""
-    if isinstance(group.get("adapter.method"), str):
-        return group["adapter.method"]
+def method_of(group: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str | None:
+    """The adapter method a row stands for: the one its jobs' specs share, else the group's
+    ``adapter.method``, else (results without specs) a tag that names one."""
+    for source in (spec or {}, group):
+        if isinstance(source.get("adapter.method"), str):
+            return source["adapter.method"]
     for value in group.values():
         if isinstance(value, str):
             head = value.split("-")[0].split(" ")[0]
@@ -104,8 +113,17 @@ def method_of(group: Mapping[str, Any]) -> str | None:
     return None
 
 
-def section_of(group: Mapping[str, Any], method: str | None) -> str:
-    """LoRA first, then the paper's two rank regimes (read from tags), then anything else."""
+def section_of(
+    group: Mapping[str, Any], method: str | None, spec: Mapping[str, Any] | None = None
+) -> str:
+    """LoRA first, then the paper's two rank regimes, then anything else.
+
+    The regime is the job spec's ``regime`` (preset rows carry it). Jobs stored before the field
+    existed have none: their regime is read from the tag text, as it was then.
+    """
+    regime = (spec or {}).get("regime")
+    if regime in REGIME_SECTIONS:
+        return REGIME_SECTIONS[regime]
     if method == "lora":
         return "LoRA"
     text = " ".join(str(v).lower() for v in group.values())
@@ -156,10 +174,11 @@ def _params(stats_by_name: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _new_row(group: Mapping[str, Any], group_by: Sequence[str], n_columns: int) -> Row:
-    own = {k: group.get(k) for k in group_by}
-    method = method_of(own)
-    return Row(own, _label(own, group_by), section_of(own, method), method,
+def _new_row(result: Mapping[str, Any], group_by: Sequence[str], n_columns: int) -> Row:
+    own = {k: result["group"].get(k) for k in group_by}
+    spec = result.get("spec")
+    method = method_of(own, spec)
+    return Row(own, _label(own, group_by), section_of(own, method, spec), method,
                cells=[None] * n_columns)
 
 
@@ -194,7 +213,7 @@ def build_table(
         key = _row_key(result["group"], group_by)
         row = rows.get(key)
         if row is None:  # not setdefault: a new row allocates a cell per column
-            row = rows[key] = _new_row(result["group"], group_by, len(column_names))
+            row = rows[key] = _new_row(result, group_by, len(column_names))
         if columns == "tasks":
             index = column_index[str(result["group"].get(TASK_KEY))]
             row.cells[index] = _cell(result["metrics"].get(metric or ""), result["n"])

@@ -8,8 +8,8 @@ factorization writes the same thing in the same way:
     T[i, o, b] = sum_r U_in[i, r] * Up[b, o, r]
 
 so a slice costs what a LoRA of rank ``r = rank of the Input mode`` costs:
-``y = (x @ U_in) @ Up[b].T`` (DESIGN.md, "The adapter math"). ``Up`` for every slice of a stack
-of same-shaped tensors comes from one einsum (:meth:`AdapterTensor.stacked_up`).
+``y = (x @ U_in) @ Up[b].T`` (docs/architecture.md, "The adapter math"). ``Up`` for every slice of
+a stack of same-shaped tensors comes from one einsum (:meth:`AdapterTensor.stacked_up`).
 """
 
 from __future__ import annotations

@@ -41,6 +41,30 @@ def test_rows_follow_table_2_lora_then_isorank_then_isoparameters():
     assert [s for s, _ in table.sections] == ["LoRA", "Isorank", "Isoparameters"]
 
 
+def test_section_and_method_come_from_the_spec_not_the_tag_text():
+    results = [
+        {**_row({"tag": "first"}, 3, accuracy=(0.8, 0.0)),
+         "spec": {"regime": "isoparameters", "adapter.method": "qkv"}},
+        {**_row({"tag": "baseline"}, 3, accuracy=(0.7, 0.0)),
+         "spec": {"regime": "lora", "adapter.method": "lora"}},
+        {**_row({"tag": "fact-isorank-like"}, 3, accuracy=(0.75, 0.0)),
+         "spec": {"regime": "related", "adapter.method": "qkv_depth"}},
+        {**_row({"tag": "second"}, 3, accuracy=(0.6, 0.0)),
+         "spec": {"regime": "isorank", "adapter.method": "att"}},
+    ]
+    table = build_table(results, ["tag"])
+    assert [(r.label, r.section, r.method) for r in table.rows] == [
+        ("baseline", "LoRA", "lora"), ("second", "Isorank", "att"),
+        ("first", "Isoparameters", "qkv"), ("fact-isorank-like", "", "qkv_depth"),
+    ]
+
+
+def test_rows_of_jobs_stored_without_a_regime_still_get_their_section_from_the_tag():
+    results = [{**row, "spec": {"regime": None, "adapter.method": None}} for row in RESULTS]
+    table = build_table(results, ["tag", "adapter.method"])
+    assert [r.section for r in table.rows] == ["LoRA", "Isorank", "Isorank", "Isoparameters"]
+
+
 def test_cells_carry_the_query_values_and_the_best_of_each_column_is_marked():
     table = build_table(RESULTS, ["tag", "adapter.method"])
     column = table.columns.index("accuracy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,15 @@ def api(server: Server) -> Iterator[Server]:
         for sweep in sweeps:
             if sweep["status"] != "cancelled":
                 client.post(f"/api/v1/sweeps/{sweep['id']}/cancel").raise_for_status()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Any]:
+    """An empty, migrated database on SQLite and on the Postgres the service tests start."""
+    from scheduler.db import Database
+    from scheduler.migrate import upgrade
+
+    upgrade(database_url)
+    db = Database(database_url)
+    yield db
+    db.dispose()
