@@ -7,6 +7,7 @@ without a Content-Length included, and nothing is buffered on the way.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,11 +101,15 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_error(send: Send, exc: HTTPException) -> None:
-    body = json.dumps({"detail": exc.detail}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": exc.status_code,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-    })
+    # The rest of an oversized body is never read: the connection cannot be reused.
+    await send_json(send, exc.status_code, {"detail": exc.detail}, close=True)
+
+
+async def send_json(send: Send, status: int, content: Any, close: bool = False) -> None:
+    """A whole JSON response, from middleware that answers before (instead of) the app."""
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
