@@ -64,7 +64,13 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep, _token: SubmitterToken)
     return sweep_out(sweeps.cancel_sweep(session, sweep_id))
 
 
-@router.get("/{sweep_id}/results", responses={404: {"description": "no such sweep"}})
+@router.get(
+    "/{sweep_id}/results",
+    responses={
+        404: {"description": "no such sweep"},
+        422: {"description": "a malformed group_by, or a compare_to that names no row"},
+    },
+)
 def sweep_results(
     sweep_id: SweepId,
     session: ReadSessionDep,
@@ -73,10 +79,15 @@ def sweep_results(
         list[str] | None,
         Query(description="dotted config paths, repeated or comma-separated, e.g. adapter.method"),
     ] = None,
+    compare_to: Annotated[
+        list[str] | None,
+        Query(
+            description="the baseline row, FIELD:VALUE of group_by fields, comma-separated, "
+            "e.g. tag:lora; adds delta and p_value (Welch's t-test) to the other rows"
+        ),
+    ] = None,
 ) -> ResultsOut:
     """Mean, sample std, min and max of every numeric result over succeeded jobs, by group."""
-    paths = results.parse_group_by(group_by or [])
-    rows = results.aggregate_results(session, sweep_id, paths)
     return ResultsOut.model_validate(
-        {"sweep_id": sweep_id, "group_by": paths, "rows": [row.as_dict() for row in rows]}
+        results.results_answer(session, sweep_id, group_by or [], compare_to or [])
     )
