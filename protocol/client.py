@@ -205,8 +205,11 @@ class ApiClient:
         response = self._request("POST", f"/api/v1/sweeps/{sweep_id}/cancel", **retry)
         return SweepOut.model_validate(response.json())
 
-    def sweep_results(self, sweep_id: int, group_by: Sequence[str], **retry: float) -> ResultsOut:
-        params = {"group_by": list(group_by)}
+    def sweep_results(
+        self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = (),
+        **retry: float,
+    ) -> ResultsOut:
+        params = {"group_by": list(group_by), "compare_to": list(compare_to)}
         response = self._request("GET", f"/api/v1/sweeps/{sweep_id}/results", params=params,
                                  **retry)
         return ResultsOut.model_validate(response.json())
