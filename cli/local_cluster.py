@@ -52,7 +52,9 @@ class LocalCluster:
     def start(self) -> None:
         from rich.console import Console
 
-        Console(stderr=True).print(f"data and logs in [bold]{self.data_dir}[/bold]")
+        Console(stderr=True).print(
+            f"database [bold]{self.database_url}[/bold]; logs in {self.data_dir}"
+        )
         self._mint_tokens()
         self.server = self._spawn(
             "server",
