@@ -1,4 +1,6 @@
-"""Request and response models of the HTTP API (pydantic at the edge; ORM rows stay inside)."""
+"""Request and response models of the HTTP API, defined once: the routes of `api/` and the one
+client (`protocol.client`) both use them. No FastAPI, SQLAlchemy or torch here, so a worker or
+the CLI imports them for free."""
 
 from __future__ import annotations
 
@@ -213,6 +215,25 @@ class TokenCreate(Strict):
 
 
 class TokenCreated(BaseModel):
+    id: int
     token: str
     role: str
     name: str
+
+
+class TokenOut(BaseModel):
+    """A token as listed: never the token itself or its hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="to the minute; null when never used")
+    created_by: str | None = Field(description="the admin token that minted it over the API")
+    revoked_at: datetime | None
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]
