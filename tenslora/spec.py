@@ -128,6 +128,16 @@ def parse_spec(data: Any) -> TrainSpec | SyntheticSpec:
     return _JOB_SPEC.validate_python(data)
 
 
+def pack_key(spec: TrainSpec) -> str:
+    """Jobs with equal keys see the same data stream for the same number of steps (task, backbone
+    and the training loop but its log interval), so they can train in one pack
+    (``tenslora.training.run_pack``); everything else (adapter, optimiser, seed, tag) may differ."""
+    fixed = {"task": spec.task, "backbone": spec.backbone,
+             "train": spec.train.model_dump(mode="json", exclude={"log_every"})}
+    canonical = json.dumps(fixed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 def spec_hash(spec: TrainSpec | SyntheticSpec) -> str:
     """Content hash of a resolved spec: equal runs hash equally, whatever the key order."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
