@@ -162,9 +162,10 @@ class TensLoRAAdapter(nn.Module):
         """``y + s * (x U_in) Up^T`` for the projection ``info`` describes."""
         return y + self.update(info, x).to(y.dtype)
 
-    def update(self, info: SliceInfo, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
-        """``s * (x[rows] U_in) Up^T``: the update of projection ``info`` for the rows ``rows``
-        of ``x`` (all rows when None; a pack gives each job's adapter its own rows)."""
+    def update(self, info: SliceInfo, x: torch.Tensor,
+               rows: tuple[slice, ...] | None = None) -> torch.Tensor:
+        """``s * (x[rows] U_in) Up^T``: the update of projection ``info`` for the part ``rows``
+        of ``x`` (all of it when None; a pack gives each job's adapter its own rows)."""
         # Outside a trunk forward (a layer called on its own) nothing may be reused.
         cache = self._cache if self._cache is not None else _ForwardCache()
         hit = cache.inputs.get(info.group_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
@@ -91,9 +92,15 @@ class PackedLinear(_WrappedLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
         updates: list[torch.Tensor | None] = []
-        for job, rows in self._pack.active:
+        for position, (job, _rows) in enumerate(self._pack.active):
             info = self.slices.get(job)
-            updates.append(None if info is None else self._pack.adapter(job).update(info, x, rows))
+            if info is None:
+                updates.append(None)
+                continue
+            # At the job's own length: the shapes, hence the rounding, of the job alone.
+            own, padding = self._pack.own(position, x)
+            update = self._pack.adapter(job).update(info, x, own)
+            updates.append(F.pad(update, (0, 0, 0, padding)) if padding else update)
         if all(u is None for u in updates):
             return y
         if len(updates) == 1:

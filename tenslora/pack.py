@@ -12,9 +12,10 @@ module that would otherwise mix jobs reads it:
   attention function);
 - the task head becomes a :class:`PackedHead` over one head per job.
 
-Dropout masks are drawn at the spec's ``max_length`` and cut to the batch's length, so a job's masks
-do not depend on how long the other jobs' sentences are. With that, a job's numbers do not depend
-on its pack: a pack of one is a single run.
+A job's dropout masks are drawn at its own batch's length (its longest example) and padded to the
+pack's: positions past it are padding for every row of the job, which no real token attends to,
+so a job's masks do not depend on how long the other jobs' sentences are. With that, a job's
+numbers do not depend on its pack: a pack of one is a single run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tenslora.adapter import TensLoRAAdapter
@@ -66,21 +68,40 @@ class PackJob(nn.Module):
 class PackState:
     """The jobs of a pack and the rows each active job holds in the running forward pass."""
 
-    def __init__(self, canonical_len: int | None) -> None:
+    def __init__(self) -> None:
         self.jobs: list[PackJob] = []
         #: (job index, its rows) in row order, for the running forward pass
         self.active: list[tuple[int, slice]] = []
+        #: the batch's sequence length, and each active job's own (None: all the batch's)
         self.seq_len: int | None = None
-        #: the length dropout masks are drawn at along sequence dimensions (None: as they come)
-        self.canonical_len = canonical_len
+        self.lengths: list[int] | None = None
 
     def adapter(self, job: int) -> TensLoRAAdapter:
         return self.jobs[job].adapter
 
-    def assign(self, jobs: Sequence[int], rows_each: int, seq_len: int | None) -> None:
-        """The next forward pass holds ``rows_each`` rows of each of ``jobs``, in that order."""
+    def assign(self, jobs: Sequence[int], rows_each: int, seq_len: int | None,
+               lengths: Sequence[int] | None = None) -> None:
+        """The next forward pass holds ``rows_each`` rows of each of ``jobs``, in that order;
+        ``lengths[i]``: the longest example of job ``jobs[i]`` (tokens, padding excluded)."""
         self.active = [(j, slice(i * rows_each, (i + 1) * rows_each)) for i, j in enumerate(jobs)]
         self.seq_len = seq_len
+        self.lengths = None if lengths is None else list(lengths)
+
+    @property
+    def ragged(self) -> bool:
+        """Some active job's examples are all shorter than the batch (it is padded for others)."""
+        return self.lengths is not None and any(n != self.seq_len for n in self.lengths)
+
+    def own(self, position: int, x: torch.Tensor) -> tuple[tuple[slice, ...], int]:
+        """The index of the ``position``-th active job's rows of ``x`` (cut at its own length
+        when ``x`` is a (batch, sequence, ...) tensor of a ragged pass), and the padding that
+        brings a result computed there back to the batch's length."""
+        rows = self.active[position][1]
+        if not self.ragged or x.dim() < 3 or x.shape[1] != self.seq_len:
+            return (rows,), 0
+        assert self.lengths is not None and self.seq_len is not None
+        own = self.lengths[position]
+        return (rows, slice(0, own)), self.seq_len - own
 
     def start_forward(self, *_: Any) -> None:
         for job, _rows in self.active:
@@ -95,23 +116,30 @@ class PackState:
         """Inverted dropout of ``x``: job ``job``'s alone, or the active jobs' rows, each job's
         mask from its own generator. ``seq_dims`` are the sequence dimensions of ``x``."""
         if job is not None:
-            return x * self._mask(job, x.shape, seq_dims, p, x)
-        if len(self.active) == 1:
-            return x * self._mask(self.active[0][0], x.shape, seq_dims, p, x)
-        masks = [self._mask(j, (rows.stop - rows.start, *x.shape[1:]), seq_dims, p, x)
-                 for j, rows in self.active]
-        return x * torch.cat(masks)
+            position = next(i for i, (j, _) in enumerate(self.active) if j == job)
+            return x * self._mask(position, x.shape, seq_dims, p, x)
+        masks = [self._mask(i, (rows.stop - rows.start, *x.shape[1:]), seq_dims, p, x)
+                 for i, (_, rows) in enumerate(self.active)]
+        return x * (masks[0] if len(masks) == 1 else torch.cat(masks))
 
-    def _mask(self, job: int, shape: Sequence[int], seq_dims: tuple[int, ...], p: float,
+    def _mask(self, position: int, shape: Sequence[int], seq_dims: tuple[int, ...], p: float,
               like: torch.Tensor) -> torch.Tensor:
-        full, cut = list(shape), [slice(None)] * len(shape)
-        if self.canonical_len is not None:
+        """The mask of the ``position``-th active job, drawn at its own length along the
+        sequence dimensions and padded (with zeros: padding) to the batch's."""
+        own = None if self.lengths is None else self.lengths[position]
+        full = list(shape)
+        if own is not None:
             for dim in seq_dims:
-                if shape[dim] == self.seq_len and shape[dim] < self.canonical_len:
-                    full[dim], cut[dim] = self.canonical_len, slice(0, shape[dim])
+                if shape[dim] == self.seq_len:
+                    full[dim] = min(own, shape[dim])
         keep = torch.empty(full, dtype=like.dtype, device=like.device)
-        keep.bernoulli_(1.0 - p, generator=self.jobs[job].generator)
-        return keep.mul_(1.0 / (1.0 - p))[tuple(cut)]
+        keep.bernoulli_(1.0 - p, generator=self.jobs[self.active[position][0]].generator)
+        keep.mul_(1.0 / (1.0 - p))
+        if full == list(shape):
+            return keep
+        padding = [side for dim in reversed(range(len(shape)))
+                   for side in (0, shape[dim] - full[dim])]
+        return F.pad(keep, padding)
 
 
 class PackDropout(nn.Module):
@@ -153,11 +181,31 @@ def _pack_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
                     value: torch.Tensor, attention_mask: torch.Tensor | None,
                     scaling: float | None = None, dropout: float = 0.0,
                     **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """transformers' eager attention with each job's own dropout of the probabilities; SDPA when
-    nothing is dropped (evaluation)."""
+    """Attention of a packed backbone: each job's probabilities dropped out with its own
+    generator, and, when the jobs' lengths differ, each job's rows attended at its own length
+    (so its softmax and matmuls have the shapes, hence the rounding, of the job alone)."""
+    pack: PackState | None = getattr(module, PACK_ATTRIBUTE, None)
+    if pack is None or not pack.ragged:
+        return _attend(pack, None, module, query, key, value, attention_mask, scaling, dropout,
+                       **kwargs)
+    assert pack.lengths is not None and pack.seq_len is not None
+    outputs = []
+    for (job, rows), own in zip(pack.active, pack.lengths, strict=True):
+        cut = (rows, slice(None), slice(0, own))
+        mask = None if attention_mask is None else attention_mask[(*cut, slice(0, own))]
+        out, _ = _attend(pack, job, module, query[cut], key[cut], value[cut], mask, scaling,
+                         dropout, **kwargs)
+        outputs.append(F.pad(out, (0, 0, 0, 0, 0, pack.seq_len - own)))  # (rows, seq, heads, d)
+    return torch.cat(outputs), None
+
+
+def _attend(pack: PackState | None, job: int | None, module: nn.Module, query: torch.Tensor,
+            key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None,
+            scaling: float | None, dropout: float,
+            **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """transformers' eager attention with the pack's dropout; SDPA when nothing is dropped."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    pack: PackState | None = getattr(module, PACK_ATTRIBUTE, None)
     if dropout == 0.0 or pack is None:
         if attention_mask is not None and attention_mask.is_floating_point():
             attention_mask = attention_mask.to(query.dtype)
@@ -167,7 +215,7 @@ def _pack_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         scores = scores + attention_mask
-    probs = pack.dropout(scores.softmax(-1), dropout, (2, 3))
+    probs = pack.dropout(scores.softmax(-1), dropout, (2, 3), job)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
 
 
@@ -192,9 +240,13 @@ class Pack(nn.Module):
     def job(self, index: int) -> PackJob:
         return self.state.jobs[index]
 
-    def forward(self, jobs: Sequence[int], rows_each: int, **inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, jobs: Sequence[int], rows_each: int, lengths: Sequence[int] | None = None,
+                **inputs: torch.Tensor) -> torch.Tensor:
+        """``lengths[i]``: the longest example of job ``jobs[i]`` in tokens (None: the batch's
+        length); it fixes the shape of the job's dropout masks, so it must be the length the job's
+        batch alone would be padded to."""
         ids = inputs.get("input_ids")
-        self.state.assign(jobs, rows_each, None if ids is None else int(ids.shape[1]))
+        self.state.assign(jobs, rows_each, None if ids is None else int(ids.shape[1]), lengths)
         logits: torch.Tensor = self.model(**inputs).logits
         return logits
 
@@ -222,12 +274,11 @@ def _swap_dropout(root: nn.Module, pack: PackState, job: int | None) -> None:
 
 
 def build_pack(model: nn.Module, configs: Sequence[AdapterConfig], seeds: Sequence[int], *,
-               device: torch.device, canonical_len: int | None) -> Pack:
+               device: torch.device) -> Pack:
     """Freeze ``model`` (changed in place) and lay one job per config over it, on ``device``.
 
     Job j's adapter, head and dropout stream are seeded by ``seeds[j]`` only (the adapter by its
-    config's seed when that is set). ``canonical_len``: the length text batches are padded up to
-    at most (the spec's ``max_length``); None for fixed-length inputs (images).
+    config's seed when that is set).
     """
     _register_attention()
     for parameter in model.parameters():
@@ -237,7 +288,7 @@ def build_pack(model: nn.Module, configs: Sequence[AdapterConfig], seeds: Sequen
     head_names = [n for n, c in model.named_children() if any(c is h for h in layout.head)]
     attention = [slots["q"].parent for slots in find_layout(model, ("q",)).layers]
     std = float(getattr(getattr(model, "config", None), "initializer_range", 0.02))
-    state = PackState(canonical_len)
+    state = PackState()
     jobs = state.jobs
     for index, (config, seed) in enumerate(zip(configs, seeds, strict=True)):
         if config.seed is None:

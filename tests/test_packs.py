@@ -89,8 +89,7 @@ def test_a_packed_model_adds_each_jobs_update_to_its_own_rows_only():
                AdapterConfig("att_qkv", factorization="cp", ranks=2),
                AdapterConfig("qkv_depth", ranks=2, projections=("q", "k", "v", "o"))]
     solos = [apply_adapter(tiny_bert(), c, train_head=True).eval() for c in configs]
-    pack = build_pack(tiny_bert(), configs, [1, 2, 3], device=torch.device("cpu"),
-                      canonical_len=None).eval()
+    pack = build_pack(tiny_bert(), configs, [1, 2, 3], device=torch.device("cpu")).eval()
     for j, model in enumerate(solos):
         # non-zero updates, so every job's rows really change
         randomise([p for p in model.parameters() if p.requires_grad], seed=j, std=0.3)
@@ -108,6 +107,29 @@ def test_a_packed_model_adds_each_jobs_update_to_its_own_rows_only():
         # The same rows under another pack order and a subset of jobs: the same numbers.
         swapped = pack([2, 0], 2, input_ids=ids[[4, 5, 0, 1]], attention_mask=mask[[4, 5, 0, 1]])
     torch.testing.assert_close(swapped, packed[[4, 5, 0, 1]], rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_draws_each_jobs_rows_from_that_jobs_generator_at_its_own_length():
+    configs = [AdapterConfig("lora", ranks=2, dropout=0.2),
+               AdapterConfig("qkv", factorization="cp", ranks=2)]
+    pack = build_pack(tiny_bert(), configs, [1, 2], device=torch.device("cpu")).train()
+    ids = torch.cat([token_batch(0), token_batch(1)])  # 4 rows of 9 tokens
+    mask = torch.ones_like(ids)
+    mask[:2, 5:] = 0  # job 0's sentences are 5 tokens long: padded to 9 only in the pack
+
+    def forward(jobs, rows, length, lengths):
+        for job in jobs:
+            pack.job(job).generator.manual_seed(100 + job)
+        with torch.no_grad():
+            return pack(jobs, 2, lengths, input_ids=ids[rows, :length],
+                        attention_mask=mask[rows, :length])
+
+    both = forward([0, 1], slice(0, 4), 9, [5, 9])
+    torch.testing.assert_close(both[:2], forward([0], slice(0, 2), 5, [5]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(both[2:], forward([1], slice(2, 4), 9, [9]), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the generators moved on: other masks, other outputs
+        assert not torch.allclose(pack([0, 1], 2, [5, 9], input_ids=ids, attention_mask=mask),
+                                  both)
 
 
 def test_the_pack_key_ignores_what_a_pack_may_mix_and_run_pack_refuses_to_mix_the_rest():

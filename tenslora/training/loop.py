@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from tenslora.backbones import Backbone, head_parameters, load_backbone
-from tenslora.catalog import get_backbone
 from tenslora.pack import Pack, build_pack
 from tenslora.spec import TrainSpec, pack_key
 from tenslora.tasks import Split, load_task
@@ -78,10 +77,8 @@ def prepare(specs: Sequence[TrainSpec], sinks: Sequence[JobSink], device: torch.
     validation = task.validation.subsample(first.train.max_eval_samples)
     if backbone is None:
         backbone = load_backbone(first.backbone, task.num_labels, max_length=first.train.max_length)
-    text = get_backbone(first.backbone).modality == "text"
     pack = build_pack(backbone.model, [s.adapter.to_config() for s in specs],
-                      [s.seed for s in specs], device=device,
-                      canonical_len=first.train.max_length if text else None)
+                      [s.seed for s in specs], device=device)
     loop = first.train
     steps_per_epoch = math.ceil(len(trains[0]) / loop.batch_size)
     total_steps = steps_per_epoch * loop.epochs
@@ -90,6 +87,7 @@ def prepare(specs: Sequence[TrainSpec], sinks: Sequence[JobSink], device: torch.
     amp_dtype = runtime.autocast_dtype(loop.precision, device)
     jobs = [prepare_job(spec, pack.job(i), trains[i], sink, total_steps, amp_dtype, device)
             for i, (spec, sink) in enumerate(zip(specs, sinks, strict=True))]
+    pack.train()  # transformers loads models in eval mode: no dropout
     return PackRun(device, amp_dtype, backbone, pack, task.num_labels, validation,
                    task.majority_baseline(), loop.batch_size, steps_per_epoch, total_steps, jobs)
 
@@ -107,18 +105,28 @@ def _hook(job: JobRun, call: Callable[..., Any], *args: Any) -> Any:
         return None
 
 
+def _lengths(attention_mask: torch.Tensor | None, jobs: int) -> list[int] | None:
+    """Each job's longest example in the batch (its rows are consecutive): the length its batch
+    alone would be padded to, which its dropout masks are drawn at."""
+    if attention_mask is None:
+        return None
+    return [int(rows.sum(-1).max()) for rows in attention_mask.chunk(jobs)]
+
+
 def train_step(run: PackRun, jobs: Sequence[JobRun], start: int) -> list[torch.Tensor]:
     """Forward the jobs' batches at ``start`` of their orders as one batch, backward the sum of
     their losses; returns each job's detached loss. Gradients stay for the metrics."""
     index = [job.order[start:start + run.batch_size] for job in jobs]
     rows = len(index[0])
-    inputs = _encode(run, [job.train.inputs[i] for job, idx in zip(jobs, index, strict=True)
-                           for i in idx])
+    encoded = run.backbone.encode([job.train.inputs[i]
+                                   for job, idx in zip(jobs, index, strict=True) for i in idx])
+    lengths = _lengths(encoded.get("attention_mask"), len(jobs))
+    inputs = {k: v.to(run.device) for k, v in encoded.items()}
     labels = torch.from_numpy(np.concatenate([job.train.labels[idx]
                                               for job, idx in zip(jobs, index, strict=True)]))
     labels = labels.to(run.device)
     with runtime.autocast(run.device, run.amp_dtype):
-        logits = run.pack([job.index for job in jobs], rows, **inputs)
+        logits = run.pack([job.index for job in jobs], rows, lengths, **inputs)
     logits = logits.float()
     losses = [nn.functional.cross_entropy(logits[i * rows:(i + 1) * rows],
                                           labels[i * rows:(i + 1) * rows])
