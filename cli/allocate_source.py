@@ -7,20 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-SPECTRUM_PREFIXES = ("svd_entropy_norm/", "top1_energy/", "eff_rank/")
-PAGE = 1000
-
-
-def _last_values(points: list[dict[str, Any]]) -> dict[str, float]:
-    """Last value (highest step) of every spectrum metric among ``points``."""
-    latest: dict[str, tuple[int, float]] = {}
-    for point in points:
-        name, value = point["name"], point["value"]
-        if not name.startswith(SPECTRUM_PREFIXES) or value is None:
-            continue
-        if name not in latest or point["step"] >= latest[name][0]:
-            latest[name] = (point["step"], float(value))
-    return {name: value for name, (_, value) in latest.items()}
+from tenslora.contract import SPECTRUM_PREFIXES, last_values
 
 
 def fetch_finished_runs(url: str | None, token: str | None, sweep_id: int) -> list[dict[str, Any]]:
@@ -32,24 +19,21 @@ def fetch_finished_runs(url: str | None, token: str | None, sweep_id: int) -> li
 
 
 def _over_http(url: str, token: str | None, sweep_id: int) -> list[dict[str, Any]]:
-    import httpx
+    from protocol.client import ApiClient
+    from protocol.errors import ApiError
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as http:
-        sweep = http.get(f"/api/v1/sweeps/{sweep_id}")
-        if sweep.status_code >= 400:
-            raise LookupError(f"sweep {sweep_id}: HTTP {sweep.status_code}: {sweep.text[:300]}")
-        runs: list[dict[str, Any]] = []
-        while True:
-            page = http.get("/api/v1/jobs", params={
-                "sweep_id": sweep_id, "status": "succeeded", "limit": PAGE, "offset": len(runs),
-            }).raise_for_status().json()
-            for job in page["items"]:
-                points = http.get(f"/api/v1/jobs/{job['id']}/metrics").raise_for_status().json()
-                runs.append({"config": job["config"],
-                             "spectra_metrics": _last_values(points["points"])})
-            if not page["items"] or len(runs) >= page["total"]:
-                return runs
+    with ApiClient(url, token, timeout_s=60, retry_for_s=0) as api:
+        try:
+            api.get_sweep(sweep_id)
+            return [
+                {"config": job.config, "spectra_metrics": last_values(
+                    [point.model_dump() for point in api.job_metrics(job.id).points],
+                    SPECTRUM_PREFIXES,
+                )}
+                for job in api.iter_jobs(sweep_id, "succeeded")
+            ]
+        except ApiError as exc:  # not there, not allowed, or no answer: the CLI says which
+            raise LookupError(str(exc)) from None
 
 
 def _from_database(sweep_id: int) -> list[dict[str, Any]]:
@@ -70,8 +54,8 @@ def _from_database(sweep_id: int) -> list[dict[str, Any]]:
                 raise LookupError(exc.detail) from None
             jobs, _ = queries.list_jobs(session, sweep_id, "succeeded", limit=10**6)
             return [
-                {"config": job.config, "spectra_metrics": _last_values(
-                    [asdict(p) for p in metrics.get_metrics(session, job.id)]
+                {"config": job.config, "spectra_metrics": last_values(
+                    [asdict(p) for p in metrics.get_metrics(session, job.id)], SPECTRUM_PREFIXES
                 )}
                 for job in jobs
             ]

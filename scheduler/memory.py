@@ -37,21 +37,56 @@ def shape_key(spec: TrainSpec | SyntheticSpec) -> str | None:
     return f"{spec.backbone}|batch={loop.batch_size}|len={loop.max_length}|{loop.precision}"
 
 
-def formula_memory_mb(spec: TrainSpec) -> int:
-    """Weights + stored activations + runtime overhead, in MiB (``auto`` counts as fp32)."""
+def _value_bytes(spec: TrainSpec) -> int:
+    return 2 if spec.train.precision in ("bf16", "fp16") else 4
+
+
+def backbone_memory_mb(spec: TrainSpec) -> int:
+    """What a process pays once, whatever it trains: runtime overhead and the frozen weights."""
+    weights_mb = BACKBONES[spec.backbone].params_millions * 1e6 * _value_bytes(spec) / 2**20
+    return int(RUNTIME_OVERHEAD_MB + weights_mb)
+
+
+def activation_memory_mb(spec: TrainSpec) -> int:
+    """What one job's batch adds: its stored activations (a pack stacks one batch per job)."""
     backbone = BACKBONES[spec.backbone]
-    value_bytes = 2 if spec.train.precision in ("bf16", "fp16") else 4
-    weights_mb = backbone.params_millions * 1e6 * value_bytes / 2**20
     tokens = spec.train.max_length if backbone.modality == "text" else IMAGE_TOKENS
-    activations_mb = (
+    return int(
         spec.train.batch_size
         * tokens
         * backbone.params_millions
         * ACTIVATION_MB_PER_TOKEN_PER_MPARAM
-        * value_bytes
+        * _value_bytes(spec)
         / 2
     )
-    return min(int(RUNTIME_OVERHEAD_MB + weights_mb + activations_mb), MAX_ESTIMATE_MB)
+
+
+def formula_memory_mb(spec: TrainSpec) -> int:
+    """Weights + stored activations + runtime overhead, in MiB (``auto`` counts as fp32)."""
+    return min(backbone_memory_mb(spec) + activation_memory_mb(spec), MAX_ESTIMATE_MB)
+
+
+def share_key(key: str) -> str:
+    """Where the observed per-job share of packs of jobs of shape ``key`` is remembered."""
+    return f"{key}|pack-share"
+
+
+def pack_memory_mb(spec: TrainSpec, observed: dict[str, int]) -> tuple[int, int]:
+    """(once per pack, per job of the pack) in MiB for packs of jobs shaped like ``spec``.
+
+    The share starts at the formula's activations and becomes the largest per-job share a
+    finished pack of that shape reported (its peak minus the backbone, over its jobs).
+    """
+    base = backbone_memory_mb(spec)
+    key = shape_key(spec)
+    learned = observed.get(share_key(key)) if key else None
+    share = learned if learned is not None else activation_memory_mb(spec)
+    return base, max(1, min(share, MAX_ESTIMATE_MB))
+
+
+def pack_share_mb(spec: TrainSpec, pack_peak_mb: int, pack_size: int) -> int:
+    """The per-job share that a pack of ``pack_size`` jobs peaking at ``pack_peak_mb`` shows."""
+    return max(1, -(-(pack_peak_mb - backbone_memory_mb(spec)) // max(1, pack_size)))
 
 
 def observed_peaks(session: Session, keys: Iterable[str]) -> dict[str, int]:

@@ -35,11 +35,14 @@ def list_jobs(
     status: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    pack_id: str | None = None,
 ) -> tuple[list[Job], int]:
-    """Jobs in id order, filtered by sweep and status; returns (page, total matching)."""
+    """Jobs in id order, filtered by sweep, status and pack; returns (page, total matching)."""
     conditions = []
     if sweep_id is not None:
         conditions.append(Job.sweep_id == sweep_id)
+    if pack_id is not None:
+        conditions.append(Job.pack_id == pack_id)
     if status is not None:
         if status not in JobStatus.__members__:
             raise InvalidInput(

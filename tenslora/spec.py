@@ -13,38 +13,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from tenslora.catalog import get_backbone, get_task
-from tenslora.config import INITS, AdapterConfig
-from tenslora.methods import CORE, DEFAULT_PROJECTIONS, FACTORIZATIONS, MODE_NAMES
+from tenslora.config import AdapterConfig
+from tenslora.methods import CORE, MODE_NAMES, get_method
+from tenslora.presets import ISOPARAMETERS, ISORANK, LORA_REGIME, REGIMES
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AdapterSpec(_Strict):
-    """Mirrors ``tenslora.AdapterConfig``; validated by building one."""
-
-    method: str = Field("lora", description="lora or a tensor construction, e.g. qkv_depth")
-    factorization: Literal[FACTORIZATIONS] = "tucker"  # type: ignore[valid-type]
-    ranks: int | list[int] | dict[str, int] = Field(
-        4, description="one rank, a list in mode order, or a dict mode -> rank"
-    )
-    scaling: float = 1.0
-    init: Literal[INITS] = "orthogonal"  # type: ignore[valid-type]
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    projections: list[str] = Field(default_factory=lambda: list(DEFAULT_PROJECTIONS))
-    seed: int | None = None
-
-    @model_validator(mode="after")
-    def _check_against_method_table(self) -> AdapterSpec:
-        config = self.to_config()
-        # Store the canonical form so equal adapters hash equally.
-        self.ranks = config.ranks if isinstance(config.ranks, int) else list(config.ranks)
-        self.projections = list(config.projections)
-        return self
-
-    def to_config(self) -> AdapterConfig:
-        return AdapterConfig.from_dict(self.model_dump())
+#: The ``adapter`` section IS the library's ``AdapterConfig`` (pydantic validates the dataclass
+#: and runs its checks), not a copy of its fields; the name stays for readers of the spec.
+AdapterSpec = AdapterConfig
 
 
 class OptimSpec(_Strict):
@@ -91,8 +71,11 @@ class TrainSpec(_Strict):
     task: str
     backbone: str
     tag: str | None = None
+    regime: Literal[REGIMES] | None = Field(  # type: ignore[valid-type]
+        None, description="rank regime of a preset row: lora, isorank, isoparameters or related"
+    )
     seed: int = 0
-    adapter: AdapterSpec = Field(default_factory=AdapterSpec)
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     train: TrainLoopSpec = Field(default_factory=TrainLoopSpec)
 
@@ -104,6 +87,13 @@ class TrainSpec(_Strict):
                 f"backbone {backbone.name!r} reads {backbone.modality} but task "
                 f"{task.name!r} is {task.modality}"
             )
+        is_lora = not get_method(self.adapter.method).is_tensor
+        if self.regime == LORA_REGIME and not is_lora:
+            raise ValueError(
+                f"regime 'lora' needs adapter.method lora; got {self.adapter.method!r}"
+            )
+        if self.regime in (ISORANK, ISOPARAMETERS) and is_lora:
+            raise ValueError(f"regime {self.regime!r} needs a tensor method, not lora")
         return self
 
 
@@ -126,16 +116,6 @@ _JOB_SPEC = TypeAdapter(JobSpec)
 def parse_spec(data: Any) -> TrainSpec | SyntheticSpec:
     """Validate a plain dict as a job spec (raises ``pydantic.ValidationError``)."""
     return _JOB_SPEC.validate_python(data)
-
-
-def pack_key(spec: TrainSpec) -> str:
-    """Jobs with equal keys see the same data stream for the same number of steps (task, backbone
-    and the training loop but its log interval), so they can train in one pack
-    (``tenslora.training.run_pack``); everything else (adapter, optimiser, seed, tag) may differ."""
-    fixed = {"task": spec.task, "backbone": spec.backbone,
-             "train": spec.train.model_dump(mode="json", exclude={"log_every"})}
-    canonical = json.dumps(fixed, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def spec_hash(spec: TrainSpec | SyntheticSpec) -> str:

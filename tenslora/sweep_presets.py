@@ -3,7 +3,8 @@
 A preset returns a plain dict in the schema of ``POST /api/v1/sweeps``:
 ``{name, base, configs, grid, priority?}``; every job is one entry of ``configs`` deep-merged onto
 ``base``, times the cartesian product of ``grid`` (here: the seeds). Every entry carries a ``tag``
-so results group into the paper's rows.
+so results group into the paper's rows, and Table 2's entries their ``regime``
+(``tenslora.presets.REGIMES``), which the dashboard's sections read.
 
 - ``paper-table2``: Table 2. LoRA at rank r, then the 7 constructions under isorank and under
   isoparameters (ranks from :mod:`tenslora.presets`), then the related methods that Table 1 places
@@ -28,8 +29,17 @@ from typing import Any
 from tenslora.allocation import allocate_ranks
 from tenslora.catalog import get_backbone, get_task
 from tenslora.config import AdapterConfig
+from tenslora.contract import SPECTRUM_PREFIXES, allocator_input
 from tenslora.methods import TENSOR_METHODS
-from tenslora.presets import isoparameters, isorank, predict_parameters
+from tenslora.presets import (
+    ISOPARAMETERS,
+    ISORANK,
+    LORA_REGIME,
+    RELATED,
+    isoparameters,
+    isorank,
+    predict_parameters,
+)
 from tenslora.sweep_document import deep_merge, set_path
 
 PRESETS: tuple[str, ...] = ("paper-table2", "core-lr", "allocate")
@@ -87,21 +97,22 @@ def _base(task: str, backbone: str) -> dict[str, Any]:
     }
 
 
-def _entry(tag: str, **adapter: Any) -> dict[str, Any]:
-    return {"tag": tag, "adapter": adapter}
+def _entry(tag: str, regime: str, **adapter: Any) -> dict[str, Any]:
+    return {"tag": tag, "regime": regime, "adapter": adapter}
 
 
 def _table2_configs(backbone: str, lora_rank: int) -> list[dict[str, Any]]:
     """LoRA, then every construction under isorank, then under isoparameters (Tucker)."""
     info = get_backbone(backbone)
-    configs = [_entry("lora", method="lora", ranks=lora_rank)]
+    configs = [_entry("lora", LORA_REGIME, method="lora", ranks=lora_rank)]
     for name in TENSOR_METHODS:
         configs.append(
-            _entry(f"{name}-isorank", method=name, ranks=list(isorank(name, lora_rank)))
+            _entry(f"{name}-isorank", ISORANK, method=name, ranks=list(isorank(name, lora_rank)))
         )
     for name in TENSOR_METHODS:
         ranks = isoparameters(name, lora_rank, info.d_model, info.n_layers, info.n_heads)
-        configs.append(_entry(f"{name}-isoparams", method=name, ranks=list(ranks)))
+        configs.append(_entry(f"{name}-isoparams", ISOPARAMETERS, method=name,
+                              ranks=list(ranks)))
     return configs
 
 
@@ -133,8 +144,8 @@ def _related_configs(backbone: str, lora_rank: int) -> list[dict[str, Any]]:
         "lorta": cp(["q", "k", "v", "o"]),
         "cara": cp(["q", "k", "v"]),
     }
-    return [{"tag": "fact", "adapter": fact}] + [
-        {"tag": tag, "adapter": closest_to_budget(make, budget, backbone)}
+    return [_entry("fact", RELATED, **fact)] + [
+        _entry(tag, RELATED, **closest_to_budget(make, budget, backbone))
         for tag, make in related.items()
     ]
 
@@ -186,16 +197,13 @@ def core_lr(
     }
 
 
-SPECTRUM_KEYS = {"entropy_norm": "svd_entropy_norm", "top1_energy": "top1_energy",
-                 "effective_rank": "eff_rank"}
-
-
 def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "allocate"
              ) -> dict[str, Any]:
     """A sweep of the allocator's ranks for each Tucker adapter among finished ``runs``.
 
     ``runs``: ``[{"config": job spec, "spectra_metrics": {metric name: last value}}]``. Runs
-    that differ only in seed are one adapter; their spectra are averaged. Raises ValueError when
+    that differ only in seed are one adapter; their spectra are averaged
+    (``tenslora.contract.allocator_input``). Raises ValueError when
     no run is a Tucker tensor adapter with spectrum metrics.
     """
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -211,7 +219,7 @@ def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "all
     if not configs:
         raise ValueError(
             "the sweep has no succeeded Tucker tensor-adapter job with spectrum metrics "
-            "(svd_entropy_norm/*, top1_energy/*, eff_rank/*) to allocate ranks from"
+            f"({', '.join(p + '*' for p in SPECTRUM_PREFIXES)}) to allocate ranks from"
         )
     base = {k: v for k, v in configs[0].pop("spec").items() if k not in ("tag", "seed", "adapter")}
     for entry in configs[1:]:
@@ -224,16 +232,10 @@ def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "all
 def _allocated_entry(group: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     spec = group[0]["config"]
     config = AdapterConfig.from_dict(spec["adapter"])
-    spectra = {}
-    for mode, rank in config.mode_ranks().items():
-        stats = {"rank": rank, "singular_values": []}
-        for key, metric in SPECTRUM_KEYS.items():
-            values = [run["spectra_metrics"].get(f"{metric}/{mode}") for run in group]
-            values = [v for v in values if v is not None]
-            if not values:
-                return None
-            stats[key] = sum(values) / len(values)
-        spectra[mode] = stats
+    current = config.mode_ranks()
+    spectra = allocator_input([run["spectra_metrics"] for run in group], current)
+    if set(spectra) != set(current):
+        return None
     info = get_backbone(spec["backbone"])
     budget = predict_parameters(config, info.d_model, info.n_layers, info.n_heads)
     ranks = allocate_ranks(spectra, config.method, budget, info.d_model, info.n_layers,

@@ -12,6 +12,15 @@ from typing import Any
 import plotly.io as pio
 
 from api.dashboard.tables import ResultsTable
+from tenslora.contract import (
+    EVAL,
+    GRAD_NORM,
+    LR,
+    METRIC_MODES,
+    SPECTRUM_METRICS,
+    TRAIN_LOSS,
+    family,
+)
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 _LAYOUT: dict[str, Any] = {
@@ -26,20 +35,20 @@ _LAYOUT: dict[str, Any] = {
 }
 
 #: One colour per tensor mode, the same in every plot of a job.
-MODE_COLORS: dict[str, str] = {
-    "Input": "#3457d5", "Output": "#e8833a", "HeadDim": "#8e5bd0", "Heads": "#d9443c",
-    "QKV": "#22a06b", "Layers": "#c2a01e", "Core": "#20263a",
-}
+MODE_COLORS: dict[str, str] = dict(zip(
+    METRIC_MODES,  # Input, Output, HeadDim, Heads, QKV, Layers, Core
+    ("#3457d5", "#e8833a", "#8e5bd0", "#d9443c", "#22a06b", "#c2a01e", "#20263a"), strict=True,
+))
 _FALLBACK_COLORS = ("#3457d5", "#e8833a", "#22a06b", "#d9443c", "#8e5bd0", "#17a2b8")
 
 #: Job plots: title and metric-name prefix (one ending without "/" is an exact name).
 JOB_PLOTS: tuple[tuple[str, str], ...] = (
-    ("Training loss", "train/loss"),
-    ("Learning rate per group", "lr/"),
-    ("Gradient norm per mode", "grad_norm/"),
-    ("SVD entropy per mode", "svd_entropy/"),
-    ("Top-1 energy per mode", "top1_energy/"),
-    ("Evaluation", "eval/"),
+    ("Training loss", TRAIN_LOSS),
+    ("Learning rate per group", family(LR)),
+    ("Gradient norm per mode", family(GRAD_NORM)),
+    ("SVD entropy per mode", family(SPECTRUM_METRICS["entropy"])),
+    ("Top-1 energy per mode", family(SPECTRUM_METRICS["top1_energy"])),
+    ("Evaluation", family(EVAL)),
 )
 
 

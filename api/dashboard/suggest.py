@@ -1,7 +1,8 @@
 """The "suggested ranks" panel: the TensLoRA+ rank allocator fed with a run's last spectra.
 
-The allocator (``tenslora.allocation``) is torch-free, so the server runs it in-process; the panel
-says why it is empty instead of failing the page when the run's spectra are missing.
+The allocator (``tenslora.allocation``) is torch-free, so the server runs it in-process; its input
+comes from the streamed metrics through ``tenslora.contract``. The panel says why it is empty
+instead of failing the page when the run's spectra are missing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from tenslora.allocation import allocate_ranks
 from tenslora.catalog import BACKBONES
 from tenslora.config import AdapterConfig
+from tenslora.contract import SPECTRUM_PREFIXES, allocator_input, last_values
 from tenslora.presets import predict_parameters
 
 log = logging.getLogger(__name__)
@@ -34,31 +36,6 @@ def backbone_dims(backbone: str) -> tuple[int, int, int] | None:
     return None if info is None else (info.d_model, info.n_layers, info.n_heads)
 
 
-def last_values(points: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """The value at the largest step of each metric name."""
-    latest: dict[str, tuple[int, float]] = {}
-    for point in points:
-        step, name = point["step"], point["name"]
-        if point["value"] is not None and (name not in latest or step >= latest[name][0]):
-            latest[name] = (step, point["value"])
-    return {name: value for name, (_, value) in latest.items()}
-
-
-def spectra_from_metrics(last: Mapping[str, float], current: Mapping[str, int]) -> dict[str, Any]:
-    """Rebuild the allocator's spectra input from the streamed ``*/<Mode>`` metrics."""
-    spectra = {}
-    for mode, rank in current.items():
-        names = {
-            "entropy": f"svd_entropy/{mode}", "entropy_norm": f"svd_entropy_norm/{mode}",
-            "top1_energy": f"top1_energy/{mode}", "effective_rank": f"eff_rank/{mode}",
-        }
-        if f"svd_entropy_norm/{mode}" not in last or f"top1_energy/{mode}" not in last:
-            continue
-        spectra[mode] = {key: last.get(name, float("nan")) for key, name in names.items()}
-        spectra[mode]["rank"] = rank
-    return spectra
-
-
 def suggest(
     config: Mapping[str, Any] | None,
     result: Mapping[str, Any] | None,
@@ -76,7 +53,8 @@ def suggest(
     if dims is None:
         return Suggestion(reason=f"Unknown dimensions of backbone {config.get('backbone')!r}.")
     current = adapter.mode_ranks()
-    spectra = spectra_from_metrics(last_values(points), current)
+    # The panel is about this one run: the allocator input of an adapter averaged over just it.
+    spectra = allocator_input([last_values(points, SPECTRUM_PREFIXES)], current)
     if set(spectra) != set(current):
         return Suggestion(current=current, reason="No spectra streamed for this run yet.")
     budget = int((result or {}).get("adapter_params") or predict_parameters(adapter, *dims))

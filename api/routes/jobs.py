@@ -5,7 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
-from api.schemas import (
+from protocol.models import (
+    ClaimPackRequest,
+    ClaimPackResponse,
     ClaimRequest,
     ClaimResponse,
     CompleteRequest,
@@ -18,12 +20,14 @@ from api.schemas import (
     MetricsOut,
     MetricsRequest,
     MetricsStored,
+    PackClaimOut,
 )
-from scheduler import metrics, queries, queue
+from scheduler import metrics, packs, queries, queue
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 LEASE_ERRORS: dict[int | str, dict[str, str]] = {
+    403: {"description": "the lease was claimed by another token"},
     404: {"description": "no such job"},
     409: {"description": "the lease is not the job's live lease"},
 }
@@ -37,8 +41,11 @@ def list_jobs(
     status: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    pack_id: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{1,32}$", description="the jobs of one pack")
+    ] = None,
 ) -> JobList:
-    jobs, total = queries.list_jobs(session, sweep_id, status, limit, offset)
+    jobs, total = queries.list_jobs(session, sweep_id, status, limit, offset, pack_id)
     return JobList(items=[JobOut.model_validate(job) for job in jobs], total=total)
 
 
@@ -52,7 +59,7 @@ def claim(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    _token: WorkerToken,
+    token: WorkerToken,
 ) -> Response:
     """Lease the highest-priority queued job whose memory estimate fits ``free_memory_mb``."""
     claimed = queue.claim_job(
@@ -64,6 +71,7 @@ def claim(
         max_attempts=settings.max_attempts,
         job_id=body.job_id,
         reap=request.app.state.claim_reaps.due(),
+        token_id=token.id,
     )
     if claimed is None:
         return Response(status_code=204)
@@ -74,6 +82,50 @@ def claim(
     )
     # Serialised by pydantic directly: without a response_model FastAPI would walk the object
     # with jsonable_encoder, the slowest part of the hottest request.
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/claim-pack",
+    responses={200: {"model": ClaimPackResponse}, 204: {"description": "no queued job fits"}},
+    response_model=None,
+)
+def claim_pack(
+    body: ClaimPackRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
+) -> Response:
+    """Lease up to ``max_jobs`` queued jobs of one pack key that fit ``free_memory_mb`` together.
+
+    The first is the job the single claim would hand out; the rest share its pack key. Each job
+    has its own lease; a job without a pack key comes alone (``pack_id`` null).
+    """
+    claimed = packs.claim_pack(
+        session,
+        worker_id=body.worker_id,
+        device=body.device,
+        free_memory_mb=body.free_memory_mb,
+        max_jobs=body.max_jobs,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        reap=request.app.state.claim_reaps.due(),
+        token_id=token.id,
+    )
+    if claimed is None:
+        return Response(status_code=204)
+    answer = ClaimPackResponse(
+        pack_id=claimed.pack_id,
+        claims=[
+            PackClaimOut(
+                job=JobOut.model_validate(claim.job),
+                lease_id=claim.lease_id,
+                lease_expires_at=claim.lease_expires_at,
+            )
+            for claim in claimed.claims
+        ],
+    )
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
@@ -88,10 +140,12 @@ def heartbeat(
     body: LeaseRequest,
     session: SessionDep,
     settings: SettingsDep,
-    _token: WorkerToken,
+    token: WorkerToken,
 ) -> HeartbeatResponse:
     """Extend the lease; ``cancelled: true`` means stop working on the job."""
-    beat = queue.heartbeat(session, job_id, body.lease_id, settings.lease_seconds)
+    beat = queue.heartbeat(
+        session, job_id, body.lease_id, settings.lease_seconds, token_id=token.id
+    )
     return HeartbeatResponse(
         cancelled=beat.cancelled,
         status="cancelled" if beat.cancelled else "running",
@@ -101,10 +155,11 @@ def heartbeat(
 
 @router.post("/{job_id}/metrics", responses=LEASE_ERRORS)
 def post_metrics(
-    job_id: JobId, body: MetricsRequest, session: SessionDep, _token: WorkerToken
+    job_id: JobId, body: MetricsRequest, session: SessionDep, token: WorkerToken
 ) -> MetricsStored:
     points = [metrics.MetricPoint(p.step, p.name, p.value) for p in body.points]
-    return MetricsStored(stored=metrics.add_metrics(session, job_id, body.lease_id, points))
+    stored = metrics.add_metrics(session, job_id, body.lease_id, points, token_id=token.id)
+    return MetricsStored(stored=stored)
 
 
 @router.get("/{job_id}/metrics", responses={404: {"description": "no such job"}})
@@ -122,18 +177,21 @@ def get_metrics(
 
 @router.post("/{job_id}/complete", responses=LEASE_ERRORS)
 def complete(
-    job_id: JobId, body: CompleteRequest, session: SessionDep, _token: WorkerToken
+    job_id: JobId, body: CompleteRequest, session: SessionDep, token: WorkerToken
 ) -> JobOut:
     """Store the result once; repeating it with the same lease is a no-op."""
-    return JobOut.model_validate(queue.complete_job(session, job_id, body.lease_id, body.result))
+    job = queue.complete_job(session, job_id, body.lease_id, body.result, token_id=token.id)
+    return JobOut.model_validate(job)
 
 
 @router.post("/{job_id}/fail", responses=LEASE_ERRORS)
-def fail(job_id: JobId, body: FailRequest, session: SessionDep, _token: WorkerToken) -> JobOut:
-    return JobOut.model_validate(queue.fail_job(session, job_id, body.lease_id, body.error))
+def fail(job_id: JobId, body: FailRequest, session: SessionDep, token: WorkerToken) -> JobOut:
+    job = queue.fail_job(session, job_id, body.lease_id, body.error, token_id=token.id)
+    return JobOut.model_validate(job)
 
 
 @router.post("/{job_id}/release", responses=LEASE_ERRORS)
-def release(job_id: JobId, body: LeaseRequest, session: SessionDep, _token: WorkerToken) -> JobOut:
+def release(job_id: JobId, body: LeaseRequest, session: SessionDep, token: WorkerToken) -> JobOut:
     """Give the lease back: the job is queued again with its attempt unchanged."""
-    return JobOut.model_validate(queue.release_job(session, job_id, body.lease_id))
+    job = queue.release_job(session, job_id, body.lease_id, token_id=token.id)
+    return JobOut.model_validate(job)

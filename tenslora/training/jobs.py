@@ -13,6 +13,7 @@ import torch
 
 from tenslora.analysis import mode_grad_norms, mode_spectra
 from tenslora.backbones import head_parameters
+from tenslora.contract import GRAD_NORM, LR, metric_name
 from tenslora.pack import PackJob
 from tenslora.spec import TrainSpec
 from tenslora.tasks import Split
@@ -141,8 +142,8 @@ def optimizer_step(run: JobRun) -> None:
 
 def pre_step_values(run: JobRun) -> dict[str, float]:
     """Logged before the update: the lrs this step uses and the per-mode gradient norms."""
-    values = {f"lr/{group['name']}": group["lr"] for group in run.optimizer.param_groups}
-    return values | prefixed("grad_norm", mode_grad_norms(run.job))
+    values = {metric_name(LR, group["name"]): group["lr"] for group in run.optimizer.param_groups}
+    return values | prefixed(GRAD_NORM, mode_grad_norms(run.job))
 
 
 def post_step_values(run: JobRun) -> dict[str, float]:

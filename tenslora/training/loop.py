@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from tenslora.backbones import Backbone, head_parameters, load_backbone
+from tenslora.contract import EVAL, TRAIN_LOSS
 from tenslora.pack import Pack, build_pack
-from tenslora.spec import TrainSpec, pack_key
+from tenslora.packing import pack_mismatch
+from tenslora.spec import TrainSpec
 from tenslora.tasks import Split, load_task
 from tenslora.training import runtime
 from tenslora.training.jobs import (
@@ -68,16 +70,16 @@ def prepare(specs: Sequence[TrainSpec], sinks: Sequence[JobSink], device: torch.
             backbone: Backbone | None = None) -> PackRun:
     """Data, the backbone laid out for every job, each job's optimiser and schedule."""
     first = specs[0]
-    if len({pack_key(spec) for spec in specs}) > 1:
-        raise ValueError("the specs of one pack must agree on task, backbone and the training "
-                         "loop (tenslora.spec.pack_key); these do not")
+    mismatch = pack_mismatch(list(specs))
+    if mismatch is not None:
+        raise ValueError(f"these specs cannot train in one pack (tenslora.packing): {mismatch}")
     runtime.seed_everything(first.seed)
     task = load_task(first.task)
     trains = [task.train.subsample(s.train.max_train_samples, seed=s.seed) for s in specs]
     validation = task.validation.subsample(first.train.max_eval_samples)
     if backbone is None:
         backbone = load_backbone(first.backbone, task.num_labels, max_length=first.train.max_length)
-    pack = build_pack(backbone.model, [s.adapter.to_config() for s in specs],
+    pack = build_pack(backbone.model, [s.adapter for s in specs],
                       [s.seed for s in specs], device=device)
     loop = first.train
     steps_per_epoch = math.ceil(len(trains[0]) / loop.batch_size)
@@ -171,7 +173,7 @@ def _evaluate_and_stream(run: PackRun, step: int) -> None:
     jobs = run.active
     for job, metrics in zip(jobs, evaluate(run, jobs), strict=True):
         job.tracker.history.append(metrics)
-        _hook(job, job.sink, points(step, prefixed("eval", metrics)))
+        _hook(job, job.sink, points(step, prefixed(EVAL, metrics)))
 
 
 def _poll_stops(run: PackRun) -> None:
@@ -197,13 +199,13 @@ def _log_and_step(run: PackRun, jobs: Sequence[JobRun], losses: Sequence[torch.T
             job.stop("failed", f"the training loss is not finite ({loss}) at step {step}")
             continue
         if log:
-            logged["train/loss"] = float(job.tracker.loss_sum) / job.tracker.loss_count
+            logged[TRAIN_LOSS] = float(job.tracker.loss_sum) / job.tracker.loss_count
             logged |= post_step_values(job)
             job.tracker.loss_sum.zero_()
             job.tracker.loss_count = 0
             _hook(job, job.sink, points(step, logged))
         if job.running:
-            _hook(job, job.sink.progress, step, run.total_steps, logged.get("train/loss"))
+            _hook(job, job.sink.progress, step, run.total_steps, logged.get(TRAIN_LOSS))
 
 
 def pack_step(run: PackRun, jobs: Sequence[JobRun], start: int, step: int) -> None:
@@ -242,7 +244,7 @@ def run_pack(specs: Sequence[TrainSpec | Mapping[str, Any]],
              backbone: Backbone | None = None) -> list[JobResult]:
     """Train the jobs ``specs`` together in this process; one result per spec, in order.
 
-    The specs must share a ``tenslora.spec.pack_key``. ``sinks[i]`` is job i's: a
+    The specs must share a ``tenslora.packing.pack_key``. ``sinks[i]`` is job i's: a
     :class:`JobSink` (metric points, progress, ``should_stop`` polled before every step) or a
     plain metric sink. A job whose loss becomes non-finite, whose hook raises, or whose
     ``should_stop`` answers True leaves the pack at once (failed / cancelled); the others go on.
@@ -311,7 +313,7 @@ def _lora_parameters(run: PackRun, job: JobRun) -> int:
     from tenslora.config import AdapterConfig
     from tenslora.presets import predict_parameters
 
-    config = job.spec.adapter.to_config()
+    config = job.spec.adapter
     lora = AdapterConfig("lora", ranks=config.mode_ranks()["Input"],
                          projections=config.projections)
     b = run.backbone

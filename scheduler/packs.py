@@ -1,0 +1,124 @@
+"""Claim a pack: up to k queued jobs of one pack key, each with its own lease, in one transaction.
+
+A pack trains its jobs in one process over one frozen backbone (``tenslora.training.run_pack``),
+so its memory is the backbone once plus a share per job (``scheduler.memory.pack_memory_mb``).
+Jobs without a pack key (synthetic ones) are handed out alone, as the single-job claim would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from scheduler.memory import observed_peaks, pack_memory_mb, shape_key, share_key
+from scheduler.models import JOBS, utcnow
+from scheduler.queue import Claim, reap_expired, record_worker
+from scheduler.states import JobStatus, move
+from tenslora.spec import TrainSpec, parse_spec
+
+_NEXT_FIT = (
+    select(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
+    .where(
+        JOBS.c.status == JobStatus.queued.value,
+        JOBS.c.memory_estimate_mb <= bindparam("b_free"),
+    )
+    .order_by(JOBS.c.priority.desc(), JOBS.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_SAME_KEY = (
+    select(JOBS.c.id)
+    .where(
+        JOBS.c.status == JobStatus.queued.value,
+        JOBS.c.pack_key == bindparam("b_key"),
+        JOBS.c.id != bindparam("b_first"),
+    )
+    .order_by(JOBS.c.priority.desc(), JOBS.c.id)
+    .limit(bindparam("b_more"))
+    .with_for_update(skip_locked=True)
+)
+_TAKE = move(
+    JOBS,
+    JobStatus.running,
+    JOBS.c.id == bindparam("b_id"),
+    now=bindparam("b_now"),
+    lease_id=bindparam("b_lease"),
+    lease_expires_at=bindparam("b_expires"),
+    worker_id=bindparam("b_worker"),
+    device=bindparam("b_device"),
+    pack_id=bindparam("b_pack"),
+    lease_token_id=bindparam("b_token"),
+)
+
+
+@dataclass(frozen=True)
+class PackClaim:
+    pack_id: str | None  # None when only one job was handed out
+    claims: list[Claim]
+
+
+def _room_for(spec: TrainSpec, session: Session, free_memory_mb: int, max_jobs: int) -> int:
+    """How many jobs shaped like ``spec`` fit in one pack within ``free_memory_mb``."""
+    key = shape_key(spec)
+    observed = observed_peaks(session, [share_key(key)]) if key else {}
+    base, share = pack_memory_mb(spec, observed)
+    return max(1, min(max_jobs, (free_memory_mb - base) // share))
+
+
+def claim_pack(
+    session: Session,
+    worker_id: str,
+    device: str | None,
+    free_memory_mb: int,
+    max_jobs: int,
+    lease_seconds: float,
+    max_attempts: int,
+    now: datetime | None = None,
+    reap: bool = True,
+    token_id: int | None = None,
+) -> PackClaim | None:
+    """The highest-priority queued job that fits, and up to ``max_jobs - 1`` more of its pack key.
+
+    The first job is chosen as the single-job claim chooses; the others follow it in the claim's
+    order (priority, then age) while the pack's memory (backbone once, a share per job) fits.
+    Postgres locks the rows with SKIP LOCKED; SQLite runs claimers one at a time (BEGIN
+    IMMEDIATE). ``token_id``: the claiming token, which alone may use the leases.
+    """
+    now = now or utcnow()
+    if reap:
+        reap_expired(session, max_attempts, now)
+    record_worker(session, worker_id, now, device, free_memory_mb)
+    first = session.execute(_NEXT_FIT, {"b_free": free_memory_mb}).one_or_none()
+    if first is None:
+        return None
+    ids = [first.id]
+    if first.pack_key is not None and max_jobs > 1:
+        spec = parse_spec(first.config)
+        assert isinstance(spec, TrainSpec)  # only train jobs have a pack key
+        more = _room_for(spec, session, free_memory_mb, max_jobs) - 1
+        if more > 0:
+            ids += session.scalars(
+                _SAME_KEY, {"b_key": first.pack_key, "b_first": first.id, "b_more": more}
+            ).all()
+    pack_id = uuid.uuid4().hex if len(ids) > 1 else None
+    expires = now + timedelta(seconds=lease_seconds)
+    leases = {job_id: uuid.uuid4().hex for job_id in ids}
+    common: dict[str, Any] = {
+        "b_expires": expires, "b_worker": worker_id, "b_device": device, "b_now": now,
+        "b_pack": pack_id, "b_token": token_id,
+    }
+    session.execute(
+        _TAKE, [{"b_id": job_id, "b_lease": lease, **common} for job_id, lease in leases.items()]
+    )
+    rows = session.execute(
+        select(JOBS)
+        .where(JOBS.c.id.in_(ids))
+        .order_by(JOBS.c.priority.desc(), JOBS.c.id)
+    ).all()
+    claims = [Claim(row, leases[row.id], expires) for row in rows if row.lease_id == leases[row.id]]
+    return PackClaim(pack_id if len(claims) > 1 else None, claims) if claims else None
