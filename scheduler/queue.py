@@ -294,17 +294,24 @@ def release_job(
 
 
 def owned_job(
-    session: Session, job_id: int, lease_id: str, now: datetime | None = None
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    now: datetime | None = None,
+    *,
+    takes: str = "metrics",
+    finished: tuple[JobStatus, ...] = (JobStatus.cancelled,),
 ) -> JobRecord:
-    """The job if ``lease_id`` is its live lease (or its cancelled job's lease), else 404/409."""
+    """The job if ``lease_id`` is its live lease, or was its last lease and the job is now in one
+    of ``finished``; else 404, or 409 saying it takes no more ``takes``."""
     now = now or utcnow()
     row = session.execute(select(JOBS).where(*_live(job_id, lease_id, now))).one_or_none()
     if row is not None:
         return row
     job = _refuse(session, job_id, lease_id)
-    if job.status == JobStatus.cancelled.value:
+    if job.status in {status.value for status in finished}:
         return job
-    raise Conflict(f"job {job_id} is already {job.status}; it takes no more metrics")
+    raise Conflict(f"job {job_id} is already {job.status}; it takes no more {takes}")
 
 
 def finite_json(value: Any) -> Any:

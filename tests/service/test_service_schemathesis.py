@@ -25,7 +25,7 @@ def test_generated_requests_never_get_a_server_error(server: Server, tmp_path: P
         [
             str(schemathesis),
             "run",
-            f"{server.base_url}/openapi.json",
+            f"{server.url}/openapi.json",
             "--checks",
             "not_a_server_error",
             "--max-examples",
