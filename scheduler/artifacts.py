@@ -113,12 +113,14 @@ def store_adapter(
     lease_id: str,
     upload: AdapterArchive,
     now: datetime | None = None,
+    token_id: int | None = None,
 ) -> StoredAdapter:
     """Keep the adapter of the job ``lease_id`` holds (or held, if the job has since succeeded
-    with it: a resent report); it replaces what an earlier attempt left."""
+    with it: a resent report); it replaces what an earlier attempt left. ``token_id``: the
+    uploader's token, which must be the one that claimed the job (None skips that check)."""
     now = now or utcnow()
     job = owned_job(
-        session, job_id, lease_id, now, takes="adapter", finished=(JobStatus.succeeded,)
+        session, job_id, lease_id, now, token_id, takes="adapter", finished=(JobStatus.succeeded,)
     )
     if job.kind != "train":
         raise InvalidInput(f"job {job_id} is a {job.kind} job; only train jobs keep an adapter")

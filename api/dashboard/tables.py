@@ -8,11 +8,13 @@ the API answers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler.results import SIGNIFICANT_P
 from tenslora.contract import TRAIN_LOSS
 from tenslora.methods import METHODS
 from tenslora.presets import REGIMES
@@ -43,6 +45,29 @@ class Cell:
     std: float | None
     n: int
     best: bool = False
+    #: Against the table's baseline row (``compare_to``): mean minus its mean, Welch's p.
+    delta: float | None = None
+    p_value: float | None = None
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < SIGNIFICANT_P
+
+    @property
+    def delta_text(self) -> str:
+        if self.delta is None:
+            return ""
+        return f"{'+' if self.delta >= 0 else '-'}{format_number(abs(self.delta))}"
+
+    @property
+    def p_text(self) -> str:
+        """Two significant digits; ``n/a`` where the test is undefined (see the API docs)."""
+        return "n/a" if self.p_value is None else f"{self.p_value:.2g}"
+
+    @property
+    def comparison(self) -> str:
+        """``Δ +0.0123 · p 0.012`` against the baseline; empty when not compared."""
+        return f"Δ {self.delta_text} · p {self.p_text}" if self.delta is not None else ""
 
     @property
     def text(self) -> str:
@@ -63,6 +88,7 @@ class Row:
     params: float | None = None
     percent_of_lora: float | None = None
     cells: list[Cell | None] = field(default_factory=list)
+    baseline: bool = False  # the row the others are compared to
 
 
 @dataclass
@@ -75,6 +101,12 @@ class ResultsTable:
     #: Tasks as columns, and a row's parameter count differs between tasks: it needs the
     #: results grouped by the rows alone (``row_results``).
     needs_row_results: bool = False
+    #: The baseline row as ``compare_to`` text (``tag:lora``), when cells carry delta / p.
+    compare_to: str | None = None
+
+    @property
+    def baseline_label(self) -> str | None:
+        return next((row.label for row in self.rows if row.baseline), None)
 
     @property
     def sections(self) -> list[tuple[str, list[Row]]]:
@@ -155,14 +187,16 @@ def metric_names(results: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _params_metric(names: Sequence[str]) -> str | None:
-    return next((m for m in PARAMS_METRICS if m in names), None)
+    present = set(names)
+    return next((m for m in PARAMS_METRICS if m in present), None)
 
 
 def _cell(stats: Mapping[str, Any] | None, n: int) -> Cell | None:
     """A metric's stats; its own ``n`` when given (a job may lack a metric), else the row's."""
     if not stats or stats.get("mean") is None:
         return None
-    return Cell(mean=stats["mean"], std=stats.get("std"), n=int(stats.get("n", n)))
+    return Cell(mean=stats["mean"], std=stats.get("std"), n=int(stats.get("n", n)),
+                delta=stats.get("delta"), p_value=stats.get("p_value"))
 
 
 def _params(stats_by_name: Mapping[str, Any]) -> float | None:
@@ -188,6 +222,7 @@ def build_table(
     row_results: Sequence[Mapping[str, Any]] | None = None,
     metric: str | None = None,
     columns: str = "metrics",
+    compare_to: str | None = None,
 ) -> ResultsTable:
     """Pivot results rows into the paper's layout.
 
@@ -195,6 +230,7 @@ def build_table(
     ``columns="tasks"``: ``results`` is grouped by ``group_by + ["task"]``; one column per task,
     each cell the chosen ``metric``; a row's parameter count is its tasks' common count, or comes
     from ``row_results`` (grouped by ``group_by`` alone) when the tasks disagree.
+    ``compare_to``: the baseline the ``results`` were compared to (their delta / p_value).
     """
     group_by = list(group_by)
     if columns == "tasks":
@@ -202,14 +238,20 @@ def build_table(
     else:
         # The metric that gives "# params" is shown there, not again as a column.
         names = metric_names(results)
-        column_names = [m for m in names if m != _params_metric(names)]
+        params_metric = _params_metric(names)
+        column_names = [m for m in names if m != params_metric]
+    # Every lookup below is by dict, so the table costs time linear in its cells.
+    column_index = {name: index for index, name in enumerate(column_names)}
     rows: dict[tuple[str, ...], Row] = {}
     task_params: dict[tuple[str, ...], set[float | None]] = {}
     for result in results:
         key = _row_key(result["group"], group_by)
-        row = rows.setdefault(key, _new_row(result, group_by, len(column_names)))
+        row = rows.get(key)
+        if row is None:  # not setdefault: a new row allocates a cell per column
+            row = rows[key] = _new_row(result, group_by, len(column_names))
+        row.baseline = row.baseline or bool(result.get("baseline"))
         if columns == "tasks":
-            index = column_names.index(str(result["group"].get(TASK_KEY)))
+            index = column_index[str(result["group"].get(TASK_KEY))]
             row.cells[index] = _cell(result["metrics"].get(metric or ""), result["n"])
             task_params.setdefault(key, set()).add(_params(result["metrics"]))
         else:
@@ -232,7 +274,8 @@ def build_table(
     metrics_per_column = [metric or ""] * len(column_names) if kind == "task" else column_names
     _mark_best(ordered, metrics_per_column)
     return ResultsTable(group_by, column_names, kind, metric if kind == "task" else None, ordered,
-                        needs_row_results=ambiguous and row_results is None)
+                        needs_row_results=ambiguous and row_results is None,
+                        compare_to=compare_to if any(r.baseline for r in ordered) else None)
 
 
 def _fill_percent_of_lora(rows: list[Row]) -> None:
@@ -255,4 +298,4 @@ def _mark_best(rows: list[Row], metrics_per_column: Sequence[str]) -> None:
         for row in rows:
             cell = row.cells[index]
             if cell is not None and cell.mean == best:
-                row.cells[index] = Cell(cell.mean, cell.std, cell.n, best=True)
+                row.cells[index] = dataclasses.replace(cell, best=True)

@@ -59,6 +59,20 @@ def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_flags_become_typed_settings_with_the_reserve_default_of_each_probe() -> None:
+    from worker.main import build_parser
+    from worker.settings import DEFAULT_NVML_RESERVE_MB, WorkerSettings
+
+    args = build_parser().parse_args(["--api", "http://x", "--token", "t", "--cpu-slots", "2",
+                                      "--spool-dir", "/tmp/spool"])
+    settings = WorkerSettings.from_namespace(args)
+    assert (settings.api, settings.token, settings.cpu_slots) == ("http://x", "t", 2)
+    assert settings.spool_path() == Path("/tmp/spool")
+    assert settings.reserve_for("nvml") == DEFAULT_NVML_RESERVE_MB
+    assert settings.reserve_for("fake:1x100") == 0
+    assert WorkerSettings(reserve_mb=7).reserve_for("nvml") == 7
+
+
 def test_api_and_token_come_from_the_environment_too() -> None:
     result = run_worker("--fake-gpus", "lots", TENSLORA_API="http://x", TENSLORA_TOKEN="t")
     assert "--fake-gpus must look" in result.stderr  # got past the API and token checks

@@ -1,7 +1,7 @@
 """Job adapters: the zip of a train job's trained adapter, one per job (latest attempt).
 
-Revision ID: 0004_job_adapters
-Revises: 0003_packs
+Revision ID: 0005_job_adapters
+Revises: 0004_sessions_tokens_owners
 Create Date: 2026-11-30
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0004_job_adapters"
-down_revision = "0003_packs"
+revision = "0005_job_adapters"
+down_revision = "0004_sessions_tokens_owners"
 branch_labels = None
 depends_on = None
 
