@@ -99,12 +99,19 @@ def read_archive(data: bytes, max_bytes: int) -> AdapterArchive:
 
 
 def pack(weights: bytes, config: bytes) -> bytes:
-    """The zip the service serves: the two files at its top level."""
+    """The zip the service serves: the two files at its top level. Byte for byte the same for
+    the same files (fixed timestamps), so its SHA-256 names the adapter."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as out:
-        out.writestr(ADAPTER_WEIGHTS_FILE, weights, compress_type=zipfile.ZIP_STORED)
-        out.writestr(ADAPTER_CONFIG_FILE, config, compress_type=zipfile.ZIP_DEFLATED)
+        for name, data, method in ((ADAPTER_WEIGHTS_FILE, weights, zipfile.ZIP_STORED),
+                                   (ADAPTER_CONFIG_FILE, config, zipfile.ZIP_DEFLATED)):
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type = method
+            out.writestr(info, data)
     return buffer.getvalue()
+
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
 
 
 def store_adapter(

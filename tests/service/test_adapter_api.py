@@ -218,7 +218,7 @@ def test_a_later_attempt_replaces_the_adapter_and_a_resent_upload_after_complete
                                  json={"worker_id": "alive", "free_memory_mb": 10**6})
             return answer.json() if answer.status_code == 200 else None
 
-        claim = wait_for("the expired job back in the queue", next_claim, 10)
+        claim = wait_for("the expired job back in the queue", next_claim, 30)
         assert claim["job"]["id"] == dead.job.id and claim["job"]["attempt"] == 2
         assert _put(client, dead.job.id, dead.lease_id, second).status_code == 409
         assert _put(client, dead.job.id, claim["lease_id"], second).json()["attempt"] == 2
