@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
-from api.schemas import (
+from protocol.models import (
     AdapterStored,
     ClaimPackRequest,
     ClaimPackResponse,
