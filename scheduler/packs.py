@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from scheduler.memory import observed_peaks, pack_memory_mb, shape_key, share_key
 from scheduler.models import JOBS, utcnow
 from scheduler.queue import Claim, reap_expired, record_worker
-from scheduler.states import JobStatus, sources
+from scheduler.states import JobStatus, move
 from tenslora.spec import TrainSpec, parse_spec
 
 _NEXT_FIT = (
@@ -42,22 +42,17 @@ _SAME_KEY = (
     .limit(bindparam("b_more"))
     .with_for_update(skip_locked=True)
 )
-_TAKE = (
-    update(JOBS)
-    # An executemany cannot expand IN lists: the allowed sources spelled out as ORs.
-    .where(
-        JOBS.c.id == bindparam("b_id"),
-        or_(*(JOBS.c.status == source for source in sources(JobStatus.running))),
-    )
-    .values(
-        status=JobStatus.running.value,
-        lease_id=bindparam("b_lease"),
-        lease_expires_at=bindparam("b_expires"),
-        worker_id=bindparam("b_worker"),
-        device=bindparam("b_device"),
-        started_at=bindparam("b_now"),
-        pack_id=bindparam("b_pack"),
-    )
+_TAKE = move(
+    JOBS,
+    JobStatus.running,
+    JOBS.c.id == bindparam("b_id"),
+    now=bindparam("b_now"),
+    lease_id=bindparam("b_lease"),
+    lease_expires_at=bindparam("b_expires"),
+    worker_id=bindparam("b_worker"),
+    device=bindparam("b_device"),
+    pack_id=bindparam("b_pack"),
+    lease_token_id=bindparam("b_token"),
 )
 
 
@@ -85,13 +80,14 @@ def claim_pack(
     max_attempts: int,
     now: datetime | None = None,
     reap: bool = True,
+    token_id: int | None = None,
 ) -> PackClaim | None:
     """The highest-priority queued job that fits, and up to ``max_jobs - 1`` more of its pack key.
 
     The first job is chosen as the single-job claim chooses; the others follow it in the claim's
     order (priority, then age) while the pack's memory (backbone once, a share per job) fits.
     Postgres locks the rows with SKIP LOCKED; SQLite runs claimers one at a time (BEGIN
-    IMMEDIATE).
+    IMMEDIATE). ``token_id``: the claiming token, which alone may use the leases.
     """
     now = now or utcnow()
     if reap:
@@ -114,7 +110,7 @@ def claim_pack(
     leases = {job_id: uuid.uuid4().hex for job_id in ids}
     common: dict[str, Any] = {
         "b_expires": expires, "b_worker": worker_id, "b_device": device, "b_now": now,
-        "b_pack": pack_id,
+        "b_pack": pack_id, "b_token": token_id,
     }
     session.execute(
         _TAKE, [{"b_id": job_id, "b_lease": lease, **common} for job_id, lease in leases.items()]

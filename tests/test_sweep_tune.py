@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 import yaml
 
-from tests.deploy_helpers import REPO, project_env, start_service, stop_group
+from tests.helpers.processes import REPO, project_env
+from tests.helpers.server import start_service
 from worker.tune import TuneOptions, check_options, gpu_fraction, trial_resources
 from worker.tune_trial import evaluations, final_metrics
 
@@ -21,6 +26,7 @@ TRAIN = {
     "train": {"max_steps": 4, "batch_size": 4, "max_length": 16, "eval_every": 2,
               "log_every": 2, "max_train_samples": 32, "max_eval_samples": 16},
 }
+BAD_STEPS = 200  # 100 evaluations, if nothing stopped it
 MIXED_SWEEP = {
     "name": "tune-mixed",
     "base": {},
@@ -29,6 +35,11 @@ MIXED_SWEEP = {
          "outcome": {"accuracy": 0.75}},
         {**TRAIN, "tag": "lora", "adapter": {"method": "lora", "ranks": 2}},
         {**TRAIN, "tag": "qkv_depth", "adapter": {"method": "qkv_depth", "ranks": [2, 2, 3, 2]}},
+        # Built to lose: a learning rate that blows the eval loss up at once, and a long budget.
+        # Trials run one at a time in this order, so the good ones have set ASHA's bar by then.
+        {**TRAIN, "tag": "diverges", "adapter": {"method": "lora", "ranks": 2},
+         "optim": {"lr": 3.0, "warmup_ratio": 0.0},
+         "train": {**TRAIN["train"], "max_steps": BAD_STEPS}},
     ],
     "grid": {"seed": [0, 1]},
 }
@@ -38,7 +49,7 @@ MIXED_SWEEP = {
 def service(tmp_path_factory):
     running = start_service(tmp_path_factory.mktemp("tune-service"))
     yield running
-    stop_group(running.process)
+    running.stop()
 
 
 def _tune(service, sweep_path, *extra, token_role="admin", timeout=480):
@@ -48,6 +59,63 @@ def _tune(service, sweep_path, *extra, token_role="admin", timeout=480):
         env=project_env(RAY_TMPDIR="/tmp"), cwd=REPO, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+class RefusingProxy:
+    """In front of the real server: answers 503 to every ``complete`` for ``refuse_s`` seconds
+    from the first one (an API outage as the trial sees it), and passes everything else on."""
+
+    def __init__(self, upstream: str, refuse_s: float) -> None:
+        self.upstream, self.refuse_s = upstream, refuse_s
+        self.refused = 0
+        self._first_complete: float | None = None
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def refuse(self, method: str, path: str) -> bool:
+        if method != "POST" or not path.endswith("/complete"):
+            return False
+        with self._lock:
+            now = time.monotonic()
+            self._first_complete = self._first_complete or now
+            if now < self._first_complete + self.refuse_s:
+                self.refused += 1
+                return True
+        return False
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.refuse(self.command, self.path):
+                    status, content, kind = 503, b'{"detail": "down for the test"}', "json"
+                else:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() in ("authorization", "content-type")}
+                    answer = httpx.request(self.command, proxy.upstream + self.path,
+                                           headers=headers, content=body, timeout=30)
+                    status, content = answer.status_code, answer.content
+                    kind = answer.headers.get("content-type", "application/json")
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _sweep_ids(service) -> list[int]:
@@ -60,13 +128,14 @@ def _sweep_ids(service) -> list[int]:
 def test_tune_runs_synthetic_and_train_jobs_and_records_them_through_the_api(service, tmp_path):
     path = tmp_path / "mixed.yaml"
     path.write_text(yaml.safe_dump(MIXED_SWEEP))
-    done = _tune(service, path, "--asha", "eval/accuracy", "--grace-period", "1")
+    done = _tune(service, path, "--asha", "eval/loss", "--mode", "min", "--grace-period", "1",
+                 "--max-concurrent", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     sweep_id = int(done.stdout.strip().splitlines()[-1])
     with service.client() as client:
         sweep = client.get(f"/api/v1/sweeps/{sweep_id}").json()
         jobs = client.get("/api/v1/jobs", params={"sweep_id": sweep_id}).json()["items"]
-        assert sweep["n_jobs"] == 6 and sweep["counts"]["queued"] == sweep["counts"]["running"] == 0
+        assert sweep["n_jobs"] == 8 and sweep["counts"]["queued"] == sweep["counts"]["running"] == 0
         for job in jobs:
             assert job["worker_id"].startswith("tune-"), job
             if job["config"]["kind"] == "synthetic":
@@ -79,11 +148,42 @@ def test_tune_runs_synthetic_and_train_jobs_and_records_them_through_the_api(ser
                 assert "stopped early by Ray Tune" in job["error"]
             else:
                 assert job["status"] == "succeeded" and "mcc" in job["result"]
+            if job["config"]["tag"] == "diverges":  # ASHA stopped it long before its budget
+                assert job["status"] == "failed", job
+                evaluated = [p for p in points if p["name"] == "eval/loss"]
+                assert 1 <= len(evaluated) < BAD_STEPS // 2, evaluated
         rows = client.get(
             f"/api/v1/sweeps/{sweep_id}/results", params={"group_by": "tag"}
         ).json()["rows"]
     synthetic = next(r for r in rows if r["group"]["tag"] == "synthetic")
     assert synthetic["n"] == 2 and synthetic["metrics"]["accuracy"]["mean"] == 0.75
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_result_the_api_refuses_for_a_while_is_spooled_and_arrives(service, tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "tune-outage", "base": {"kind": "synthetic", "duration_s": 0.2, "memory_mb": 10,
+                                        "outcome": {"accuracy": 0.5}},
+    }))
+    proxy = RefusingProxy(service.url, refuse_s=14.0)  # longer than one send's retry window
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "sweep", "tune", str(path), "--url", proxy.url,
+             "--token", service.tokens["admin"], "--num-cpus", "2"],
+            env=project_env(RAY_TMPDIR="/tmp"), cwd=REPO, capture_output=True, text=True,
+            timeout=480,
+        )
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_id = int(done.stdout.strip().splitlines()[-1])
+    assert proxy.refused >= 1
+    assert "report spooled" in done.stderr + done.stdout  # the lease keeper's spool was used
+    with service.client() as client:
+        jobs = client.get("/api/v1/jobs", params={"sweep_id": sweep_id}).json()["items"]
+    assert [(j["status"], j["result"]) for j in jobs] == [("succeeded", {"accuracy": 0.5})]
 
 
 def test_a_bad_asha_metric_is_refused_before_anything_is_stored(service, tmp_path):

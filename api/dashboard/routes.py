@@ -16,21 +16,27 @@ from jinja2 import pass_context
 from api.dashboard import data, exports, plots, suggest
 from api.dashboard.auth import (
     COOKIE,
-    COOKIE_MAX_AGE_S,
+    LEGACY_COOKIE,
     Viewer,
+    cookie_is_secure,
     current_viewer,
     is_public,
+    require_same_origin,
     safe_next,
-    viewer_from_token,
 )
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
-from scheduler.errors import InvalidInput
+from scheduler import states
+from scheduler.errors import Forbidden, InvalidInput
+from scheduler.results import SIGNIFICANT_P, compare_text
+from scheduler.sweeps import may_cancel
+from scheduler.tokens import TokenInfo
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(FILTERS)
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = tuple(status.value for status in states.ALL)
 TEMPLATES.env.globals["statuses"] = STATUSES
+TEMPLATES.env.globals["significant_p"] = SIGNIFICANT_P
 
 
 @pass_context
@@ -46,6 +52,7 @@ JOBS_PER_PAGE = 50
 
 router = APIRouter(include_in_schema=False)
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+SameOrigin = [Depends(require_same_origin)]
 
 
 class PageError(Exception):
@@ -111,21 +118,32 @@ def sweeps_page(request: Request, viewer: ViewerDep, page: int = Query(1, ge=1))
 
 
 def _table_for(
-    session: Any, sweep: dict[str, Any], group_by: list[str], columns: str, metric: str | None
+    session: Any,
+    sweep: dict[str, Any],
+    group_by: list[str],
+    columns: str,
+    metric: str | None,
+    compare_to: str | None,
 ) -> tuple[ResultsTable, list[str]]:
-    """The results table, and every metric name the sweep's results carry (for the picker)."""
+    """The results table, and every metric name the sweep's results carry (for the picker).
+
+    ``compare_to``: the baseline row (None: the LoRA row when there is one; "": none); a bad one
+    raises ``InvalidInput``.
+    """
+    query_by = [*group_by, "task"] if columns == "tasks" else group_by
+    results, compare_to = data.compared_results(session, sweep["id"], query_by, compare_to,
+                                                group_by)
+    names = metric_names(results)
     if columns == "tasks":
-        results = data.results(session, sweep["id"], [*group_by, "task"])
-        names = metric_names(results)
         metric = metric if metric in names else (names[0] if names else None)
-        table = build_table(results, group_by, metric=metric, columns="tasks")
+        table = build_table(results, group_by, metric=metric, columns="tasks",
+                            compare_to=compare_to)
         if table.needs_row_results:
             row_results = data.results(session, sweep["id"], group_by)
             table = build_table(results, group_by, row_results=row_results, metric=metric,
-                                columns="tasks")
+                                columns="tasks", compare_to=compare_to)
         return table, names
-    results = data.results(session, sweep["id"], group_by)
-    return build_table(results, group_by, columns="metrics"), metric_names(results)
+    return build_table(results, group_by, columns="metrics", compare_to=compare_to), names
 
 
 def _table_params(
@@ -146,6 +164,7 @@ def sweep_page(
     group_by: str | None = None,
     columns: str | None = None,
     metric: str | None = None,
+    compare_to: str | None = None,
     status: str | None = None,
     jobs_page: int = Query(1, ge=1),
 ) -> HTMLResponse:
@@ -158,25 +177,35 @@ def sweep_page(
         except InvalidInput as exc:
             table_error = f"group by: {exc.detail}"
             keys, columns = _table_params(sweep, None, columns)
-        table, names = _table_for(session, sweep, keys, columns, metric)
+        try:
+            table, names = _table_for(session, sweep, keys, columns, metric, compare_to)
+        except InvalidInput as exc:  # e.g. a baseline of another grouping: show the default
+            table_error = f"compare to: {exc.detail}"
+            table, names = _table_for(session, sweep, keys, columns, metric, None)
         jobs, jobs_total = data.list_jobs(
             session, sweep_id, status, JOBS_PER_PAGE, (jobs_page - 1) * JOBS_PER_PAGE
         )
     metric = table.metric or (metric if metric in names else _default_metric(names))
     pareto = plots.pareto_figure(table, None if columns == "tasks" else metric)
-    table_query = urlencode(
-        {"group_by": ",".join(keys), "columns": columns, "metric": metric or ""}
-    )
+    table_query = urlencode({"group_by": ",".join(keys), "columns": columns,
+                             "metric": metric or "", "compare_to": table.compare_to or ""})
     return render(request, "sweep.html", {
         "viewer": viewer, "sweep": sweep, "table": table, "group_by": keys,
+        "baseline_choices": [(compare_text(row.group), row.label) for row in table.rows],
         "columns": columns, "metric": metric, "metric_choices": names,
         "group_suggestions": data.GROUP_KEYS, "table_query": table_query,
         "pareto_html": pareto and plots.figure_html(pareto, "pareto-plot"),
         "jobs": jobs, "jobs_page": jobs_page, "jobs_pages": _pages(jobs_total, JOBS_PER_PAGE),
         "status_filter": status, "live": sweep["live"], "needs_plotly": True,
         "table_error": table_error,
-        "can_cancel": sweep["live"] and not viewer.public and viewer.role in WRITER_ROLES,
+        "can_cancel": sweep["live"] and _may_cancel(viewer, sweep["owner_token_id"]),
     })
+
+
+def _may_cancel(viewer: Viewer, owner_token_id: int | None) -> bool:
+    if viewer.public or viewer.token_id is None:
+        return False
+    return may_cancel(owner_token_id, TokenInfo(viewer.token_id, viewer.name, viewer.role))
 
 
 def _default_metric(names: list[str]) -> str | None:
@@ -202,13 +231,14 @@ def sweep_export(
     group_by: str | None = None,
     columns: str | None = None,
     metric: str | None = None,
+    compare_to: str | None = None,
 ) -> Response:
     if fmt not in exports.FORMATS:
         raise PageNotFound(f"No download format {fmt!r}; use one of {', '.join(exports.FORMATS)}.")
     with data.read_session(request) as session:
         sweep = _sweep_or_404(session, sweep_id)
         keys, columns = _table_params(sweep, group_by, columns)
-        table, _ = _table_for(session, sweep, keys, columns, metric)
+        table, _ = _table_for(session, sweep, keys, columns, metric, compare_to)
     body = exports.render(table, fmt, caption=f"{sweep['name']} (sweep {sweep_id})")
     filename = f"sweep-{sweep_id}-results.{fmt}"
     return Response(body, media_type=exports.FORMATS[fmt],
@@ -226,21 +256,26 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
     return render(request, "job.html", {
         "viewer": viewer, "job": job, "figures": plots.job_figures(points), "pack": pack,
         "suggestion": suggest.suggest(job["config"], job["result"], points),
-        "live": job["status"] in ("queued", "running"), "needs_plotly": True,
+        "live": job["status"] in states.ACTIVE, "needs_plotly": True,
     })
 
 
-@router.post("/sweeps/{sweep_id}/cancel", name="dashboard_sweep_cancel")
+@router.post("/sweeps/{sweep_id}/cancel", name="dashboard_sweep_cancel", dependencies=SameOrigin)
 def cancel_sweep(request: Request, sweep_id: int, viewer: ViewerDep) -> Response:
-    """The API's cancel, for a signed-in submitter or admin (never in public read-only mode)."""
-    if viewer.public or viewer.role not in WRITER_ROLES:
+    """The API's cancel, for a signed-in submitter (its own sweeps) or admin (any), never in
+    public read-only mode."""
+    if viewer.public or viewer.token_id is None or viewer.role not in WRITER_ROLES:
         raise PageForbidden(
             f"Cancelling a sweep needs a signed-in {' or '.join(WRITER_ROLES)} token; "
             f"you are {'reading the public dashboard' if viewer.public else 'a ' + viewer.role}."
         )
     with data.write_session(request) as session:
         _sweep_or_404(session, sweep_id)
-        data.cancel_sweep(session, sweep_id)
+        try:
+            data.cancel_sweep(session, sweep_id, TokenInfo(viewer.token_id, viewer.name,
+                                                           viewer.role))
+        except Forbidden as exc:
+            raise PageForbidden(exc.detail) from None
     target = request.url_for("dashboard_sweep", sweep_id=sweep_id).path
     return RedirectResponse(target, status_code=303)
 
@@ -259,27 +294,47 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     return render(request, "login.html", {"viewer": None, "next_url": safe_next(next)})
 
 
-@router.post("/login", response_class=HTMLResponse, name="dashboard_login")
+@router.post("/login", response_class=HTMLResponse, name="dashboard_login",
+             dependencies=SameOrigin)
 def login(
     request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"
 ) -> Response:
-    viewer = viewer_from_token(request, token.strip())
-    if viewer is None:
+    """Trade a token for a session: the cookie gets a random session id, never the token."""
+    address = request.client.host if request.client else "-"
+    throttle = request.app.state.login_throttle
+    wait_s = throttle.retry_after(address)
+    if wait_s:
+        refused = render(request, "login.html", {
+            "viewer": None, "next_url": safe_next(next),
+            "error": f"Too many failed sign-ins: try again in {math.ceil(wait_s)} s.",
+        }, status_code=429)
+        refused.headers["Retry-After"] = str(math.ceil(wait_s))
+        return refused
+    raw_session = data.sign_in(request, token.strip())
+    if raw_session is None:
+        throttle.failed(address)
         return render(request, "login.html", {
             "viewer": None, "next_url": safe_next(next),
             "error": "That token is not valid: check it and try again.",
         }, status_code=401)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
-        COOKIE, token.strip(), max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
-        secure=request.url.scheme == "https", path="/",
+        COOKIE, raw_session, max_age=int(request.app.state.settings.session_hours * 3600),
+        httponly=True, samesite="strict", secure=cookie_is_secure(request), path="/",
     )
+    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response
 
 
-@router.post("/logout", name="dashboard_logout")
+@router.post("/logout", name="dashboard_logout", dependencies=SameOrigin)
 def logout(request: Request) -> Response:
+    """End the session on the server (the cookie alone is worthless from now on)."""
+    raw_session = request.cookies.get(COOKIE)
+    if raw_session:
+        data.sign_out(request, raw_session)
     target = "/" if is_public(request) else str(request.url_for("dashboard_login_form").path)
     response = RedirectResponse(target, status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=cookie_is_secure(request))
+    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response

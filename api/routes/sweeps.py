@@ -5,31 +5,21 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
-from api.schemas import ResultsOut, SweepCreate, SweepList, SweepOut
+from protocol.models import ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
-from scheduler.states import JobStatus
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["sweeps"])
 SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def sweep_out(view: sweeps.SweepView) -> SweepOut:
-    counts = view.counts
-    if view.sweep.cancelled_at is not None:
-        status = "cancelled"
-    elif counts.get(JobStatus.running, 0):
-        status = "running"
-    elif counts.get(JobStatus.queued, 0):
-        status = "queued"
-    else:
-        status = "finished"
     return SweepOut(
         id=view.sweep.id,
         name=view.sweep.name,
         priority=view.sweep.priority,
         n_jobs=view.sweep.n_jobs,
-        status=status,
-        counts=counts,
+        status=view.status.value,
+        counts=view.counts,
         created_at=view.sweep.created_at,
         cancelled_at=view.sweep.cancelled_at,
     )
@@ -37,7 +27,7 @@ def sweep_out(view: sweeps.SweepView) -> SweepOut:
 
 @router.post("", status_code=201, responses={422: {"description": "invalid sweep"}})
 def create_sweep(
-    body: SweepCreate, session: SessionDep, settings: SettingsDep, _token: SubmitterToken
+    body: SweepCreate, session: SessionDep, settings: SettingsDep, token: SubmitterToken
 ) -> SweepOut:
     """Expand a sweep into jobs and queue them; nothing is stored when any job is invalid."""
     view = sweeps.create_sweep(
@@ -48,6 +38,7 @@ def create_sweep(
         grid=body.grid,
         priority=body.priority,
         max_jobs=settings.max_sweep_jobs,
+        owner_token_id=token.id,
     )
     return sweep_out(view)
 
@@ -68,13 +59,26 @@ def get_sweep(sweep_id: SweepId, session: ReadSessionDep, _token: AnyToken) -> S
     return sweep_out(sweeps.get_sweep(session, sweep_id))
 
 
-@router.post("/{sweep_id}/cancel", responses={404: {"description": "no such sweep"}})
-def cancel_sweep(sweep_id: SweepId, session: SessionDep, _token: SubmitterToken) -> SweepOut:
-    """Cancel queued jobs now and running ones at their next heartbeat."""
-    return sweep_out(sweeps.cancel_sweep(session, sweep_id))
+@router.post(
+    "/{sweep_id}/cancel",
+    responses={
+        403: {"description": "a submitter cancelling another token's sweep"},
+        404: {"description": "no such sweep"},
+    },
+)
+def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: SubmitterToken) -> SweepOut:
+    """Cancel queued jobs now and running ones at their next heartbeat (a submitter: only its
+    own sweeps; an admin: any)."""
+    return sweep_out(sweeps.cancel_sweep(session, sweep_id, by=token))
 
 
-@router.get("/{sweep_id}/results", responses={404: {"description": "no such sweep"}})
+@router.get(
+    "/{sweep_id}/results",
+    responses={
+        404: {"description": "no such sweep"},
+        422: {"description": "a malformed group_by, or a compare_to that names no row"},
+    },
+)
 def sweep_results(
     sweep_id: SweepId,
     session: ReadSessionDep,
@@ -83,10 +87,15 @@ def sweep_results(
         list[str] | None,
         Query(description="dotted config paths, repeated or comma-separated, e.g. adapter.method"),
     ] = None,
+    compare_to: Annotated[
+        list[str] | None,
+        Query(
+            description="the baseline row, FIELD:VALUE of group_by fields, comma-separated, "
+            "e.g. tag:lora; adds delta and p_value (Welch's t-test) to the other rows"
+        ),
+    ] = None,
 ) -> ResultsOut:
     """Mean, sample std, min and max of every numeric result over succeeded jobs, by group."""
-    paths = results.parse_group_by(group_by or [])
-    rows = results.aggregate_results(session, sweep_id, paths)
     return ResultsOut.model_validate(
-        {"sweep_id": sweep_id, "group_by": paths, "rows": [row.as_dict() for row in rows]}
+        results.results_answer(session, sweep_id, group_by or [], compare_to or [])
     )

@@ -1,4 +1,6 @@
-"""Request and response models of the HTTP API (pydantic at the edge; ORM rows stay inside)."""
+"""Request and response models of the HTTP API, defined once: the routes of `api/` and the one
+client (`protocol.client`) both use them. No FastAPI, SQLAlchemy or torch here, so a worker or
+the CLI imports them for free."""
 
 from __future__ import annotations
 
@@ -181,17 +183,29 @@ class MetricSummary(BaseModel):
     std: float | None = Field(description="sample standard deviation (n - 1); null when n < 2")
     min: float | None
     max: float | None
+    delta: float | None = Field(
+        None, description="with compare_to: this mean minus the baseline row's mean"
+    )
+    p_value: float | None = Field(
+        None,
+        description="with compare_to: Welch's two-sided t-test against the baseline row's "
+        "values; null when either side has fewer than 2 values or both are constant and equal",
+    )
 
 
 class ResultRow(BaseModel):
     group: dict[str, Any]
     n: int = Field(description="succeeded jobs in the group")
     metrics: dict[str, MetricSummary]
+    baseline: bool = Field(False, description="the row compare_to names (no delta / p_value)")
 
 
 class ResultsOut(BaseModel):
     sweep_id: int
     group_by: list[str]
+    compare_to: dict[str, str] | None = Field(
+        None, description="the baseline's group values, as given in compare_to"
+    )
     rows: list[ResultRow]
 
 
@@ -201,6 +215,25 @@ class TokenCreate(Strict):
 
 
 class TokenCreated(BaseModel):
+    id: int
     token: str
     role: str
     name: str
+
+
+class TokenOut(BaseModel):
+    """A token as listed: never the token itself or its hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="to the minute; null when never used")
+    created_by: str | None = Field(description="the admin token that minted it over the API")
+    revoked_at: datetime | None
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]
