@@ -94,3 +94,23 @@ def test_random_minilm_stand_in_loads_as_a_classifier(tmp_path: Path) -> None:
     bundle.write_random_minilm(tmp_path)  # seeded: the same weights again
     again = BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
     assert (again.bert.embeddings.word_embeddings.weight == first).all()
+
+
+def test_bundled_bf16_weights_are_widened_to_float32_and_load(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, vocab_size=100)
+    config.save_pretrained(tmp_path)
+    weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v
+               for k, v in BertModel(config).state_dict().items()}
+    save_file(weights, tmp_path / bundle.BF16_WEIGHTS)
+    bundle.widen_minilm(tmp_path)
+    assert not (tmp_path / bundle.BF16_WEIGHTS).exists()
+    assert (tmp_path / "BF16_ROUNDED").exists()
+    model = BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    loaded = model.bert.embeddings.word_embeddings.weight
+    assert loaded.dtype == torch.float32
+    assert torch.equal(loaded, weights["embeddings.word_embeddings.weight"].float())

