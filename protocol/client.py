@@ -21,6 +21,7 @@ import httpx
 
 from protocol.errors import ApiError, ApiRejected, ApiUnavailable, LeaseLost
 from protocol.models import (
+    ClaimPackResponse,
     ClaimResponse,
     HeartbeatResponse,
     JobList,
@@ -122,6 +123,20 @@ class ApiClient:
         if response.status_code == 204:
             return None
         return Lease(ClaimResponse.model_validate(response.json()))
+
+    def claim_pack(
+        self, worker_id: str, device: str, free_memory_mb: int, max_jobs: int
+    ) -> tuple[str | None, list[Lease]]:
+        """Up to ``max_jobs`` jobs of one pack key that fit together, each with its own lease
+        (one ``worker.lease.LeaseKeeper`` per lease); ``(None, [])`` when nothing fits."""
+        body = {"worker_id": worker_id, "device": device,
+                "free_memory_mb": int(free_memory_mb), "max_jobs": max_jobs}
+        response = self._request("POST", "/api/v1/jobs/claim-pack", json=body)
+        if response.status_code == 204:
+            return None, []
+        pack = ClaimPackResponse.model_validate(response.json())
+        leases = [Lease(ClaimResponse.model_validate(claim.model_dump())) for claim in pack.claims]
+        return pack.pack_id, leases
 
     def heartbeat(self, lease: Lease, *, retry_for_s: float | None = None) -> HeartbeatResponse:
         """Extends the lease; ``.cancelled`` says the job's sweep was cancelled: stop it now."""
