@@ -28,9 +28,9 @@ from scheduler.models import JOB_ADAPTERS, JOBS, Job, utcnow
 from scheduler.queue import finite_json, owned_job
 from scheduler.states import JobStatus
 from scheduler.upsert import upsert
+from tenslora.archive import ADAPTER_FILES, pack_adapter
 from tenslora.contract import ADAPTER_ANALYSIS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
 
-ARCHIVE_FILES = (ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE)
 LIMIT_SETTING = "TENSLORA_MAX_ADAPTER_MB"
 
 
@@ -81,10 +81,10 @@ def read_archive(data: bytes, max_bytes: int) -> AdapterArchive:
         }
     except (zipfile.BadZipFile, ValueError):
         raise InvalidInput(_expected("the body is not a zip archive")) from None
-    missing = [name for name in ARCHIVE_FILES if name not in entries]
+    missing = [name for name in ADAPTER_FILES if name not in entries]
     if missing:
         raise InvalidInput(_expected(f"the zip lacks {', '.join(missing)}"))
-    wanted = [n for n in (*ARCHIVE_FILES, ADAPTER_ANALYSIS_FILE) if n in entries]
+    wanted = [n for n in (*ADAPTER_FILES, ADAPTER_ANALYSIS_FILE) if n in entries]
     unpacked = sum(entries[name].file_size for name in wanted)
     if unpacked > max_bytes:
         raise too_large(unpacked, max_bytes, "the unpacked adapter")
@@ -95,23 +95,8 @@ def read_archive(data: bytes, max_bytes: int) -> AdapterArchive:
     if ADAPTER_ANALYSIS_FILE in files:
         # NaN (an all-zero tensor's statistics) as null: Postgres' jsonb holds no NaN.
         analysis = finite_json(_json_object(files[ADAPTER_ANALYSIS_FILE], ADAPTER_ANALYSIS_FILE))
-    return AdapterArchive(pack(files[ADAPTER_WEIGHTS_FILE], files[ADAPTER_CONFIG_FILE]), analysis)
-
-
-def pack(weights: bytes, config: bytes) -> bytes:
-    """The zip the service serves: the two files at its top level. Byte for byte the same for
-    the same files (fixed timestamps), so its SHA-256 names the adapter."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as out:
-        for name, data, method in ((ADAPTER_WEIGHTS_FILE, weights, zipfile.ZIP_STORED),
-                                   (ADAPTER_CONFIG_FILE, config, zipfile.ZIP_DEFLATED)):
-            info = zipfile.ZipInfo(name, date_time=_EPOCH)
-            info.compress_type = method
-            out.writestr(info, data)
-    return buffer.getvalue()
-
-
-_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
+    served = {name: files[name] for name in ADAPTER_FILES}
+    return AdapterArchive(pack_adapter(served), analysis)
 
 
 def store_adapter(

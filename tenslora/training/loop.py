@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -208,11 +209,14 @@ def run_training(
     *,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
+    adapter_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Fine-tune the spec's backbone with its adapter on its task; return a flat dict of numbers.
 
     ``sink`` receives a list of metric points ``{"step", "name", "value"}`` at every log step and
     after every evaluation. ``progress(step, total_steps, loss)`` is called after every step.
+    ``adapter_dir``: where ``save_adapter`` writes the trained adapter (head included), the one
+    whose final evaluation the result reports.
     """
     from tenslora.model import count_adapter_parameters
 
@@ -222,6 +226,10 @@ def run_training(
     started = time.perf_counter()
     run = prepare(spec, device)
     tracker, steps, train_seconds = _train(run, sink, progress)
+    if adapter_dir is not None:
+        from tenslora.persist import save_adapter
+
+        save_adapter(run.model, adapter_dir)
     final = tracker.history[-1]
     adapter_params = count_adapter_parameters(run.model)
     head_params = sum(p.numel() for p in head_parameters(run.model))
