@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from scheduler.errors import InvalidInput, NotFound, TooLarge
@@ -152,20 +152,23 @@ def get_analysis(session: Session, job_id: int) -> dict[str, Any] | None:
     return row.analysis
 
 
-def jobs_with_adapters(session: Session, job_ids: list[int]) -> set[int]:
-    """Which of ``job_ids`` have an adapter to download."""
-    if not job_ids:
-        return set()
-    rows = session.execute(
-        select(JOB_ADAPTERS.c.job_id)
-        .join(JOBS, JOBS.c.id == JOB_ADAPTERS.c.job_id)
-        .where(
-            JOB_ADAPTERS.c.job_id.in_(job_ids),
-            JOBS.c.status == JobStatus.succeeded.value,
-            JOB_ADAPTERS.c.attempt == JOBS.c.attempt,
-        )
+def has_adapter() -> Any:
+    """A condition on ``jobs`` rows: the job's current attempt left an adapter (for a succeeded
+    job: one ``get_adapter`` serves)."""
+    return exists().where(
+        JOB_ADAPTERS.c.job_id == JOBS.c.id, JOB_ADAPTERS.c.attempt == JOBS.c.attempt
     )
-    return {row.job_id for row in rows}
+
+
+def adapter_info(session: Session, job_id: int) -> StoredAdapter | None:
+    """What ``get_adapter`` would serve, without the zip; None when it would answer 404."""
+    row = session.execute(
+        select(JOB_ADAPTERS.c.job_id, JOB_ADAPTERS.c.attempt, JOB_ADAPTERS.c.size_bytes,
+               JOB_ADAPTERS.c.sha256, JOB_ADAPTERS.c.uploaded_at)
+        .join(JOBS, JOBS.c.id == JOB_ADAPTERS.c.job_id)
+        .where(*_served(job_id))
+    ).one_or_none()
+    return None if row is None else StoredAdapter(*row)
 
 
 def _served(job_id: int) -> tuple[Any, ...]:
