@@ -2,13 +2,15 @@
 
     python scripts/study_figure.py params SWEEP_ID [SWEEP_ID ...] --db study.db --out docs/img/x.png
     python scripts/study_figure.py multiplier SWEEP_ID --db study.db --out docs/img/y.png
+    python scripts/study_figure.py curves SWEEP_ID --db study.db --out docs/img/w.png
     python scripts/study_figure.py curve metrics.jsonl --out docs/img/z.png
 
 ``params``: mean accuracy (+/- sample std over seeds) against the adapter's parameter count, one
 point per tag, coloured by regime (LoRA, isorank, isoparameters, related, allocated), the LoRA mean
 as a dashed line. ``multiplier``: accuracy and MCC against TensLoRA+'s core learning-rate
-multiplier. ``curve``: the validation accuracy and training loss a ``tenslora train --metrics-out``
-stream recorded, step by step.
+multiplier. ``curves``: each tag's validation accuracy by step, averaged over its succeeded runs
+(the streams the runs posted). ``curve``: the validation accuracy and training loss a
+``tenslora train --metrics-out`` stream recorded, step by step.
 
 Results are read the way ``tenslora results`` reads them (``cli.sweep_client``): over HTTP with
 ``--url`` / ``--token`` (TENSLORA_API_URL / TENSLORA_TOKEN), or from the SQLite file ``--db``.
@@ -63,6 +65,38 @@ def fetch_results(sweep_id: int, url: str | None, token: str | None, db: Path | 
 
     rows: list[dict[str, Any]] = make_client(url, token).results(sweep_id, ["tag"])["rows"]
     return rows
+
+
+def fetch_curves(sweep_id: int, name: str, url: str | None, token: str | None, db: Path | None
+                 ) -> dict[str, dict[int, list[float]]]:
+    """tag -> step -> the values of metric ``name`` that the sweep's succeeded runs posted."""
+    curves: dict[str, dict[int, list[float]]] = {}
+
+    def add(tag: str, points: list[Any]) -> None:
+        for point in points:
+            if point.name == name and point.value is not None:
+                curves.setdefault(tag, {}).setdefault(point.step, []).append(point.value)
+
+    if db is None:
+        from protocol.client import ApiClient
+
+        with ApiClient(url or "", token) as client:
+            for job in client.iter_jobs(sweep_id=sweep_id, status="succeeded"):
+                add(str(job.config.get("tag")), client.job_metrics(job.id).points)
+        return curves
+    from scheduler.db import Database
+    from scheduler.metrics import get_metrics
+    from scheduler.queries import list_jobs
+
+    database = Database(f"sqlite:///{db.resolve()}")
+    try:
+        with database.session() as session:
+            stored, _ = list_jobs(session, sweep_id, "succeeded", limit=100_000)
+            for row in stored:
+                add(str(row.config.get("tag")), get_metrics(session, row.id, name))
+    finally:
+        database.dispose()
+    return curves
 
 
 def mean_std(row: dict[str, Any], metric: str) -> tuple[float, float] | None:
@@ -123,6 +157,21 @@ def multiplier_figure(rows: list[dict[str, Any]], out: Path, title: str) -> None
     save(fig, out)
 
 
+def curves_figure(curves: dict[str, dict[int, list[float]]], name: str, out: Path,
+                  title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for tag in sorted(curves):
+        steps = sorted(curves[tag])
+        means = [sum(curves[tag][s]) / len(curves[tag][s]) for s in steps]
+        ax.plot(steps, means, "o-", label=f"{tag} (n={len(curves[tag][steps[-1]])})")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{name}, mean over seeds")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    save(fig, out)
+
+
 def curve_figure(stream: Path, out: Path, title: str) -> None:
     series: dict[str, list[tuple[int, float]]] = {}
     for line in stream.read_text().splitlines():
@@ -158,10 +207,12 @@ def save(fig: Any, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=("params", "multiplier", "curve"))
+    parser.add_argument("figure", choices=("params", "multiplier", "curves", "curve"))
     parser.add_argument("source", nargs="+", help="sweep ids, or the metrics .jsonl for curve")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--metric", default="accuracy", help="params: the y axis")
+    parser.add_argument("--metric", default=None,
+                        help="the y axis: params' result metric (accuracy), curves' streamed "
+                        f"metric ({EVAL}/accuracy)")
     parser.add_argument("--title", default="")
     parser.add_argument("--db", type=Path, help="SQLite file of the sweeps (instead of --url)")
     parser.add_argument("--url", default=os.environ.get("TENSLORA_API_URL"))
@@ -171,10 +222,15 @@ def main() -> None:
         curve_figure(Path(args.source[0]), args.out, args.title)
         return
     url = None if args.db else args.url
+    if args.figure == "curves":
+        name = args.metric or f"{EVAL}/accuracy"
+        curves = fetch_curves(int(args.source[0]), name, url, args.token, args.db)
+        curves_figure(curves, name, args.out, args.title)
+        return
     rows = [row for sweep in args.source
             for row in fetch_results(int(sweep), url, args.token, args.db)]
     if args.figure == "params":
-        params_figure(rows, args.metric, args.out, args.title)
+        params_figure(rows, args.metric or "accuracy", args.out, args.title)
     else:
         multiplier_figure(rows, args.out, args.title)
 
