@@ -8,8 +8,8 @@
 ``params``: mean accuracy (+/- sample std over seeds) against the adapter's parameter count, one
 point per tag, coloured by regime (LoRA, isorank, isoparameters, related, allocated), the LoRA mean
 as a dashed line. ``multiplier``: accuracy and MCC against TensLoRA+'s core learning-rate
-multiplier. ``curves``: each tag's validation accuracy by step, averaged over its succeeded runs
-(the streams the runs posted). ``curve``: the validation accuracy and training loss a
+multiplier. ``curves``: the validation accuracy each succeeded run posted, by step, and each
+tag's mean. ``curve``: the validation accuracy and training loss a
 ``tenslora train --metrics-out`` stream recorded, step by step.
 
 Results are read the way ``tenslora results`` reads them (``cli.sweep_client``): over HTTP with
@@ -67,15 +67,18 @@ def fetch_results(sweep_id: int, url: str | None, token: str | None, db: Path | 
     return rows
 
 
+Curve = list[tuple[int, float]]
+
+
 def fetch_curves(sweep_id: int, name: str, url: str | None, token: str | None, db: Path | None
-                 ) -> dict[str, dict[int, list[float]]]:
-    """tag -> step -> the values of metric ``name`` that the sweep's succeeded runs posted."""
-    curves: dict[str, dict[int, list[float]]] = {}
+                 ) -> dict[str, list[Curve]]:
+    """tag -> one (step, value) curve of metric ``name`` per succeeded run of the sweep."""
+    curves: dict[str, list[Curve]] = {}
 
     def add(tag: str, points: list[Any]) -> None:
-        for point in points:
-            if point.name == name and point.value is not None:
-                curves.setdefault(tag, {}).setdefault(point.step, []).append(point.value)
+        curve = sorted((p.step, p.value) for p in points if p.name == name and p.value is not None)
+        if curve:
+            curves.setdefault(tag, []).append(curve)
 
     if db is None:
         from protocol.client import ApiClient
@@ -157,15 +160,22 @@ def multiplier_figure(rows: list[dict[str, Any]], out: Path, title: str) -> None
     save(fig, out)
 
 
-def curves_figure(curves: dict[str, dict[int, list[float]]], name: str, out: Path,
-                  title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for tag in sorted(curves):
-        steps = sorted(curves[tag])
-        means = [sum(curves[tag][s]) / len(curves[tag][s]) for s in steps]
-        ax.plot(steps, means, "o-", label=f"{tag} (n={len(curves[tag][steps[-1]])})")
+def curves_figure(curves: dict[str, list[Curve]], name: str, out: Path, title: str) -> None:
+    """Each run thin, the mean over a tag's runs at each step bold, in the tag's colour."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, tag in enumerate(sorted(curves)):
+        colour = f"C{index}"
+        by_step: dict[int, list[float]] = {}
+        for curve in curves[tag]:
+            ax.plot([s for s, _ in curve], [v for _, v in curve], color=colour, alpha=0.3,
+                    linewidth=0.8)
+            for step, value in curve:
+                by_step.setdefault(step, []).append(value)
+        steps = sorted(by_step)
+        ax.plot(steps, [sum(by_step[s]) / len(by_step[s]) for s in steps], "o-", color=colour,
+                linewidth=2, label=f"{tag} (mean of {len(curves[tag])})")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"{name}, mean over seeds")
+    ax.set_ylabel(f"{name}: each run, and the mean")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
