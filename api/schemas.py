@@ -158,7 +158,7 @@ class CompleteRequest(Strict):
 
 class FailRequest(Strict):
     lease_id: LeaseId
-    error: Annotated[str, StringConstraints(max_length=100_000)]
+    error: str = Field(description="kept up to TENSLORA_MAX_ERROR_KIB (64 KiB), the rest cut off")
 
 
 class WorkerOut(BaseModel):

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
+from api.responses import model_response
 from api.schemas import (
     ClaimPackRequest,
     ClaimPackResponse,
@@ -82,7 +83,7 @@ def claim(
     )
     # Serialised by pydantic directly: without a response_model FastAPI would walk the object
     # with jsonable_encoder, the slowest part of the hottest request.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return model_response(answer)
 
 
 @router.post(
@@ -126,7 +127,7 @@ def claim_pack(
             for claim in claimed.claims
         ],
     )
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return model_response(answer)
 
 
 @router.get("/{job_id}", responses={404: {"description": "no such job"}})
@@ -155,10 +156,16 @@ def heartbeat(
 
 @router.post("/{job_id}/metrics", responses=LEASE_ERRORS)
 def post_metrics(
-    job_id: JobId, body: MetricsRequest, session: SessionDep, token: WorkerToken
+    job_id: JobId,
+    body: MetricsRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
 ) -> MetricsStored:
     points = [metrics.MetricPoint(p.step, p.name, p.value) for p in body.points]
-    stored = metrics.add_metrics(session, job_id, body.lease_id, points, token_id=token.id)
+    stored = metrics.add_metrics(
+        session, job_id, body.lease_id, points, token_id=token.id, limits=settings.limits
+    )
     return MetricsStored(stored=stored)
 
 
@@ -177,16 +184,31 @@ def get_metrics(
 
 @router.post("/{job_id}/complete", responses=LEASE_ERRORS)
 def complete(
-    job_id: JobId, body: CompleteRequest, session: SessionDep, token: WorkerToken
+    job_id: JobId,
+    body: CompleteRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
 ) -> JobOut:
     """Store the result once; repeating it with the same lease is a no-op."""
-    job = queue.complete_job(session, job_id, body.lease_id, body.result, token_id=token.id)
+    job = queue.complete_job(
+        session, job_id, body.lease_id, body.result, token_id=token.id, limits=settings.limits
+    )
     return JobOut.model_validate(job)
 
 
 @router.post("/{job_id}/fail", responses=LEASE_ERRORS)
-def fail(job_id: JobId, body: FailRequest, session: SessionDep, token: WorkerToken) -> JobOut:
-    job = queue.fail_job(session, job_id, body.lease_id, body.error, token_id=token.id)
+def fail(
+    job_id: JobId,
+    body: FailRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
+) -> JobOut:
+    """Fail the job for good; an error text over TENSLORA_MAX_ERROR_KIB is kept truncated."""
+    job = queue.fail_job(
+        session, job_id, body.lease_id, body.error, token_id=token.id, limits=settings.limits
+    )
     return JobOut.model_validate(job)
 
 

@@ -39,6 +39,7 @@ def create_sweep(
         priority=body.priority,
         max_jobs=settings.max_sweep_jobs,
         owner_token_id=token.id,
+        limits=settings.limits,
     )
     return sweep_out(view)
 
