@@ -106,14 +106,13 @@ def find_problem(document: Any, max_depth: int) -> Problem | None:
 
 
 def check_body(body: bytes, max_depth: int) -> Problem | None:
-    """Parse ``body`` as JSON and look for a problem; a body that is not JSON at all is left to
-    the route (FastAPI answers it with its own 422)."""
+    """Parse ``body`` as JSON and look for a problem (a body that is not JSON at all is one)."""
     try:
         document = json.loads(body, parse_int=_parse_int, parse_float=_parse_float)
     except RecursionError:
         return Problem((), f"the document nests deeper than {max_depth} levels", "too_deep")
-    except ValueError:  # not JSON (or not UTF-8): the route's own parser says so
-        return None
+    except ValueError as exc:  # not UTF-8, or not JSON
+        return Problem((), f"the body is not valid JSON: {str(exc)[:200]}", "json_invalid")
     return find_problem(document, max_depth)
 
 

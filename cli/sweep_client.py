@@ -66,7 +66,9 @@ class HttpClient:
     def results(
         self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = ()
     ) -> dict[str, Any]:
-        params = {"group_by": list(group_by), "compare_to": list(compare_to)}
+        # The API takes each path as its own group_by (an enum); the CLI also takes commas.
+        paths = [path.strip() for value in group_by for path in value.split(",") if path.strip()]
+        params = {"group_by": paths, "compare_to": list(compare_to)}
         return self._call("GET", f"/api/v1/sweeps/{sweep_id}/results", params=params)
 
 

@@ -143,3 +143,20 @@ def spec_hash(spec: TrainSpec | SyntheticSpec) -> str:
     """Content hash of a resolved spec: equal runs hash equally, whatever the key order."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def spec_paths() -> tuple[str, ...]:
+    """Every dotted path of a job spec, train or synthetic: each object and each of its fields
+    (``adapter``, ``adapter.method``, ...). What results may be grouped by."""
+    paths: dict[str, None] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            paths[prefix + name] = None
+            kind = field.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, f"{prefix}{name}.")
+
+    for spec in (TrainSpec, SyntheticSpec):
+        walk(spec, "")
+    return tuple(paths)

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
+from api.errors import error_responses
 from api.responses import model_response
 from api.schemas import (
     ClaimPackRequest,
@@ -24,14 +25,17 @@ from api.schemas import (
     PackClaimOut,
 )
 from scheduler import metrics, packs, queries, queue
+from scheduler.states import JobStatus
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-LEASE_ERRORS: dict[int | str, dict[str, str]] = {
-    403: {"description": "the lease was claimed by another token"},
-    404: {"description": "no such job"},
-    409: {"description": "the lease is not the job's live lease"},
-}
+# A worker's call on a lease: another token's lease (403), no such job, not the live lease.
+LEASE_ERRORS = error_responses(
+    403, 404, 409, 413, s403="not a worker or admin token, or the lease is another token's",
+    s404="no such job", s409="the lease is not the job's live lease",
+)
+CLAIM_ERRORS = error_responses(403, 413, s403="not a worker or admin token")
+NO_SUCH_JOB = error_responses(404, s404="no such job")
 
 
 @router.get("")
@@ -39,7 +43,7 @@ def list_jobs(
     session: ReadSessionDep,
     _token: AnyToken,
     sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     pack_id: Annotated[
@@ -52,7 +56,9 @@ def list_jobs(
 
 @router.post(
     "/claim",
-    responses={200: {"model": ClaimResponse}, 204: {"description": "no queued job fits"}},
+    responses={
+        200: {"model": ClaimResponse}, 204: {"description": "no queued job fits"}, **CLAIM_ERRORS
+    },
     response_model=None,
 )
 def claim(
@@ -88,7 +94,10 @@ def claim(
 
 @router.post(
     "/claim-pack",
-    responses={200: {"model": ClaimPackResponse}, 204: {"description": "no queued job fits"}},
+    responses={
+        200: {"model": ClaimPackResponse}, 204: {"description": "no queued job fits"},
+        **CLAIM_ERRORS,
+    },
     response_model=None,
 )
 def claim_pack(
@@ -130,12 +139,12 @@ def claim_pack(
     return model_response(answer)
 
 
-@router.get("/{job_id}", responses={404: {"description": "no such job"}})
+@router.get("/{job_id:int}", responses=NO_SUCH_JOB)
 def get_job(job_id: JobId, session: ReadSessionDep, _token: AnyToken) -> JobOut:
     return JobOut.model_validate(queries.get_job(session, job_id))
 
 
-@router.post("/{job_id}/heartbeat", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/heartbeat", responses=LEASE_ERRORS)
 def heartbeat(
     job_id: JobId,
     body: LeaseRequest,
@@ -154,7 +163,7 @@ def heartbeat(
     )
 
 
-@router.post("/{job_id}/metrics", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/metrics", responses=LEASE_ERRORS)
 def post_metrics(
     job_id: JobId,
     body: MetricsRequest,
@@ -169,7 +178,7 @@ def post_metrics(
     return MetricsStored(stored=stored)
 
 
-@router.get("/{job_id}/metrics", responses={404: {"description": "no such job"}})
+@router.get("/{job_id:int}/metrics", responses=NO_SUCH_JOB)
 def get_metrics(
     job_id: JobId,
     session: ReadSessionDep,
@@ -182,7 +191,7 @@ def get_metrics(
     )
 
 
-@router.post("/{job_id}/complete", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/complete", responses=LEASE_ERRORS)
 def complete(
     job_id: JobId,
     body: CompleteRequest,
@@ -197,7 +206,7 @@ def complete(
     return JobOut.model_validate(job)
 
 
-@router.post("/{job_id}/fail", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/fail", responses=LEASE_ERRORS)
 def fail(
     job_id: JobId,
     body: FailRequest,
@@ -212,7 +221,7 @@ def fail(
     return JobOut.model_validate(job)
 
 
-@router.post("/{job_id}/release", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/release", responses=LEASE_ERRORS)
 def release(job_id: JobId, body: LeaseRequest, session: SessionDep, token: WorkerToken) -> JobOut:
     """Give the lease back: the job is queued again with its attempt unchanged."""
     job = queue.release_job(session, job_id, body.lease_id, token_id=token.id)
