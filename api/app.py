@@ -17,6 +17,7 @@ from api.dashboard import mount_dashboard
 from api.middleware import BodyLimit, SecurityHeaders
 from api.responses import SafeJSONResponse
 from api.routes import health, jobs, sweeps, tokens, workers
+from scheduler import artifacts
 from scheduler.db import Database
 from scheduler.migrate import upgrade
 from scheduler.queue import reap_expired
@@ -97,7 +98,12 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     # The last added runs first: security headers go on every answer, the 413 included; the
     # body is counted before it is buffered and checked.
     app.add_middleware(JsonBodyCheck, max_depth=settings.max_json_depth)
-    app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 1024 * 1024))
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=int(settings.max_body_mb * 1024 * 1024),
+        larger={jobs.ADAPTER_UPLOAD: (artifacts.limit_bytes(settings.max_adapter_mb),
+                                      artifacts.LIMIT_SETTING)},
+    )
     app.add_middleware(SecurityHeaders)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
     for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from api.schemas import ErrorOut, ValidationErrorOut
+from protocol.models import ErrorOut, ValidationErrorOut
 from scheduler.db import STORAGE_UNAVAILABLE
 from scheduler.errors import (
     Conflict,
@@ -23,6 +23,7 @@ from scheduler.errors import (
     NotFound,
     SchedulerError,
     StorageUnavailable,
+    TooLarge,
     Unauthenticated,
 )
 
@@ -32,6 +33,7 @@ STATUS: dict[type[SchedulerError], int] = {
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,
     Unauthenticated: 401,
     Forbidden: 403,
     StorageUnavailable: 503,

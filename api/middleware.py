@@ -7,6 +7,7 @@ without a Content-Length included, and nothing is buffered on the way.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -23,26 +24,38 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 
 
 class BodyTooLarge(HTTPException):
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"the request body is larger than {max_bytes:,} bytes "
-                              "(TENSLORA_MAX_BODY_MB)")
+    def __init__(self, max_bytes: int, setting: str) -> None:
+        super().__init__(413, f"the request body is larger than {max_bytes:,} bytes ({setting})")
 
 
 class BodyLimit:
     """413 for a body over ``max_bytes``: at once when Content-Length says so, else as soon as
-    the count of received bytes passes it (the route never sees the rest)."""
+    the count of received bytes passes it (the route never sees the rest). ``larger``: paths
+    (regular expressions) that take up to another limit instead: (bytes, its setting's name)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: dict[re.Pattern[str], tuple[int, str]] | None = None,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = (max_bytes, "TENSLORA_MAX_BODY_MB")
+        self.larger = larger or {}
+
+    def _limit(self, path: str) -> tuple[int, str]:
+        return next(
+            (limit for pattern, limit in self.larger.items() if pattern.match(path)), self.default
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, setting = self._limit(scope["path"])
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _send_error(send, BodyTooLarge(self.max_bytes))
+        if declared is not None and declared > max_bytes:
+            await _send_error(send, BodyTooLarge(max_bytes, setting))
             return
         received = 0
         started = False
@@ -52,8 +65,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes, setting)
             return message
 
         async def watching_send(message: Message) -> None:

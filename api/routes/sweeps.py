@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
 from api.errors import error_responses
-from api.schemas import GroupPath, ResultsOut, SweepCreate, SweepList, SweepOut
+from protocol.models import GroupPath, ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
 
 router = APIRouter(

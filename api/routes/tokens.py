@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from api.deps import AdminToken, DatabaseDep, ReadSessionDep, SessionDep, forget_token
 from api.errors import error_responses
-from api.schemas import TokenCreate, TokenCreated, TokenList, TokenOut
+from protocol.models import TokenCreate, TokenCreated, TokenList, TokenOut
 from scheduler import tokens
 from scheduler.errors import Conflict
 

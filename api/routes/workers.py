@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import AnyToken, ReadSessionDep, SettingsDep
 from api.errors import error_responses
-from api.schemas import WorkerList, WorkerOut
+from protocol.models import WorkerList, WorkerOut
 from scheduler import queries
 
 router = APIRouter(

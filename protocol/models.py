@@ -1,4 +1,6 @@
-"""Request and response models of the HTTP API (pydantic at the edge; ORM rows stay inside)."""
+"""Request and response models of the HTTP API, defined once: the routes of `api/` and the one
+client (`protocol.client`) both use them. No FastAPI, SQLAlchemy or torch here, so a worker or
+the CLI imports them for free."""
 
 from __future__ import annotations
 
@@ -185,6 +187,14 @@ class CompleteRequest(Strict):
 class FailRequest(Strict):
     lease_id: LeaseId
     error: str = Field(description="kept up to TENSLORA_MAX_ERROR_KIB (64 KiB), the rest cut off")
+
+
+class AdapterStored(BaseModel):
+    job_id: int
+    attempt: int = Field(description="the attempt whose adapter this is")
+    size_bytes: int = Field(description="size of the stored zip")
+    sha256: str = Field(description="SHA-256 of the stored zip (GET .../adapter serves it)")
+    uploaded_at: datetime
 
 
 class WorkerOut(BaseModel):
