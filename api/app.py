@@ -17,7 +17,6 @@ from api.dashboard import mount_dashboard
 from api.middleware import BodyLimit, SecurityHeaders
 from api.responses import SafeJSONResponse
 from api.routes import health, jobs, sweeps, tokens, workers
-from scheduler import artifacts
 from scheduler.db import Database
 from scheduler.migrate import upgrade
 from scheduler.queue import reap_expired
@@ -101,8 +100,7 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     app.add_middleware(
         BodyLimit,
         max_bytes=int(settings.max_body_mb * 1024 * 1024),
-        larger={jobs.ADAPTER_UPLOAD: (artifacts.limit_bytes(settings.max_adapter_mb),
-                                      artifacts.LIMIT_SETTING)},
+        own_limits=(jobs.ADAPTER_UPLOAD,),
     )
     app.add_middleware(SecurityHeaders)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.

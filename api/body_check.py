@@ -105,23 +105,28 @@ def find_problem(document: Any, max_depth: int) -> Problem | None:
     return None
 
 
-def check_body(body: bytes, max_depth: int) -> Problem | None:
-    """Parse ``body`` as JSON and look for a problem (a body that is not JSON at all is one)."""
+def check_body(body: bytes, max_depth: int, declared_json: bool = True) -> Problem | None:
+    """Parse ``body`` as JSON and look for a problem. A body that is not JSON at all is one when
+    its Content-Type says JSON; without a Content-Type it is the route's to judge (an upload)."""
     try:
         document = json.loads(body, parse_int=_parse_int, parse_float=_parse_float)
     except RecursionError:
         return Problem((), f"the document nests deeper than {max_depth} levels", "too_deep")
     except ValueError as exc:  # not UTF-8, or not JSON
+        if not declared_json:
+            return None
         return Problem((), f"the body is not valid JSON: {str(exc)[:200]}", "json_invalid")
     return find_problem(document, max_depth)
 
 
-def _is_json(scope: Scope) -> bool:
+def _json_declared(scope: Scope) -> bool | None:
+    """True: the Content-Type says JSON; False: another type; None: no Content-Type (FastAPI
+    parses such a body as JSON too, so it is checked when it is JSON)."""
     for name, value in scope.get("headers", []):
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or media.endswith(b"+json")
-    return True  # FastAPI parses a body without a Content-Type as JSON too
+    return None
 
 
 class JsonBodyCheck:
@@ -132,7 +137,8 @@ class JsonBodyCheck:
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in BODY_METHODS or not _is_json(scope):
+        declared = _json_declared(scope) if scope["type"] == "http" else False
+        if declared is False or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -144,7 +150,7 @@ class JsonBodyCheck:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = check_body(body, self.max_depth) if body else None
+        problem = check_body(body, self.max_depth, declared is True) if body else None
         if problem is not None:
             await send_json(send, 422, {"detail": [problem.as_dict()]})
             return

@@ -24,38 +24,31 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 
 
 class BodyTooLarge(HTTPException):
-    def __init__(self, max_bytes: int, setting: str) -> None:
-        super().__init__(413, f"the request body is larger than {max_bytes:,} bytes ({setting})")
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the request body is larger than {max_bytes:,} bytes "
+                              "(TENSLORA_MAX_BODY_MB)")
 
 
 class BodyLimit:
     """413 for a body over ``max_bytes``: at once when Content-Length says so, else as soon as
-    the count of received bytes passes it (the route never sees the rest). ``larger``: paths
-    (regular expressions) that take up to another limit instead: (bytes, its setting's name)."""
+    the count of received bytes passes it (the route never sees the rest). ``own_limits``: paths
+    (regular expressions) whose route reads its body against a limit of its own (an upload)."""
 
     def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        larger: dict[re.Pattern[str], tuple[int, str]] | None = None,
+        self, app: ASGIApp, max_bytes: int, own_limits: tuple[re.Pattern[str], ...] = ()
     ) -> None:
         self.app = app
-        self.default = (max_bytes, "TENSLORA_MAX_BODY_MB")
-        self.larger = larger or {}
-
-    def _limit(self, path: str) -> tuple[int, str]:
-        return next(
-            (limit for pattern, limit in self.larger.items() if pattern.match(path)), self.default
-        )
+        self.max_bytes = max_bytes
+        self.own_limits = own_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or any(p.match(scope["path"]) for p in self.own_limits):
             await self.app(scope, receive, send)
             return
-        max_bytes, setting = self._limit(scope["path"])
+        max_bytes = self.max_bytes
         declared = _content_length(scope)
         if declared is not None and declared > max_bytes:
-            await _send_error(send, BodyTooLarge(max_bytes, setting))
+            await _send_error(send, BodyTooLarge(max_bytes))
             return
         received = 0
         started = False
@@ -66,7 +59,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
-                    raise BodyTooLarge(max_bytes, setting)
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def watching_send(message: Message) -> None:

@@ -234,7 +234,8 @@ def release(job_id: JobId, body: LeaseRequest, session: SessionDep, token: Worke
     return JobOut.model_validate(job)
 
 
-#: The one upload larger than TENSLORA_MAX_BODY_MB may allow: it has its own limit (below).
+#: The upload whose route reads its body against its own limit (TENSLORA_MAX_ADAPTER_MB), not
+#: TENSLORA_MAX_BODY_MB.
 ADAPTER_UPLOAD = re.compile(r"^/api/v1/jobs/[0-9]+/adapter$")
 ZIP_BODY = {
     "requestBody": {

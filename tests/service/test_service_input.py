@@ -199,3 +199,14 @@ def test_a_stored_surrogate_fails_no_claim_list_or_page(api: Server) -> None:
     login = httpx.post(f"{api.url}/login", data={"token": api.tokens["admin"], "next": "/"})
     page = httpx.get(f"{api.url}/sweeps/{view.sweep.id}", cookies=login.cookies)
     assert page.status_code == 200 and "legacy" in page.text
+
+
+def test_json_without_a_content_type_is_checked_too(api: Server) -> None:
+    """FastAPI reads a body without Content-Type as JSON: no way around the check."""
+    body = json.dumps({"name": "sneaky", "base": {**SYNTHETIC, "tag": SURROGATE}}).encode()
+    with api.client("submitter") as client:
+        request = client.build_request("POST", "/api/v1/sweeps", content=body)
+        assert "content-type" not in request.headers
+        answer = client.send(request)
+    assert refused_field(answer) == ["body", "base", "tag"]
+    assert "sneaky" not in sweep_names(api)
