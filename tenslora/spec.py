@@ -126,16 +126,20 @@ def spec_hash(spec: TrainSpec | SyntheticSpec) -> str:
 
 def spec_paths() -> tuple[str, ...]:
     """Every dotted path of a job spec, train or synthetic: each object and each of its fields
-    (``adapter``, ``adapter.method``, ...). What results may be grouped by."""
+    (``adapter``, ``adapter.method``, ...). What results may be grouped by. Read from the specs'
+    JSON schema, so models and dataclasses (``AdapterConfig``) alike are followed."""
     paths: dict[str, None] = {}
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
+    def walk(node: dict[str, Any], defs: dict[str, Any], prefix: str) -> None:
+        for name, field in node.get("properties", {}).items():
             paths[prefix + name] = None
-            kind = field.annotation
-            if isinstance(kind, type) and issubclass(kind, BaseModel):
-                walk(kind, f"{prefix}{name}.")
+            ref = field.get("$ref") or next(
+                (part["$ref"] for part in field.get("allOf", []) if "$ref" in part), None
+            )
+            if ref is not None:
+                walk(defs[ref.rsplit("/", 1)[1]], defs, f"{prefix}{name}.")
 
     for spec in (TrainSpec, SyntheticSpec):
-        walk(spec, "")
+        schema = spec.model_json_schema()
+        walk(schema, schema.get("$defs", {}), "")
     return tuple(paths)
