@@ -181,17 +181,29 @@ class MetricSummary(BaseModel):
     std: float | None = Field(description="sample standard deviation (n - 1); null when n < 2")
     min: float | None
     max: float | None
+    delta: float | None = Field(
+        None, description="with compare_to: this mean minus the baseline row's mean"
+    )
+    p_value: float | None = Field(
+        None,
+        description="with compare_to: Welch's two-sided t-test against the baseline row's "
+        "values; null when either side has fewer than 2 values or both are constant and equal",
+    )
 
 
 class ResultRow(BaseModel):
     group: dict[str, Any]
     n: int = Field(description="succeeded jobs in the group")
     metrics: dict[str, MetricSummary]
+    baseline: bool = Field(False, description="the row compare_to names (no delta / p_value)")
 
 
 class ResultsOut(BaseModel):
     sweep_id: int
     group_by: list[str]
+    compare_to: dict[str, str] | None = Field(
+        None, description="the baseline's group values, as given in compare_to"
+    )
     rows: list[ResultRow]
 
 

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,8 +26,11 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers.postgres import have_postgres, running_postgres
+from tests.helpers.server import mint_tokens, start_server
+
 GOAL_JOBS_PER_S = 300.0
 GOAL_PACKED_JOBS_PER_S = 1000.0
 # Train jobs share a pack key when only the seed differs (see tenslora/packing.py).
@@ -41,90 +40,14 @@ PACKABLE_JOB = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def as_postgres(*command: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
-
-
 @contextmanager
-def postgres_url() -> Iterator[str]:
-    data, sockets = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres", "postgres")
-        shutil.chown(sockets, "postgres", "postgres")
-    data.chmod(0o700)
-    port = free_port()
-    subprocess.run(
-        as_postgres("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run(
-        as_postgres(
-            "pg_ctl", "-D", str(data), "-l", str(sockets / "pg.log"), "-o", options, "-w", "start"
-        ),
-        check=True,
-        capture_output=True,
-    )
+def server(database_url: str, folder: Path) -> Iterator[tuple[str, dict[str, str], int]]:
+    tokens = mint_tokens(database_url, ("submitter", "worker"))
+    server = start_server(database_url, folder / "server.log")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield server.url, tokens, server.process.pid
     finally:
-        subprocess.run(
-            as_postgres("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"), capture_output=True
-        )
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(sockets, ignore_errors=True)
-
-
-@contextmanager
-def server(database_url: str) -> Iterator[tuple[str, dict[str, str], int]]:
-    from scheduler.db import Database
-    from scheduler.migrate import upgrade
-    from scheduler.tokens import create_token
-
-    upgrade(database_url)
-    database = Database(database_url)
-    with database.session() as session:
-        tokens = {role: create_token(session, role, "bench") for role in ("submitter", "worker")}
-    database.dispose()
-    port = free_port()
-    env = {**os.environ, "TENSLORA_DATABASE_URL": database_url, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "serve",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
-        yield url, tokens, process.pid
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        server.stop()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -197,7 +120,9 @@ def _submit(url: str, token: str, jobs: int, pack: int) -> None:
 
 def run(backend: str, database_url: str, jobs: int, claimers: int, pack: int = 1) -> None:
     goal = GOAL_PACKED_JOBS_PER_S if pack > 1 else GOAL_JOBS_PER_S
-    with server(database_url) as (url, tokens, pid):
+    with tempfile.TemporaryDirectory() as folder, server(database_url, Path(folder)) as (
+        url, tokens, pid
+    ):
         _submit(url, tokens["submitter"], jobs, pack)
         cpu_before, client_before = cpu_seconds(pid), time.process_time()
         done, seconds, latencies = drain(url, tokens["worker"], claimers, pack)
@@ -232,11 +157,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             run("sqlite", f"sqlite:///{folder}/bench.db", args.jobs, args.claimers, args.pack)
     if args.backend in ("postgres", "both"):
-        if shutil.which("initdb") is None:
+        if not have_postgres():
             print("postgres: skipped (initdb not on PATH)")
             return
-        with postgres_url() as url:
-            run("postgres", url, args.jobs, args.claimers, args.pack)
+        with running_postgres(max_connections="200") as postgres:
+            run("postgres", postgres.url(), args.jobs, args.claimers, args.pack)
 
 
 if __name__ == "__main__":

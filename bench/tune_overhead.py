@@ -12,47 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(folder: Path) -> tuple[subprocess.Popen, str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "TENSLORA_DATABASE_URL": f"sqlite:///{folder / 'bench.db'}"}
-    token = subprocess.run(
-        [sys.executable, "-m", "cli", "token", "create", "--role", "admin", "--name", "bench"],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.strip().splitlines()[-1]
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--no-access-log"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return server, url, token
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not start")
+from tests.helpers.server import start_service
 
 
 def main() -> None:
@@ -67,7 +34,8 @@ def main() -> None:
     from worker.tune import TuneOptions, run_tune
 
     with tempfile.TemporaryDirectory() as folder:
-        server, url, token = _serve(Path(folder))
+        service = start_service(Path(folder))
+        url, token = service.url, service.tokens["admin"]
         try:
             started = time.monotonic()
             ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
@@ -82,8 +50,7 @@ def main() -> None:
             makespan = time.monotonic() - started
             ray.shutdown()
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            service.stop()
     ideal = args.jobs * args.duration / args.cpus
     print(f"jobs {args.jobs} x {args.duration:g} s on {args.cpus} CPUs: {summary.counts}")
     print(f"ray start {ray_start_s:.1f} s (not counted below)")

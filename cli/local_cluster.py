@@ -31,7 +31,7 @@ class LocalCluster:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tenslora-demo-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = f"sqlite:///{self.data_dir / 'scheduler.db'}"
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.worker_flags = worker_flags
         self.tokens: dict[str, str] = {}
@@ -199,7 +199,8 @@ class LocalCluster:
             process.wait(timeout=10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])

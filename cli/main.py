@@ -6,6 +6,7 @@ import typer
 
 from cli import (
     admin_cmd,
+    analyze_cmd,
     demo_cmd,
     methods_cmd,
     preset_cmd,
@@ -40,6 +41,7 @@ app.command("results")(sweep_cmd.results)
 sweep_cmd.sweep_app.command("preset")(preset_cmd.preset)
 sweep_cmd.sweep_app.command("tune")(tune_cmd.tune)
 app.command("demo")(demo_cmd.demo)
+app.command("analyze")(analyze_cmd.analyze)
 
 
 def main() -> None:

@@ -24,7 +24,9 @@ class SweepClient(Protocol):
     def list(self, limit: int) -> dict[str, Any]: ...
     def show(self, sweep_id: int) -> dict[str, Any]: ...
     def cancel(self, sweep_id: int) -> dict[str, Any]: ...
-    def results(self, sweep_id: int, group_by: Sequence[str]) -> dict[str, Any]: ...
+    def results(
+        self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = ()
+    ) -> dict[str, Any]: ...
 
 
 class HttpClient:
@@ -61,10 +63,11 @@ class HttpClient:
     def cancel(self, sweep_id: int) -> dict[str, Any]:
         return self._call("POST", f"/api/v1/sweeps/{sweep_id}/cancel")
 
-    def results(self, sweep_id: int, group_by: Sequence[str]) -> dict[str, Any]:
-        return self._call(
-            "GET", f"/api/v1/sweeps/{sweep_id}/results", params={"group_by": group_by}
-        )
+    def results(
+        self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        params = {"group_by": list(group_by), "compare_to": list(compare_to)}
+        return self._call("GET", f"/api/v1/sweeps/{sweep_id}/results", params=params)
 
 
 class LocalClient:
@@ -144,19 +147,17 @@ class LocalClient:
             write=True,
         )
 
-    def results(self, sweep_id: int, group_by: Sequence[str]) -> dict[str, Any]:
+    def results(
+        self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        from api.schemas import ResultsOut
         from scheduler import results
 
-        def operation(session: Any) -> dict[str, Any]:
-            paths = results.parse_group_by(group_by)
-            rows = results.aggregate_results(session, sweep_id, paths)
-            return {
-                "sweep_id": sweep_id,
-                "group_by": paths,
-                "rows": [row.as_dict() for row in rows],
-            }
-
-        return self._run(operation)
+        return self._run(
+            lambda session: ResultsOut.model_validate(
+                results.results_answer(session, sweep_id, group_by, compare_to)
+            ).model_dump(mode="json")
+        )
 
 
 def _describe(error: Any) -> str:

@@ -129,14 +129,25 @@ def results(
         list[str] | None,
         typer.Option("--group-by", help="dotted config paths, repeated or comma-separated"),
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    compare_to: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-to",
+            help="baseline row, FIELD:VALUE of --group-by fields (comma-separated), e.g. "
+            "tag:lora: adds delta and p (Welch's t-test) to the other rows",
+        ),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, markdown, csv or json")
+    ] = "table",
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Mean +/- sample std of every result metric over succeeded jobs, by group."""
-    from cli.results_format import render
+    from cli.results_format import FORMATS, render
 
-    if output_format not in ("table", "csv", "json"):
-        raise _fail(f"--format must be table, csv or json; got {output_format!r}", 2)
-    answer = _call(lambda: _client(url, token).results(sweep_id, group_by or []))
+    if output_format not in FORMATS:
+        raise _fail(f"--format must be {', '.join(FORMATS)}; got {output_format!r}", 2)
+    baseline = [compare_to] if compare_to else []
+    answer = _call(lambda: _client(url, token).results(sweep_id, group_by or [], baseline))
     render(answer, output_format)

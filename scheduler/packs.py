@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from scheduler.memory import observed_peaks, pack_memory_mb, shape_key, share_key
 from scheduler.models import JOBS, utcnow
 from scheduler.queue import Claim, reap_expired, record_worker
-from scheduler.states import JobStatus, sources
+from scheduler.states import JobStatus, move
 from tenslora.spec import TrainSpec, parse_spec
 
 _NEXT_FIT = (
@@ -42,22 +42,16 @@ _SAME_KEY = (
     .limit(bindparam("b_more"))
     .with_for_update(skip_locked=True)
 )
-_TAKE = (
-    update(JOBS)
-    # An executemany cannot expand IN lists: the allowed sources spelled out as ORs.
-    .where(
-        JOBS.c.id == bindparam("b_id"),
-        or_(*(JOBS.c.status == source for source in sources(JobStatus.running))),
-    )
-    .values(
-        status=JobStatus.running.value,
-        lease_id=bindparam("b_lease"),
-        lease_expires_at=bindparam("b_expires"),
-        worker_id=bindparam("b_worker"),
-        device=bindparam("b_device"),
-        started_at=bindparam("b_now"),
-        pack_id=bindparam("b_pack"),
-    )
+_TAKE = move(
+    JOBS,
+    JobStatus.running,
+    JOBS.c.id == bindparam("b_id"),
+    now=bindparam("b_now"),
+    lease_id=bindparam("b_lease"),
+    lease_expires_at=bindparam("b_expires"),
+    worker_id=bindparam("b_worker"),
+    device=bindparam("b_device"),
+    pack_id=bindparam("b_pack"),
 )
 
 

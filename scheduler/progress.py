@@ -10,11 +10,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from scheduler.models import Job
-from scheduler.states import JobStatus
+from scheduler.states import TERMINAL
 
-FINISHED: tuple[str, ...] = (
-    JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value
-)
+FINISHED: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL))
 
 
 @dataclass(frozen=True)

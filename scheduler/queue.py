@@ -1,7 +1,8 @@
 """The worker side of the queue: claim, heartbeat, complete, fail, release, reap.
 
 A job is owned by whoever holds its live lease: status ``running``, the same ``lease_id``, not
-expired. Every state change below is one UPDATE guarded by ``states.sources``.
+expired. Every state change below is one UPDATE built by ``states.move`` (allowed sources and
+field resets of the transition in one place).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from scheduler.errors import Conflict, NotFound
 from scheduler.memory import pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
-from scheduler.states import JobStatus, sources
+from scheduler.states import JobStatus, move
 from scheduler.upsert import upsert
 from tenslora.spec import TrainSpec, parse_spec
 
@@ -73,19 +74,16 @@ def _claim_statement(*narrowed: Any) -> Any:
         .with_for_update(skip_locked=True)
         .cte("next_job")
     )
-    return (
-        update(JOBS)
-        .where(JOBS.c.id.in_(select(next_job.c.id)), JOBS.c.status.in_(sources(JobStatus.running)))
-        .values(
-            status=JobStatus.running.value,
-            lease_id=bindparam("b_lease"),
-            lease_expires_at=bindparam("b_expires"),
-            worker_id=bindparam("b_worker"),
-            device=bindparam("b_device"),
-            started_at=bindparam("b_now"),
-        )
-        .returning(*JOBS.c)
-    )
+    return move(
+        JOBS,
+        JobStatus.running,
+        JOBS.c.id.in_(select(next_job.c.id)),
+        now=bindparam("b_now"),
+        lease_id=bindparam("b_lease"),
+        lease_expires_at=bindparam("b_expires"),
+        worker_id=bindparam("b_worker"),
+        device=bindparam("b_device"),
+    ).returning(*JOBS.c)
 
 
 _CLAIM = _claim_statement()
@@ -144,33 +142,16 @@ def reap_expired(session: Session, max_attempts: int, now: datetime | None = Non
     expired = session.execute(_EXPIRED, {"b_now": now}).all()
     retry = [job_id for job_id, attempt in expired if attempt < max_attempts]
     give_up = [job_id for job_id, attempt in expired if attempt >= max_attempts]
-    cleared = {"lease_id": None, "lease_expires_at": None}
     if retry:
         session.execute(
-            update(Job)
-            .where(Job.id.in_(retry), Job.status.in_(sources(JobStatus.queued)))
-            .values(
-                status=JobStatus.queued.value,
-                attempt=Job.attempt + 1,
-                worker_id=None,
-                device=None,
-                started_at=None,
-                pack_id=None,
-                **cleared,
-            )
-            .execution_options(synchronize_session=False)
+            move(JOBS, JobStatus.queued, JOBS.c.id.in_(retry), now=now,
+                 attempt=JOBS.c.attempt + 1)
         )
     if give_up:
+        # No worker holds it any more: its lease id goes too.
         session.execute(
-            update(Job)
-            .where(Job.id.in_(give_up), Job.status.in_(sources(JobStatus.failed)))
-            .values(
-                status=JobStatus.failed.value,
-                finished_at=now,
-                error=f"lease expired on the last of {max_attempts} attempts",
-                **cleared,
-            )
-            .execution_options(synchronize_session=False)
+            move(JOBS, JobStatus.failed, JOBS.c.id.in_(give_up), now=now, lease_id=None,
+                 error=f"lease expired on the last of {max_attempts} attempts")
         )
     return len(expired)
 
@@ -234,10 +215,7 @@ def _finish(
 ) -> tuple[JobRecord, bool]:
     """Move an owned job to ``to``: (job, changed). A repeat with the same lease is a no-op."""
     row = session.execute(
-        update(JOBS)
-        .where(*_live(job_id, lease_id, now), JOBS.c.status.in_(sources(to)))
-        .values(status=to.value, lease_expires_at=None, **values)
-        .returning(*JOBS.c)
+        move(JOBS, to, *_live(job_id, lease_id, now), now=now, **values).returning(*JOBS.c)
     ).one_or_none()
     if row is not None:
         return row, True
@@ -258,7 +236,7 @@ def complete_job(
     now = now or utcnow()
     result = finite_json(result)
     job, changed = _finish(
-        session, job_id, lease_id, JobStatus.succeeded, {"result": result, "finished_at": now}, now
+        session, job_id, lease_id, JobStatus.succeeded, {"result": result}, now
     )
     if changed:
         values = numeric_entries(result)
@@ -294,7 +272,7 @@ def fail_job(
     """A failure the worker saw (exception, OOM, ``fail: true``) is final: no retry."""
     now = now or utcnow()
     job, _ = _finish(
-        session, job_id, lease_id, JobStatus.failed, {"error": error, "finished_at": now}, now
+        session, job_id, lease_id, JobStatus.failed, {"error": error}, now
     )
     return job
 
@@ -305,18 +283,7 @@ def release_job(
     """Give the lease back (a worker draining on SIGTERM): queued again, attempt unchanged."""
     now = now or utcnow()
     row = session.execute(
-        update(JOBS)
-        .where(*_live(job_id, lease_id, now), JOBS.c.status.in_(sources(JobStatus.queued)))
-        .values(
-            status=JobStatus.queued.value,
-            lease_id=None,
-            lease_expires_at=None,
-            worker_id=None,
-            device=None,
-            started_at=None,
-            pack_id=None,
-        )
-        .returning(*JOBS.c)
+        move(JOBS, JobStatus.queued, *_live(job_id, lease_id, now), now=now).returning(*JOBS.c)
     ).one_or_none()
     if row is not None:
         return row

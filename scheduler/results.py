@@ -3,13 +3,18 @@
 The aggregation runs in SQL on both backends: group values are JSON extracted from ``jobs.config``;
 the std is the square root of sum((v - group mean)^2) / (n - 1), the deviations computed with a
 window average (SQLite has no stddev).
+
+With a baseline (``compare_to``), every other row's metrics also get ``delta`` (its mean minus the
+baseline's) and ``p_value`` (Welch's two-sided t-test, from the same SQL summaries: Welch's
+statistic needs only each side's mean, sample std and count).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +27,8 @@ from scheduler.models import Job, ResultValue, Sweep
 from scheduler.states import JobStatus
 
 MAX_GROUP_PATHS = 8
+#: p-values below this are marked significant by the CLI, the dashboard and the exports.
+SIGNIFICANT_P = 0.05
 
 
 @dataclass
@@ -29,9 +36,12 @@ class ResultRow:
     group: dict[str, Any]
     n: int
     metrics: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    #: This row is the baseline the others are compared to (``compare_to``).
+    baseline: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "n": self.n, "metrics": self.metrics}
+        return {"group": self.group, "n": self.n, "metrics": self.metrics,
+                "baseline": self.baseline}
 
 
 def parse_group_by(values: Iterable[str]) -> list[str]:
@@ -64,8 +74,44 @@ def _key(values: Iterable[Any]) -> str:
     return json.dumps(list(values), sort_keys=True, default=str)
 
 
-def aggregate_results(session: Session, sweep_id: int, group_by: list[str]) -> list[ResultRow]:
-    """One row per distinct combination of ``group_by`` values among succeeded jobs."""
+def group_values(
+    session: Session, sweep_id: int, group_by: list[str], paths: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per group of ``aggregate_results`` (keyed by ``group_key``), the value at each of
+    ``paths`` that its succeeded jobs share; None where they differ or lack it.
+
+    For what a row stands for without grouping by it (the dashboard reads a row's ``regime`` and
+    ``adapter.method`` from the job specs, whatever the table is grouped by).
+    """
+    succeeded = (Job.sweep_id == sweep_id, Job.status == JobStatus.succeeded.value)
+    width = len(group_by)
+    shared: dict[str, dict[str, Any]] = {}
+    query = select(*_group_columns([*group_by, *paths])).where(*succeeded).distinct()
+    for values in session.execute(query):
+        key, found = _key(values[:width]), dict(zip(paths, values[width:], strict=True))
+        known = shared.setdefault(key, found)
+        for path in paths:
+            if known[path] != found[path]:
+                known[path] = None
+    return shared
+
+
+def group_key(group: dict[str, Any]) -> str:
+    """The key of a results row's ``group`` in ``group_values``."""
+    return _key(group.values())
+
+
+def aggregate_results(
+    session: Session,
+    sweep_id: int,
+    group_by: list[str],
+    compare_to: Mapping[str, str] | None = None,
+) -> list[ResultRow]:
+    """One row per distinct combination of ``group_by`` values among succeeded jobs.
+
+    ``compare_to`` (from ``parse_compare_to``) marks the baseline row and adds ``delta`` and
+    ``p_value`` to the others' metrics; ``InvalidInput`` when no row has its values.
+    """
     if session.get(Sweep, sweep_id) is None:
         raise NotFound(f"sweep {sweep_id} does not exist")
     succeeded = (Job.sweep_id == sweep_id, Job.status == JobStatus.succeeded.value)
@@ -114,4 +160,153 @@ def aggregate_results(session: Session, sweep_id: int, group_by: list[str]) -> l
         else:
             std = math.sqrt(max(squares, 0.0) / (n - 1))
         row.metrics[name] = {"n": n, "mean": mean, "std": std, "min": low, "max": high}
-    return sorted(rows.values(), key=lambda row: _key(row.group.values()))
+    ordered = sorted(rows.values(), key=lambda row: _key(row.group.values()))
+    compare(ordered, compare_to or {}, f"sweep {sweep_id} grouped by {', '.join(group_by)}")
+    return ordered
+
+
+def results_answer(
+    session: Session, sweep_id: int, group_by: Iterable[str], compare_to: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The results endpoint's answer from its raw query values (checked; ``InvalidInput``)."""
+    paths = parse_group_by(group_by)
+    baseline = parse_compare_to(compare_to, paths)
+    rows = aggregate_results(session, sweep_id, paths, baseline)
+    return {
+        "sweep_id": sweep_id,
+        "group_by": paths,
+        "compare_to": baseline or None,
+        "rows": [row.as_dict() for row in rows],
+    }
+
+
+# --- comparison against a baseline row -------------------------------------------------------
+
+# A comma starts a new FIELD:VALUE only where a dotted path and a colon follow, so a value may
+# itself hold commas (``adapter.ranks:[4,4],tag:lora``). The path is DOTTED_PATH's, its groups made
+# non-capturing so that ``re.split`` returns only the parts.
+_PATH = DOTTED_PATH.pattern.strip("^$").replace("(", "(?:")
+_COMPARE_SPLIT = re.compile(rf",(?=\s*{_PATH}\s*:)")
+
+
+def parse_compare_to(values: Iterable[str], group_by: Sequence[str]) -> dict[str, str]:
+    """``["tag:lora"]`` -> ``{"tag": "lora"}``; each field must be one of ``group_by``, once.
+
+    Raises ``InvalidInput`` with what is wrong; an empty input means no comparison (``{}``).
+    """
+    baseline: dict[str, str] = {}
+    for value in values:
+        for part in _COMPARE_SPLIT.split(value):
+            if not part.strip():
+                continue
+            path, colon, wanted = part.partition(":")
+            path = path.strip()
+            if not colon or not DOTTED_PATH.match(path):
+                raise InvalidInput(
+                    f"compare_to {part.strip()!r} is not FIELD:VALUE such as 'tag:lora'"
+                )
+            if path not in group_by:
+                raise InvalidInput(
+                    f"compare_to field {path!r} is not one of group_by "
+                    f"({', '.join(group_by) or 'empty'}): a baseline is a row of the grouped table"
+                )
+            if path in baseline:
+                raise InvalidInput(f"compare_to names {path!r} twice")
+            baseline[path] = wanted.strip()
+    return baseline
+
+
+def value_matches(value: Any, wanted: str) -> bool:
+    """Whether a group value is the one a ``compare_to`` text names.
+
+    A string matches its own text; anything else matches the JSON the text parses to (numbers by
+    value, so ``optim.lr:1e-4`` finds 0.0001; ``null`` finds jobs without the field).
+    """
+    if isinstance(value, str):
+        return value == wanted
+    try:
+        parsed = json.loads(wanted)
+    except ValueError:
+        return False
+    if _is_number(value) and _is_number(parsed):
+        return bool(value == parsed)
+    return _key([value]) == _key([parsed])
+
+
+def compare_text(group: Mapping[str, Any]) -> str:
+    """The ``compare_to`` text that names this group (``value_matches`` reads it back)."""
+    return ",".join(
+        f"{path}:{value if isinstance(value, str) else json.dumps(value)}"
+        for path, value in group.items()
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def welch_p_value(
+    mean: float, std: float, n: int, base_mean: float, base_std: float, base_n: int
+) -> float | None:
+    """Two-sided p of Welch's unequal-variance t-test from each side's mean, sample std, count.
+
+    None when a side has fewer than 2 values (no sample variance) or when both sides are constant
+    and equal (t = 0/0). Both constant but different: t is infinite, p = 0.0 (the limit, and what
+    scipy's ``ttest_ind(equal_var=False)`` answers).
+    """
+    if n < 2 or base_n < 2:
+        return None
+    var, base_var = std * std / n, base_std * base_std / base_n
+    if var + base_var == 0:
+        return None if mean == base_mean else 0.0
+    t = (mean - base_mean) / math.sqrt(var + base_var)
+    # Welch-Satterthwaite degrees of freedom.
+    df = (var + base_var) ** 2 / (var**2 / (n - 1) + base_var**2 / (base_n - 1))
+    from scipy.special import stdtr  # the Student t CDF; imported only when comparing
+
+    return min(1.0, float(2.0 * stdtr(df, -abs(t))))
+
+
+def compare(rows: Sequence[ResultRow], baseline: Mapping[str, str], describe: str) -> None:
+    """Mark the baseline row(s) and add ``delta`` and ``p_value`` to every other row's metrics.
+
+    A row's baseline is the row with the ``baseline`` values that agrees with it on every other
+    group_by field (``group_by=tag,task&compare_to=tag:lora``: each task against its own LoRA).
+    Rows with no such baseline, and metrics the baseline lacks, get null. Raises ``InvalidInput``
+    when no row at all has the baseline values (``describe`` names the grouping in the message).
+    """
+    if not baseline:
+        return
+    rest = [path for path in (rows[0].group if rows else {}) if path not in baseline]
+    bases: dict[str, ResultRow] = {}
+    for row in rows:
+        if all(value_matches(row.group.get(k), v) for k, v in baseline.items()):
+            row.baseline = True
+            bases[_key(row.group.get(k) for k in rest)] = row
+    if not bases:
+        wanted = ",".join(f"{k}:{v}" for k, v in baseline.items())
+        raise InvalidInput(f"compare_to {wanted!r} matches no row of {describe}")
+    for row in rows:
+        if row.baseline:
+            continue
+        base = bases.get(_key(row.group.get(k) for k in rest))
+        for name, summary in row.metrics.items():
+            other = None if base is None else base.metrics.get(name)
+            summary["delta"], summary["p_value"] = _difference(summary, other)
+
+
+def _difference(
+    summary: Mapping[str, Any], base: Mapping[str, Any] | None
+) -> tuple[float | None, float | None]:
+    """(delta, p_value) of one metric against the baseline's summary of it."""
+    if base is None or base["mean"] is None or summary["mean"] is None:
+        return None, None
+    delta = summary["mean"] - base["mean"]
+    # A constant group's exact mean is its min: the SQL average of 0.1, 0.1, 0.1 is off in the
+    # last bit, which would turn two equal constant groups into an "infinitely significant" one.
+    mean = summary["min"] if summary["std"] == 0 else summary["mean"]
+    base_mean = base["min"] if base["std"] == 0 else base["mean"]
+    p_value = welch_p_value(
+        mean, summary["std"] or 0.0, summary["n"], base_mean, base["std"] or 0.0, base["n"]
+    )
+    return delta, p_value

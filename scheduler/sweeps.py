@@ -6,14 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from scheduler.errors import NotFound
 from scheduler.expand import expand_sweep
 from scheduler.memory import estimate_memory_mb, observed_peaks, shape_key
 from scheduler.models import JOBS, Job, Sweep, utcnow
-from scheduler.states import JobStatus, sources
+from scheduler.states import JobStatus, SweepStatus, move, sweep_status
 from tenslora.packing import pack_key
 
 
@@ -21,6 +21,10 @@ from tenslora.packing import pack_key
 class SweepView:
     sweep: Sweep
     counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def status(self) -> SweepStatus:
+        return sweep_status(self.sweep.cancelled_at is not None, self.counts)
 
 
 def create_sweep(
@@ -110,11 +114,6 @@ def cancel_sweep(session: Session, sweep_id: int) -> SweepView:
     now = utcnow()
     if sweep.cancelled_at is None:
         sweep.cancelled_at = now
-    session.execute(
-        update(Job)
-        .where(Job.sweep_id == sweep_id, Job.status.in_(sources(JobStatus.cancelled)))
-        .values(status=JobStatus.cancelled.value, finished_at=now, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(move(JOBS, JobStatus.cancelled, JOBS.c.sweep_id == sweep_id, now=now))
     session.flush()
     return SweepView(sweep, status_counts(session, sweep_id))

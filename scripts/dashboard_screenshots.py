@@ -27,10 +27,10 @@ from tenslora.reporting import method_rows  # noqa: E402
 from tests.dashboard.support import (  # noqa: E402
     Api,
     chromium,
-    create_token,
     running_server,
     training_points,
 )
+from tests.helpers.server import create_token  # noqa: E402
 
 TASKS = ("cola", "mrpc")
 

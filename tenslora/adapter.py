@@ -1,5 +1,6 @@
 """`TensLoRAAdapter`: the tensors of one adapter, how projections map onto their slices, and the
-per-forward cache that keeps the training path as cheap as a LoRA (DESIGN.md, "The adapter math").
+per-forward cache that keeps the training path as cheap as a LoRA (docs/architecture.md, "The
+adapter math").
 
 Slice ``(layer l, projection p)`` of a method lives in tensor ``t`` at batch index ``b``:
 

@@ -1,12 +1,15 @@
 """TensLoRA+ signals: per-mode gradient norms, per-mode spectra, and the rank allocator.
 
-Definitions (DESIGN.md "Metrics (TensLoRA+)"):
+Definitions (docs/architecture.md, "Metrics (TensLoRA+)"):
 - gradient norm of a mode: the L2 norm of its factor's gradient, aggregated over the method's
   tensors as the root of the sum of squares; ``Core`` for the Tucker cores;
 - spectrum of a mode: singular values ``s`` of the mode-n unfolding of the Tucker core (for CP
   and LoRA, of the mode's factor matrix); energies ``e = s^2 / sum(s^2)``; SVD entropy
   ``-sum(e log e)``, also divided by ``log(len(s))``; top-1 energy ``e[0]``; effective rank
   ``exp(entropy)``.
+
+The HOSVD spectra of a whole trained adapter's dense tensors (and of a LoRA's updates stacked into
+each construction) are :func:`adapter_mode_spectra` (:mod:`tenslora.hosvd`, with tensorly).
 
 Methods with several tensors (att: one per projection and layer) report each statistic averaged
 over their tensors, and the mean spectrum. An all-zero matrix (a Tucker core at initialisation)
@@ -15,9 +18,9 @@ has no spectrum: its statistics are NaN.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -25,33 +28,16 @@ from torch import nn
 # Re-exported: the allocator is torch-free and lives in its own module for the service's sake.
 from tenslora.allocation import allocate_ranks
 
-__all__ = ["allocate_ranks", "grad_norms", "matrix_spectra", "mode_grad_norms", "mode_spectra",
-           "spectrum_stats", "tensor_mode_matrices", "unfold"]
+# Re-exported: the spectrum statistics are shared with tenslora.hosvd.
+from tenslora.spectrum import ENERGY_KEPT, spectrum_stats, unfold
+
+if TYPE_CHECKING:
+    from tenslora.hosvd import AdapterSpectra
+
+__all__ = ["ENERGY_KEPT", "adapter_mode_spectra", "allocate_ranks", "grad_norms", "matrix_spectra",
+           "mode_grad_norms", "mode_spectra", "spectrum_stats", "tensor_mode_matrices", "unfold"]
 
 SpectrumStats = dict[str, Any]
-
-
-def unfold(tensor: torch.Tensor, mode: int) -> torch.Tensor:
-    """Mode-n unfolding: rows index mode ``mode``, columns every other mode."""
-    return tensor.movedim(mode, 0).reshape(tensor.shape[mode], -1)
-
-
-def spectrum_stats(singular_values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Statistics of spectra, batched over leading dimensions (``[..., k]`` singular values)."""
-    s = singular_values.double()
-    squared = s.square()
-    energy = squared / squared.sum(-1, keepdim=True)  # NaN for an all-zero matrix, by design
-    entropy = -torch.where(energy > 0, energy * energy.log(), torch.zeros_like(energy)).sum(-1)
-    entropy = torch.where(energy.isnan().any(-1), torch.full_like(entropy, math.nan), entropy)
-    k = s.shape[-1]
-    entropy_norm = entropy / math.log(k) if k > 1 else torch.zeros_like(entropy) * entropy
-    return {
-        "entropy": entropy,
-        "entropy_norm": entropy_norm,
-        "top1_energy": energy[..., 0],
-        "effective_rank": entropy.exp(),
-    }
-
 
 def matrix_spectra(matrices: Sequence[torch.Tensor]) -> SpectrumStats:
     """One mode's spectrum: averaged over matrices of one shape (one per tensor of a method)."""
@@ -84,6 +70,17 @@ def mode_spectra(model: nn.Module) -> dict[str, SpectrumStats]:
             for mode, matrix in tensor_mode_matrices(tensor).items():
                 by_mode.setdefault(mode, []).append(matrix)
         return {mode: matrix_spectra(matrices) for mode, matrices in by_mode.items()}
+
+
+def adapter_mode_spectra(
+    folder_or_model: str | Path | nn.Module, energy_kept: float = ENERGY_KEPT
+) -> AdapterSpectra:
+    """HOSVD mode spectra of an adapter (a ``save_adapter`` folder or a model with an adapter):
+    see :func:`tenslora.hosvd.adapter_mode_spectra`. Imported here on demand: tensorly is only
+    needed for this, not on the training path."""
+    from tenslora.hosvd import adapter_mode_spectra as analyse
+
+    return analyse(folder_or_model, energy_kept)
 
 
 def grad_norms(groups: Mapping[str, Sequence[torch.Tensor]]) -> dict[str, float]:

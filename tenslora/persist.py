@@ -15,8 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tenslora.adapter import TensLoRAAdapter
 from tenslora.config import AdapterConfig
 from tenslora.inject import find_layout
+from tenslora.methods import Shape
 from tenslora.model import apply_adapter, get_adapter, is_merged
 
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -95,6 +97,22 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         part = {k[len(prefix) :]: v for k, v in head_state.items() if k.startswith(prefix)}
         _load_into(getattr(model, name), part, f"{folder / WEIGHTS_FILE} (head {name!r})")
     return model
+
+
+def read_adapter(path: str | Path) -> TensLoRAAdapter:
+    """The adapter saved in folder ``path`` on its own, without a backbone (for inspection:
+    its tensors, config and ``delta_weights``; it is wrapped around no projection)."""
+    folder = Path(path)
+    meta = _read_meta(folder)
+    try:
+        shape = Shape(**meta["backbone"])
+    except TypeError as error:
+        raise ValueError(f"{folder / CONFIG_FILE} has a malformed 'backbone': {error}") from None
+    adapter = TensLoRAAdapter(AdapterConfig.from_dict(meta["config"]), shape)
+    state = load_file(str(folder / WEIGHTS_FILE))
+    own = {k: v.float() for k, v in state.items() if not k.startswith(_HEAD_PREFIX)}
+    _load_into(adapter, own, f"{folder / WEIGHTS_FILE}")
+    return adapter
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

@@ -13,6 +13,11 @@ from tenslora.methods import (
     method_parameters,
 )
 
+#: The rank regime of a preset row (the job spec's ``regime``): the LoRA baseline, the paper's two
+#: regimes of a tensor construction, or a related method of Table 1 at the LoRA budget.
+LORA_REGIME, ISORANK, ISOPARAMETERS, RELATED = "lora", "isorank", "isoparameters", "related"
+REGIMES: tuple[str, ...] = (LORA_REGIME, ISORANK, ISOPARAMETERS, RELATED)
+
 
 def predict_parameters(config: AdapterConfig, d_model: int, n_layers: int, n_heads: int) -> int:
     """Trainable parameters of the adapter ``config`` describes on a backbone of these sizes.

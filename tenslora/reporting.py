@@ -6,7 +6,14 @@ from typing import Any
 
 from tenslora.config import AdapterConfig
 from tenslora.methods import METHODS
-from tenslora.presets import isoparameters, isorank, predict_parameters
+from tenslora.presets import (
+    ISOPARAMETERS,
+    ISORANK,
+    LORA_REGIME,
+    isoparameters,
+    isorank,
+    predict_parameters,
+)
 
 
 def method_rows(
@@ -20,12 +27,12 @@ def method_rows(
     """LoRA, then each tensor method under isorank and isoparameters, with counts and % of LoRA."""
     lora = AdapterConfig("lora", ranks=lora_rank, projections=projections)
     lora_params = predict_parameters(lora, d_model, n_layers, n_heads)
-    rows = [_row("lora", "lora", lora, lora_params, d_model, n_layers, n_heads)]
-    for regime in ("isorank", "isoparameters"):
+    rows = [_row(LORA_REGIME, "lora", lora, lora_params, d_model, n_layers, n_heads)]
+    for regime in (ISORANK, ISOPARAMETERS):
         for name, method in METHODS.items():
             if not method.is_tensor:
                 continue
-            if regime == "isorank":
+            if regime == ISORANK:
                 ranks = isorank(name, lora_rank)
             else:
                 ranks = isoparameters(

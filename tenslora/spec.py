@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from tenslora.catalog import get_backbone, get_task
 from tenslora.config import INITS, AdapterConfig
-from tenslora.methods import CORE, DEFAULT_PROJECTIONS, FACTORIZATIONS, MODE_NAMES
+from tenslora.methods import CORE, DEFAULT_PROJECTIONS, FACTORIZATIONS, MODE_NAMES, get_method
+from tenslora.presets import ISOPARAMETERS, ISORANK, LORA_REGIME, REGIMES
 
 
 class _Strict(BaseModel):
@@ -91,6 +92,9 @@ class TrainSpec(_Strict):
     task: str
     backbone: str
     tag: str | None = None
+    regime: Literal[REGIMES] | None = Field(  # type: ignore[valid-type]
+        None, description="rank regime of a preset row: lora, isorank, isoparameters or related"
+    )
     seed: int = 0
     adapter: AdapterSpec = Field(default_factory=AdapterSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
@@ -104,6 +108,13 @@ class TrainSpec(_Strict):
                 f"backbone {backbone.name!r} reads {backbone.modality} but task "
                 f"{task.name!r} is {task.modality}"
             )
+        is_lora = not get_method(self.adapter.method).is_tensor
+        if self.regime == LORA_REGIME and not is_lora:
+            raise ValueError(
+                f"regime 'lora' needs adapter.method lora; got {self.adapter.method!r}"
+            )
+        if self.regime in (ISORANK, ISOPARAMETERS) and is_lora:
+            raise ValueError(f"regime {self.regime!r} needs a tensor method, not lora")
         return self
 
 

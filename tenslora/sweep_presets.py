@@ -3,7 +3,8 @@
 A preset returns a plain dict in the schema of ``POST /api/v1/sweeps``:
 ``{name, base, configs, grid, priority?}``; every job is one entry of ``configs`` deep-merged onto
 ``base``, times the cartesian product of ``grid`` (here: the seeds). Every entry carries a ``tag``
-so results group into the paper's rows.
+so results group into the paper's rows, and Table 2's entries their ``regime``
+(``tenslora.presets.REGIMES``), which the dashboard's sections read.
 
 - ``paper-table2``: Table 2. LoRA at rank r, then the 7 constructions under isorank and under
   isoparameters (ranks from :mod:`tenslora.presets`), then the related methods that Table 1 places
@@ -30,7 +31,15 @@ from tenslora.catalog import get_backbone, get_task
 from tenslora.config import AdapterConfig
 from tenslora.contract import SPECTRUM_PREFIXES, allocator_input
 from tenslora.methods import TENSOR_METHODS
-from tenslora.presets import isoparameters, isorank, predict_parameters
+from tenslora.presets import (
+    ISOPARAMETERS,
+    ISORANK,
+    LORA_REGIME,
+    RELATED,
+    isoparameters,
+    isorank,
+    predict_parameters,
+)
 from tenslora.sweep_document import deep_merge, set_path
 
 PRESETS: tuple[str, ...] = ("paper-table2", "core-lr", "allocate")
@@ -88,21 +97,22 @@ def _base(task: str, backbone: str) -> dict[str, Any]:
     }
 
 
-def _entry(tag: str, **adapter: Any) -> dict[str, Any]:
-    return {"tag": tag, "adapter": adapter}
+def _entry(tag: str, regime: str, **adapter: Any) -> dict[str, Any]:
+    return {"tag": tag, "regime": regime, "adapter": adapter}
 
 
 def _table2_configs(backbone: str, lora_rank: int) -> list[dict[str, Any]]:
     """LoRA, then every construction under isorank, then under isoparameters (Tucker)."""
     info = get_backbone(backbone)
-    configs = [_entry("lora", method="lora", ranks=lora_rank)]
+    configs = [_entry("lora", LORA_REGIME, method="lora", ranks=lora_rank)]
     for name in TENSOR_METHODS:
         configs.append(
-            _entry(f"{name}-isorank", method=name, ranks=list(isorank(name, lora_rank)))
+            _entry(f"{name}-isorank", ISORANK, method=name, ranks=list(isorank(name, lora_rank)))
         )
     for name in TENSOR_METHODS:
         ranks = isoparameters(name, lora_rank, info.d_model, info.n_layers, info.n_heads)
-        configs.append(_entry(f"{name}-isoparams", method=name, ranks=list(ranks)))
+        configs.append(_entry(f"{name}-isoparams", ISOPARAMETERS, method=name,
+                              ranks=list(ranks)))
     return configs
 
 
@@ -134,8 +144,8 @@ def _related_configs(backbone: str, lora_rank: int) -> list[dict[str, Any]]:
         "lorta": cp(["q", "k", "v", "o"]),
         "cara": cp(["q", "k", "v"]),
     }
-    return [{"tag": "fact", "adapter": fact}] + [
-        {"tag": tag, "adapter": closest_to_budget(make, budget, backbone)}
+    return [_entry("fact", RELATED, **fact)] + [
+        _entry(tag, RELATED, **closest_to_budget(make, budget, backbone))
         for tag, make in related.items()
     ]
 

@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy_helpers import (
-    REPO,
-    free_port,
-    project_env,
-    start_service,
-    stop_group,
-    wait_for,
-)
+from tests.helpers.processes import REPO, free_port, project_env, stop_group, wait_for
+from tests.helpers.server import start_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -29,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 def service(tmp_path_factory):
     running = start_service(tmp_path_factory.mktemp("multihost-service"))
     yield running
-    stop_group(running.process)
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +49,7 @@ def ray_head(tmp_path_factory):
         return status.returncode == 0
 
     try:
-        wait_for(head_is_up, 120, f"the Ray head at {address}")
+        wait_for(f"the Ray head at {address}", head_is_up, 120)
         yield address
     finally:
         # `ray start --block` stops the processes it started on SIGINT.
@@ -75,33 +69,66 @@ def _submit(service, sweep):
     return response.json()["id"]
 
 
+def _synthetic_sweep(name, n_jobs, duration_s):
+    return {"name": name, "grid": {"seed": list(range(n_jobs))},
+            "base": {"kind": "synthetic", "duration_s": duration_s, "memory_mb": 3000,
+                     "outcome": {"accuracy": 1.0}}}
+
+
+def _join(service, ray_head, folder, name, *flags):
+    """``python -m worker`` on 2 fake GPUs joining ``ray_head``; logs to ``folder/worker.log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "--api", service.url, "--token", service.tokens["worker"],
+         "--ray-address", ray_head, "--fake-gpus", "2x4000", "--poll-interval", "0.5",
+         "--name", name, "--spool-dir", str(folder / "spool"), "--drain-timeout", "5", *flags],
+        env=project_env(), cwd=REPO, stdout=(folder / "worker.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
 def test_a_worker_joins_an_existing_ray_cluster_and_runs_jobs_on_its_gpus(
     service, ray_head, tmp_path
 ):
-    sweep_id = _submit(service, {
-        "name": "multihost",
-        "base": {"kind": "synthetic", "duration_s": 1.0, "memory_mb": 3000,
-                 "outcome": {"accuracy": 1.0}},
-        "grid": {"seed": list(range(6))},
-    })
-    log_path = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "worker", "--api", service.url, "--token", service.tokens["worker"],
-         "--ray-address", ray_head, "--fake-gpus", "2x4000", "--poll-interval", "0.5",
-         "--name", "host-b", "--spool-dir", str(tmp_path / "spool"), "--drain-timeout", "5"],
-        env=project_env(), cwd=REPO, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    sweep_id = _submit(service, _synthetic_sweep("multihost", 6, 1.0))
+    worker = _join(service, ray_head, tmp_path, "host-b")
     try:
-        wait_for(lambda: all(j["status"] == "succeeded" for j in _jobs(service, sweep_id)),
-                 180, "the worker to run every job")
+        wait_for("the worker to run every job",
+                 lambda: all(j["status"] == "succeeded" for j in _jobs(service, sweep_id)), 180)
     finally:
         stop_group(worker, grace_s=30)
     jobs = _jobs(service, sweep_id)
     assert {j["worker_id"] for j in jobs} == {"host-b"}
     assert len({j["device"] for j in jobs}) == 2, "both GPUs of the joined node took jobs"
-    log = log_path.read_text()
+    log = (tmp_path / "worker.log").read_text()
     assert "existing Ray cluster" in log, log[-2000:]
+
+
+def test_a_worker_given_gpus_on_a_joined_cluster_uses_exactly_those(service, ray_head, tmp_path):
+    """``--gpus 1`` with ``--ray-address``: one actor, on GPU 1 only, holding one of the
+    cluster's two GPUs (the other stays free for whoever else joins)."""
+    sweep_id = _submit(service, _synthetic_sweep("given-gpus", 4, 1.5))
+    worker = _join(service, ray_head, tmp_path, "host-c", "--gpus", "1")
+    ray = str(Path(sys.executable).parent / "ray")
+
+    def gpus_in_use() -> str | None:
+        if not any(j["status"] == "running" for j in _jobs(service, sweep_id)):
+            return None
+        status = subprocess.run([ray, "status", f"--address={ray_head}"], env=project_env(),
+                                capture_output=True, text=True, timeout=60).stdout
+        return next((line.split()[0] for line in status.splitlines() if line.endswith(" GPU")),
+                    None)
+
+    try:
+        in_use = wait_for("a running job and the cluster's GPU usage", gpus_in_use, 120)
+        wait_for("the worker to run every job",
+                 lambda: all(j["status"] == "succeeded" for j in _jobs(service, sweep_id)), 180)
+    finally:
+        stop_group(worker, grace_s=30)
+    assert in_use == "1.0/2.0", in_use
+    jobs = _jobs(service, sweep_id)
+    assert {(j["worker_id"], j["device"]) for j in jobs} == {("host-c", "fake:1")}
+    log = (tmp_path / "worker.log").read_text()
+    assert "running on fake:1," in log, log[-2000:]
 
 
 def test_tune_runs_its_trials_on_the_joined_cluster(service, ray_head, tmp_path):

@@ -18,7 +18,7 @@ from tenslora.config import AdapterConfig
 from tenslora.presets import predict_parameters
 from tenslora.spec import parse_spec
 from tenslora.sweep_presets import expand_jobs
-from tests.deploy_helpers import REPO, project_env
+from tests.helpers.processes import REPO, project_env
 
 
 def _preset(*args, database_url=None, timeout=120):

@@ -36,11 +36,20 @@ def test_synthetic_spec_is_selected_by_kind():
         ({"optim": {"lr": 1e-3, "min_lr": 1e-2}}, "min_lr"),
         ({"optim": {"mode_lr_multipliers": {"Bogus": 2.0}}}, "mode_lr_multipliers"),
         ({"epochs": 3}, "Extra inputs"),
+        ({"regime": "isorank"}, "needs a tensor method"),
+        ({"regime": "lora", "adapter": {"method": "qkv"}}, "needs adapter.method lora"),
+        ({"regime": "isoparams"}, "regime"),
     ],
 )
 def test_bad_specs_fail_with_a_message_that_says_what(over, needle):
     with pytest.raises(ValidationError, match=needle):
         parse_spec(_train(**over))
+
+
+def test_regime_is_optional_and_kept():
+    assert parse_spec(_train()).regime is None
+    spec = parse_spec(_train(regime="isoparameters", adapter={"method": "qkv", "ranks": 4}))
+    assert spec.regime == "isoparameters" and spec.model_dump()["regime"] == "isoparameters"
 
 
 def test_equal_runs_hash_equally_whatever_the_spelling():

@@ -55,6 +55,14 @@ def test_table2_on_cola_is_every_row_times_five_seeds_on_roberta(cola_jobs):
     assert {(job.task, job.backbone) for job in cola_jobs} == {("cola", "roberta-base")}
 
 
+def test_every_table2_row_states_its_regime_in_the_spec(cola_jobs):
+    regimes = {tag: job.regime for tag, job in _by_tag(cola_jobs).items()}
+    assert regimes["lora"] == "lora"
+    assert {regimes[f"{m}-isorank"] for m in TENSOR_METHODS} == {"isorank"}
+    assert {regimes[f"{m}-isoparams"] for m in TENSOR_METHODS} == {"isoparameters"}
+    assert {regimes[tag] for tag in RELATED} == {"related"}
+
+
 def test_every_job_is_a_distinct_valid_spec(cola_jobs):
     assert len({spec_hash(job) for job in cola_jobs}) == len(cola_jobs)
 

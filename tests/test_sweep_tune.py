@@ -12,7 +12,8 @@ import sys
 import pytest
 import yaml
 
-from tests.deploy_helpers import REPO, project_env, start_service, stop_group
+from tests.helpers.processes import REPO, project_env
+from tests.helpers.server import start_service
 from worker.tune import TuneOptions, check_options, gpu_fraction, trial_resources
 from worker.tune_trial import evaluations, final_metrics
 
@@ -21,6 +22,7 @@ TRAIN = {
     "train": {"max_steps": 4, "batch_size": 4, "max_length": 16, "eval_every": 2,
               "log_every": 2, "max_train_samples": 32, "max_eval_samples": 16},
 }
+BAD_STEPS = 200  # 100 evaluations, if nothing stopped it
 MIXED_SWEEP = {
     "name": "tune-mixed",
     "base": {},
@@ -29,6 +31,11 @@ MIXED_SWEEP = {
          "outcome": {"accuracy": 0.75}},
         {**TRAIN, "tag": "lora", "adapter": {"method": "lora", "ranks": 2}},
         {**TRAIN, "tag": "qkv_depth", "adapter": {"method": "qkv_depth", "ranks": [2, 2, 3, 2]}},
+        # Built to lose: a learning rate that blows the eval loss up at once, and a long budget.
+        # Trials run one at a time in this order, so the good ones have set ASHA's bar by then.
+        {**TRAIN, "tag": "diverges", "adapter": {"method": "lora", "ranks": 2},
+         "optim": {"lr": 3.0, "warmup_ratio": 0.0},
+         "train": {**TRAIN["train"], "max_steps": BAD_STEPS}},
     ],
     "grid": {"seed": [0, 1]},
 }
@@ -38,7 +45,7 @@ MIXED_SWEEP = {
 def service(tmp_path_factory):
     running = start_service(tmp_path_factory.mktemp("tune-service"))
     yield running
-    stop_group(running.process)
+    running.stop()
 
 
 def _tune(service, sweep_path, *extra, token_role="admin", timeout=480):
@@ -60,13 +67,14 @@ def _sweep_ids(service) -> list[int]:
 def test_tune_runs_synthetic_and_train_jobs_and_records_them_through_the_api(service, tmp_path):
     path = tmp_path / "mixed.yaml"
     path.write_text(yaml.safe_dump(MIXED_SWEEP))
-    done = _tune(service, path, "--asha", "eval/accuracy", "--grace-period", "1")
+    done = _tune(service, path, "--asha", "eval/loss", "--mode", "min", "--grace-period", "1",
+                 "--max-concurrent", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     sweep_id = int(done.stdout.strip().splitlines()[-1])
     with service.client() as client:
         sweep = client.get(f"/api/v1/sweeps/{sweep_id}").json()
         jobs = client.get("/api/v1/jobs", params={"sweep_id": sweep_id}).json()["items"]
-        assert sweep["n_jobs"] == 6 and sweep["counts"]["queued"] == sweep["counts"]["running"] == 0
+        assert sweep["n_jobs"] == 8 and sweep["counts"]["queued"] == sweep["counts"]["running"] == 0
         for job in jobs:
             assert job["worker_id"].startswith("tune-"), job
             if job["config"]["kind"] == "synthetic":
@@ -79,6 +87,10 @@ def test_tune_runs_synthetic_and_train_jobs_and_records_them_through_the_api(ser
                 assert "stopped early by Ray Tune" in job["error"]
             else:
                 assert job["status"] == "succeeded" and "mcc" in job["result"]
+            if job["config"]["tag"] == "diverges":  # ASHA stopped it long before its budget
+                assert job["status"] == "failed", job
+                evaluated = [p for p in points if p["name"] == "eval/loss"]
+                assert 1 <= len(evaluated) < BAD_STEPS // 2, evaluated
         rows = client.get(
             f"/api/v1/sweeps/{sweep_id}/results", params={"group_by": "tag"}
         ).json()["rows"]

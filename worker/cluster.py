@@ -6,7 +6,6 @@ importing Ray.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -27,8 +26,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from worker.actor import ActorConfig, GpuActor
 from worker.client import ApiClient
-from worker.main import DEFAULT_NVML_RESERVE_MB, default_data_dir
 from worker.probe import Device
+from worker.settings import WorkerSettings
 from worker.spool import Spool
 
 log = logging.getLogger("worker")
@@ -40,12 +39,11 @@ RAY_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # actors pass small dicts only
 
 
 class Cluster:
-    def __init__(self, args: argparse.Namespace, probe_kind: str, devices: list[Device]) -> None:
-        self.args = args
+    def __init__(self, settings: WorkerSettings, probe_kind: str, devices: list[Device]) -> None:
+        self.args = settings
         self.probe_kind = probe_kind
         self.devices = devices
-        spool_dir = Path(args.spool_dir) if args.spool_dir else default_data_dir() / "worker-spool"
-        self.spool = Spool(spool_dir)
+        self.spool = Spool(settings.spool_path())
         self._stop = threading.Event()
         self._signals = 0
         self._actors: list[Any] = []
@@ -114,7 +112,7 @@ class Cluster:
             log_dir=str(self.spool.directory / "logs"),
             driver_pid=os.getpid(),
             max_jobs=args.max_jobs_per_gpu,
-            reserve_mb=_reserve_mb(args.reserve_mb, self.probe_kind),
+            reserve_mb=args.reserve_for(self.probe_kind),
             poll_interval_s=args.poll_interval,
             # Fake GPUs run their jobs on the CPU: one thread each keeps packed jobs from fighting.
             cpu_threads=1 if self.probe_kind.startswith("fake:") else None,
@@ -222,8 +220,3 @@ class Cluster:
             json.dumps({"devices": [s.get("device") for s in summaries], "jobs": jobs}, indent=1)
         )
 
-
-def _reserve_mb(flag: int | None, probe_kind: str) -> int:
-    if flag is not None:
-        return flag
-    return DEFAULT_NVML_RESERVE_MB if probe_kind == "nvml" else 0

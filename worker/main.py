@@ -12,13 +12,11 @@ import logging
 import os
 import socket
 import sys
-from pathlib import Path
 
 from worker.probe import Device, FakeProbe, NvmlProbe, ProbeError
+from worker.settings import DEFAULT_NVML_RESERVE_MB, WorkerSettings
 
 log = logging.getLogger("worker")
-
-DEFAULT_NVML_RESERVE_MB = 512  # CUDA context and allocator slack the estimates do not count
 
 
 class UsageError(Exception):
@@ -57,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plan_devices(args: argparse.Namespace) -> tuple[str, list[Device]]:
+def plan_devices(args: WorkerSettings) -> tuple[str, list[Device]]:
     """Which probe and devices the flags ask for: ``("nvml"|"fake:..."|"none", devices)``."""
     if args.fake_gpus:
         probe_kind = f"fake:{args.fake_gpus}"
@@ -86,7 +84,7 @@ def plan_devices(args: argparse.Namespace) -> tuple[str, list[Device]]:
     return probe_kind, devices
 
 
-def check_args(args: argparse.Namespace) -> None:
+def check_args(args: WorkerSettings) -> None:
     if not args.api:
         raise UsageError("no API URL: pass --api http://HOST:PORT or set TENSLORA_API")
     if not args.token:
@@ -103,7 +101,7 @@ def check_args(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    args = WorkerSettings.from_namespace(build_parser().parse_args(argv))
     try:
         check_args(args)
         probe_kind, devices = plan_devices(args)
@@ -136,10 +134,4 @@ def token_accepted(api_url: str, token: str) -> bool:
     finally:
         client.close()
     return True
-
-
-def default_data_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("tenslora"))
 

@@ -15,19 +15,19 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from api.routes.sweeps import sweep_out
+from api.dashboard.tables import SPEC_PATHS, method_of
 from scheduler import progress, queries, sweeps, tokens
 from scheduler import results as results_queries
 from scheduler.errors import NotFound
 from scheduler.metrics import get_metrics
 from scheduler.models import Job
+from scheduler.states import ACTIVE, JobStatus
 
 #: Config paths offered in the group-by picker (any dotted path of the job spec works).
 GROUP_KEYS: tuple[str, ...] = (
     "tag", "adapter.method", "adapter.factorization", "adapter.ranks", "task", "backbone",
     "optim.lr", "optim.core_lr_multiplier", "seed", "kind",
 )
-RUNNING_STATUSES = ("queued", "running")
 
 
 def _database(request: Request) -> Any:
@@ -65,25 +65,24 @@ def _rate_and_eta(
     if timing is None or not timing.n_finished or timing.first_started_at is None:
         return None, None
     end = timing.last_finished_at or datetime.now(UTC)
-    if counts.get("running"):
+    if counts.get(JobStatus.running):
         end = datetime.now(UTC)
     elapsed = (end - timing.first_started_at).total_seconds()
     if elapsed <= 0:
         return None, None
     rate = timing.n_finished / elapsed
-    remaining = counts.get("queued", 0) + counts.get("running", 0)
+    remaining = sum(counts.get(s, 0) for s in ACTIVE)
     return rate, (remaining / rate if remaining else None)
 
 
 def _sweep_dict(view: sweeps.SweepView, timing: progress.SweepTiming | None) -> dict[str, Any]:
     sweep = view.sweep
     jobs_per_s, eta_s = _rate_and_eta(view.counts, timing)
-    unfinished = sum(view.counts.get(s, 0) for s in RUNNING_STATUSES)
-    status = sweep_out(view).status  # the API's own wording of a sweep's state
+    unfinished = sum(view.counts.get(s, 0) for s in ACTIVE)
     return {
         "id": sweep.id, "name": sweep.name, "created_at": sweep.created_at,
         "n_jobs": sweep.n_jobs, "counts": dict(view.counts), "definition": sweep.definition,
-        "jobs_per_s": jobs_per_s, "eta_s": eta_s, "status": status,
+        "jobs_per_s": jobs_per_s, "eta_s": eta_s, "status": view.status.value,
         "live": bool(unfinished) and sweep.cancelled_at is None,
     }
 
@@ -130,9 +129,47 @@ def default_columns(sweep: Mapping[str, Any]) -> str:
 
 
 def results(session: Session, sweep_id: int, group_by: Sequence[str]) -> list[dict[str, Any]]:
-    """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``."""
+    """The API's results rows: ``{group, n, metrics: {name: {n, mean, std, min, max}}}``, each
+    with ``spec``: the row's shared ``regime`` and ``adapter.method`` (``tables.SPEC_PATHS``)."""
+    return compared_results(session, sweep_id, group_by, "", group_by)[0]
+
+
+def compared_results(
+    session: Session,
+    sweep_id: int,
+    group_by: Sequence[str],
+    compare_to: str | None,
+    baseline_fields: Sequence[str],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """``results`` with ``compare_to``'s delta and p_value, and the baseline used.
+
+    ``compare_to`` None picks the LoRA row when exactly one row is LoRA; "" compares nothing.
+    Its fields must be among ``baseline_fields`` (the table's rows; ``group_by`` may add
+    ``task``, then each task is compared with its own baseline). Raises ``InvalidInput``.
+    """
     rows = results_queries.aggregate_results(session, sweep_id, list(group_by))
-    return [row.as_dict() for row in rows]
+    specs = results_queries.group_values(session, sweep_id, list(group_by), list(SPEC_PATHS))
+    spec_of = [specs.get(results_queries.group_key(row.group), {}) for row in rows]
+    if compare_to is None:
+        compare_to = default_compare_to([r.group for r in rows], spec_of, baseline_fields)
+    baseline = results_queries.parse_compare_to([compare_to], list(baseline_fields))
+    results_queries.compare(rows, baseline, f"this table (rows by {', '.join(baseline_fields)})")
+    answer = [{**row.as_dict(), "spec": spec} for row, spec in zip(rows, spec_of, strict=True)]
+    return answer, compare_to or None
+
+
+def default_compare_to(
+    groups: Sequence[Mapping[str, Any]],
+    specs: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+) -> str:
+    """``compare_to`` naming the one LoRA row (by ``fields``) among ``groups``, else ""."""
+    lora = {
+        results_queries.compare_text({k: group.get(k) for k in fields})
+        for group, spec in zip(groups, specs, strict=True)
+        if method_of({k: group.get(k) for k in fields}, spec) == "lora"
+    }
+    return lora.pop() if len(lora) == 1 else ""
 
 
 def job_dict(job: Job) -> dict[str, Any]:
@@ -176,7 +213,7 @@ def recent_workers(request: Request, session: Session) -> tuple[list[dict[str, A
     """Workers seen within the service's window, with the ids of the jobs each runs."""
     window_s = request.app.state.settings.worker_seen_seconds
     views = queries.list_workers(session, window_s)
-    running, _ = queries.list_jobs(session, status="running", limit=10_000)
+    running, _ = queries.list_jobs(session, status=JobStatus.running, limit=10_000)
     jobs_of: dict[str, list[Job]] = {}
     for job in running:
         jobs_of.setdefault(job.worker_id or "", []).append(job)

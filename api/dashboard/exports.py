@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from api.dashboard.tables import Cell, ResultsTable, format_number
+from scheduler.results import SIGNIFICANT_P
 
 FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
@@ -19,7 +20,8 @@ FORMATS: dict[str, str] = {
 def _cell_dict(cell: Cell | None) -> dict[str, Any] | None:
     if cell is None:
         return None
-    return {"mean": cell.mean, "std": cell.std, "n": cell.n, "best": cell.best}
+    return {"mean": cell.mean, "std": cell.std, "n": cell.n, "best": cell.best,
+            "delta": cell.delta, "p_value": cell.p_value}
 
 
 def to_json(table: ResultsTable) -> str:
@@ -27,11 +29,13 @@ def to_json(table: ResultsTable) -> str:
         "group_by": table.group_by,
         "column_kind": table.column_kind,
         "metric": table.metric,
+        "compare_to": table.compare_to,
         "columns": table.columns,
         "rows": [
             {
                 "group": row.group,
                 "section": row.section,
+                "baseline": row.baseline,
                 "params": row.params,
                 "percent_of_lora": row.percent_of_lora,
                 "cells": {c: _cell_dict(cell) for c, cell in zip(table.columns, row.cells,
@@ -44,18 +48,25 @@ def to_json(table: ResultsTable) -> str:
 
 
 def to_csv(table: ResultsTable) -> str:
-    """One line per row; each column gives ``<column> mean``, ``<column> std``, ``<column> n``."""
+    """One line per row; each column gives ``<column> mean``, ``<column> std``, ``<column> n``.
+
+    With a baseline, also a ``baseline`` flag per row and ``<column> delta``,
+    ``<column> p_value`` per column.
+    """
+    compared = table.compare_to is not None
+    stats = ("mean", "std", "n", "delta", "p_value") if compared else ("mean", "std", "n")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    header = [*table.group_by, "section", "params", "percent_of_lora"]
-    for column in table.columns:
-        header += [f"{column} mean", f"{column} std", f"{column} n"]
+    header = [*table.group_by, "section", *(["baseline"] if compared else []), "params",
+              "percent_of_lora"]
+    header += [f"{column} {stat}" for column in table.columns for stat in stats]
     writer.writerow(header)
     for row in table.rows:
         line: list[Any] = [row.group.get(k) for k in table.group_by]
-        line += [row.section, row.params, row.percent_of_lora]
+        line += [row.section, *([str(row.baseline).lower()] if compared else []), row.params,
+                 row.percent_of_lora]
         for cell in row.cells:
-            line += [None, None, None] if cell is None else [cell.mean, cell.std, cell.n]
+            line += [None if cell is None else getattr(cell, stat) for stat in stats]
         writer.writerow(["" if v is None else v for v in line])
     return out.getvalue()
 
@@ -76,7 +87,12 @@ def _latex_cell(cell: Cell | None) -> str:
     text = format_number(cell.mean)
     if cell.std is not None and cell.n > 1:
         text += rf" $\pm$ {format_number(cell.std)}"
-    return rf"\textbf{{{text}}}" if cell.best else text
+    text = rf"\textbf{{{text}}}" if cell.best else text
+    if cell.significant:
+        text += r"$^{*}$"
+    if cell.delta is not None:
+        text += rf" {{\scriptsize ($\Delta$ {cell.delta_text}, $p$ {cell.p_text})}}"
+    return text
 
 
 def to_latex(table: ResultsTable, caption: str = "") -> str:
@@ -85,6 +101,9 @@ def to_latex(table: ResultsTable, caption: str = "") -> str:
     spec = "l" + "r" * (len(table.columns) + n_lead - 1)
     header = ["", r"\# Params", r"\% LoRA", *(latex_escape(c) for c in table.columns)]
     lines = [r"\begin{table}[t]", r"\centering"]
+    if table.compare_to is not None:
+        caption += (f"{'. ' if caption else ''}Delta and p (Welch's two-sided t-test) against "
+                    f"{table.baseline_label}; * p < {SIGNIFICANT_P}")
     if caption:
         lines.append(rf"\caption{{{latex_escape(caption)}}}")
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(header) + r" \\"]

@@ -25,12 +25,15 @@ from api.dashboard.auth import (
 )
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
+from scheduler import states
 from scheduler.errors import InvalidInput
+from scheduler.results import SIGNIFICANT_P, compare_text
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(FILTERS)
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = tuple(status.value for status in states.ALL)
 TEMPLATES.env.globals["statuses"] = STATUSES
+TEMPLATES.env.globals["significant_p"] = SIGNIFICANT_P
 
 
 @pass_context
@@ -111,21 +114,32 @@ def sweeps_page(request: Request, viewer: ViewerDep, page: int = Query(1, ge=1))
 
 
 def _table_for(
-    session: Any, sweep: dict[str, Any], group_by: list[str], columns: str, metric: str | None
+    session: Any,
+    sweep: dict[str, Any],
+    group_by: list[str],
+    columns: str,
+    metric: str | None,
+    compare_to: str | None,
 ) -> tuple[ResultsTable, list[str]]:
-    """The results table, and every metric name the sweep's results carry (for the picker)."""
+    """The results table, and every metric name the sweep's results carry (for the picker).
+
+    ``compare_to``: the baseline row (None: the LoRA row when there is one; "": none); a bad one
+    raises ``InvalidInput``.
+    """
+    query_by = [*group_by, "task"] if columns == "tasks" else group_by
+    results, compare_to = data.compared_results(session, sweep["id"], query_by, compare_to,
+                                                group_by)
+    names = metric_names(results)
     if columns == "tasks":
-        results = data.results(session, sweep["id"], [*group_by, "task"])
-        names = metric_names(results)
         metric = metric if metric in names else (names[0] if names else None)
-        table = build_table(results, group_by, metric=metric, columns="tasks")
+        table = build_table(results, group_by, metric=metric, columns="tasks",
+                            compare_to=compare_to)
         if table.needs_row_results:
             row_results = data.results(session, sweep["id"], group_by)
             table = build_table(results, group_by, row_results=row_results, metric=metric,
-                                columns="tasks")
+                                columns="tasks", compare_to=compare_to)
         return table, names
-    results = data.results(session, sweep["id"], group_by)
-    return build_table(results, group_by, columns="metrics"), metric_names(results)
+    return build_table(results, group_by, columns="metrics", compare_to=compare_to), names
 
 
 def _table_params(
@@ -146,6 +160,7 @@ def sweep_page(
     group_by: str | None = None,
     columns: str | None = None,
     metric: str | None = None,
+    compare_to: str | None = None,
     status: str | None = None,
     jobs_page: int = Query(1, ge=1),
 ) -> HTMLResponse:
@@ -158,17 +173,21 @@ def sweep_page(
         except InvalidInput as exc:
             table_error = f"group by: {exc.detail}"
             keys, columns = _table_params(sweep, None, columns)
-        table, names = _table_for(session, sweep, keys, columns, metric)
+        try:
+            table, names = _table_for(session, sweep, keys, columns, metric, compare_to)
+        except InvalidInput as exc:  # e.g. a baseline of another grouping: show the default
+            table_error = f"compare to: {exc.detail}"
+            table, names = _table_for(session, sweep, keys, columns, metric, None)
         jobs, jobs_total = data.list_jobs(
             session, sweep_id, status, JOBS_PER_PAGE, (jobs_page - 1) * JOBS_PER_PAGE
         )
     metric = table.metric or (metric if metric in names else _default_metric(names))
     pareto = plots.pareto_figure(table, None if columns == "tasks" else metric)
-    table_query = urlencode(
-        {"group_by": ",".join(keys), "columns": columns, "metric": metric or ""}
-    )
+    table_query = urlencode({"group_by": ",".join(keys), "columns": columns,
+                             "metric": metric or "", "compare_to": table.compare_to or ""})
     return render(request, "sweep.html", {
         "viewer": viewer, "sweep": sweep, "table": table, "group_by": keys,
+        "baseline_choices": [(compare_text(row.group), row.label) for row in table.rows],
         "columns": columns, "metric": metric, "metric_choices": names,
         "group_suggestions": data.GROUP_KEYS, "table_query": table_query,
         "pareto_html": pareto and plots.figure_html(pareto, "pareto-plot"),
@@ -202,13 +221,14 @@ def sweep_export(
     group_by: str | None = None,
     columns: str | None = None,
     metric: str | None = None,
+    compare_to: str | None = None,
 ) -> Response:
     if fmt not in exports.FORMATS:
         raise PageNotFound(f"No download format {fmt!r}; use one of {', '.join(exports.FORMATS)}.")
     with data.read_session(request) as session:
         sweep = _sweep_or_404(session, sweep_id)
         keys, columns = _table_params(sweep, group_by, columns)
-        table, _ = _table_for(session, sweep, keys, columns, metric)
+        table, _ = _table_for(session, sweep, keys, columns, metric, compare_to)
     body = exports.render(table, fmt, caption=f"{sweep['name']} (sweep {sweep_id})")
     filename = f"sweep-{sweep_id}-results.{fmt}"
     return Response(body, media_type=exports.FORMATS[fmt],
@@ -226,7 +246,7 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
     return render(request, "job.html", {
         "viewer": viewer, "job": job, "figures": plots.job_figures(points), "pack": pack,
         "suggestion": suggest.suggest(job["config"], job["result"], points),
-        "live": job["status"] in ("queued", "running"), "needs_plotly": True,
+        "live": job["status"] in states.ACTIVE, "needs_plotly": True,
     })
 
 

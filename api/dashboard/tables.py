@@ -8,13 +8,16 @@ the API answers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler.results import SIGNIFICANT_P
 from tenslora.contract import TRAIN_LOSS
 from tenslora.methods import METHODS
+from tenslora.presets import REGIMES
 
 #: Metrics where a smaller value is the better one (everything else: larger is better).
 LOWER_IS_BETTER: frozenset[str] = frozenset(
@@ -27,6 +30,12 @@ PREFERRED_METRICS: tuple[str, ...] = (
     "accuracy", "mcc", "f1", "best_accuracy", "best_mcc", "adapter_params", "trainable_params",
 )
 SECTIONS: tuple[str, ...] = ("LoRA", "Isorank", "Isoparameters", "")
+#: The section of each rank regime of the job spec (``tenslora.presets.REGIMES``); related
+#: methods go with everything else, after the paper's two regimes.
+REGIME_SECTIONS: dict[str, str] = dict(zip(REGIMES, ("LoRA", "Isorank", "Isoparameters", ""),
+                                            strict=True))
+#: Spec paths a row's section and method come from (``data.results`` sends them as ``spec``).
+SPEC_PATHS: tuple[str, ...] = ("regime", "adapter.method")
 TASK_KEY = "task"
 
 
@@ -36,6 +45,29 @@ class Cell:
     std: float | None
     n: int
     best: bool = False
+    #: Against the table's baseline row (``compare_to``): mean minus its mean, Welch's p.
+    delta: float | None = None
+    p_value: float | None = None
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < SIGNIFICANT_P
+
+    @property
+    def delta_text(self) -> str:
+        if self.delta is None:
+            return ""
+        return f"{'+' if self.delta >= 0 else '-'}{format_number(abs(self.delta))}"
+
+    @property
+    def p_text(self) -> str:
+        """Two significant digits; ``n/a`` where the test is undefined (see the API docs)."""
+        return "n/a" if self.p_value is None else f"{self.p_value:.2g}"
+
+    @property
+    def comparison(self) -> str:
+        """``Δ +0.0123 · p 0.012`` against the baseline; empty when not compared."""
+        return f"Δ {self.delta_text} · p {self.p_text}" if self.delta is not None else ""
 
     @property
     def text(self) -> str:
@@ -56,6 +88,7 @@ class Row:
     params: float | None = None
     percent_of_lora: float | None = None
     cells: list[Cell | None] = field(default_factory=list)
+    baseline: bool = False  # the row the others are compared to
 
 
 @dataclass
@@ -68,6 +101,12 @@ class ResultsTable:
     #: Tasks as columns, and a row's parameter count differs between tasks: it needs the
     #: results grouped by the rows alone (``row_results``).
     needs_row_results: bool = False
+    #: The baseline row as ``compare_to`` text (``tag:lora``), when cells carry delta / p.
+    compare_to: str | None = None
+
+    @property
+    def baseline_label(self) -> str | None:
+        return next((row.label for row in self.rows if row.baseline), None)
 
     @property
     def sections(self) -> list[tuple[str, list[Row]]]:
@@ -92,10 +131,12 @@ def format_number(value: float | None) -> str:
     return f"{value:.4f}"
 
 
-def method_of(group: Mapping[str, Any]) -> str | None:
-    """The adapter method a group stands for: its ``adapter.method`` or a tag that names one."""
-    if isinstance(group.get("adapter.method"), str):
-        return group["adapter.method"]
+def method_of(group: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str | None:
+    """The adapter method a row stands for: the one its jobs' specs share, else the group's
+    ``adapter.method``, else (results without specs) a tag that names one."""
+    for source in (spec or {}, group):
+        if isinstance(source.get("adapter.method"), str):
+            return source["adapter.method"]
     for value in group.values():
         if isinstance(value, str):
             head = value.split("-")[0].split(" ")[0]
@@ -104,8 +145,17 @@ def method_of(group: Mapping[str, Any]) -> str | None:
     return None
 
 
-def section_of(group: Mapping[str, Any], method: str | None) -> str:
-    """LoRA first, then the paper's two rank regimes (read from tags), then anything else."""
+def section_of(
+    group: Mapping[str, Any], method: str | None, spec: Mapping[str, Any] | None = None
+) -> str:
+    """LoRA first, then the paper's two rank regimes, then anything else.
+
+    The regime is the job spec's ``regime`` (preset rows carry it). Jobs stored before the field
+    existed have none: their regime is read from the tag text, as it was then.
+    """
+    regime = (spec or {}).get("regime")
+    if regime in REGIME_SECTIONS:
+        return REGIME_SECTIONS[regime]
     if method == "lora":
         return "LoRA"
     text = " ".join(str(v).lower() for v in group.values())
@@ -144,7 +194,8 @@ def _cell(stats: Mapping[str, Any] | None, n: int) -> Cell | None:
     """A metric's stats; its own ``n`` when given (a job may lack a metric), else the row's."""
     if not stats or stats.get("mean") is None:
         return None
-    return Cell(mean=stats["mean"], std=stats.get("std"), n=int(stats.get("n", n)))
+    return Cell(mean=stats["mean"], std=stats.get("std"), n=int(stats.get("n", n)),
+                delta=stats.get("delta"), p_value=stats.get("p_value"))
 
 
 def _params(stats_by_name: Mapping[str, Any]) -> float | None:
@@ -155,10 +206,11 @@ def _params(stats_by_name: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _new_row(group: Mapping[str, Any], group_by: Sequence[str], n_columns: int) -> Row:
-    own = {k: group.get(k) for k in group_by}
-    method = method_of(own)
-    return Row(own, _label(own, group_by), section_of(own, method), method,
+def _new_row(result: Mapping[str, Any], group_by: Sequence[str], n_columns: int) -> Row:
+    own = {k: result["group"].get(k) for k in group_by}
+    spec = result.get("spec")
+    method = method_of(own, spec)
+    return Row(own, _label(own, group_by), section_of(own, method, spec), method,
                cells=[None] * n_columns)
 
 
@@ -169,6 +221,7 @@ def build_table(
     row_results: Sequence[Mapping[str, Any]] | None = None,
     metric: str | None = None,
     columns: str = "metrics",
+    compare_to: str | None = None,
 ) -> ResultsTable:
     """Pivot results rows into the paper's layout.
 
@@ -176,6 +229,7 @@ def build_table(
     ``columns="tasks"``: ``results`` is grouped by ``group_by + ["task"]``; one column per task,
     each cell the chosen ``metric``; a row's parameter count is its tasks' common count, or comes
     from ``row_results`` (grouped by ``group_by`` alone) when the tasks disagree.
+    ``compare_to``: the baseline the ``results`` were compared to (their delta / p_value).
     """
     group_by = list(group_by)
     if columns == "tasks":
@@ -188,7 +242,8 @@ def build_table(
     task_params: dict[tuple[str, ...], set[float | None]] = {}
     for result in results:
         key = _row_key(result["group"], group_by)
-        row = rows.setdefault(key, _new_row(result["group"], group_by, len(column_names)))
+        row = rows.setdefault(key, _new_row(result, group_by, len(column_names)))
+        row.baseline = row.baseline or bool(result.get("baseline"))
         if columns == "tasks":
             index = column_names.index(str(result["group"].get(TASK_KEY)))
             row.cells[index] = _cell(result["metrics"].get(metric or ""), result["n"])
@@ -213,7 +268,8 @@ def build_table(
     metrics_per_column = [metric or ""] * len(column_names) if kind == "task" else column_names
     _mark_best(ordered, metrics_per_column)
     return ResultsTable(group_by, column_names, kind, metric if kind == "task" else None, ordered,
-                        needs_row_results=ambiguous and row_results is None)
+                        needs_row_results=ambiguous and row_results is None,
+                        compare_to=compare_to if any(r.baseline for r in ordered) else None)
 
 
 def _fill_percent_of_lora(rows: list[Row]) -> None:
@@ -236,4 +292,4 @@ def _mark_best(rows: list[Row], metrics_per_column: Sequence[str]) -> None:
         for row in rows:
             cell = row.cells[index]
             if cell is not None and cell.mean == best:
-                row.cells[index] = Cell(cell.mean, cell.std, cell.n, best=True)
+                row.cells[index] = dataclasses.replace(cell, best=True)

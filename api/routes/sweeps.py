@@ -7,29 +7,19 @@ from fastapi import APIRouter, Path, Query
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
 from api.schemas import ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
-from scheduler.states import JobStatus
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["sweeps"])
 SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def sweep_out(view: sweeps.SweepView) -> SweepOut:
-    counts = view.counts
-    if view.sweep.cancelled_at is not None:
-        status = "cancelled"
-    elif counts.get(JobStatus.running, 0):
-        status = "running"
-    elif counts.get(JobStatus.queued, 0):
-        status = "queued"
-    else:
-        status = "finished"
     return SweepOut(
         id=view.sweep.id,
         name=view.sweep.name,
         priority=view.sweep.priority,
         n_jobs=view.sweep.n_jobs,
-        status=status,
-        counts=counts,
+        status=view.status.value,
+        counts=view.counts,
         created_at=view.sweep.created_at,
         cancelled_at=view.sweep.cancelled_at,
     )
@@ -74,7 +64,13 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep, _token: SubmitterToken)
     return sweep_out(sweeps.cancel_sweep(session, sweep_id))
 
 
-@router.get("/{sweep_id}/results", responses={404: {"description": "no such sweep"}})
+@router.get(
+    "/{sweep_id}/results",
+    responses={
+        404: {"description": "no such sweep"},
+        422: {"description": "a malformed group_by, or a compare_to that names no row"},
+    },
+)
 def sweep_results(
     sweep_id: SweepId,
     session: ReadSessionDep,
@@ -83,10 +79,15 @@ def sweep_results(
         list[str] | None,
         Query(description="dotted config paths, repeated or comma-separated, e.g. adapter.method"),
     ] = None,
+    compare_to: Annotated[
+        list[str] | None,
+        Query(
+            description="the baseline row, FIELD:VALUE of group_by fields, comma-separated, "
+            "e.g. tag:lora; adds delta and p_value (Welch's t-test) to the other rows"
+        ),
+    ] = None,
 ) -> ResultsOut:
     """Mean, sample std, min and max of every numeric result over succeeded jobs, by group."""
-    paths = results.parse_group_by(group_by or [])
-    rows = results.aggregate_results(session, sweep_id, paths)
     return ResultsOut.model_validate(
-        {"sweep_id": sweep_id, "group_by": paths, "rows": [row.as_dict() for row in rows]}
+        results.results_answer(session, sweep_id, group_by or [], compare_to or [])
     )

@@ -5,9 +5,40 @@ knows how to turn a *stack* of same-shaped instances into the per-slice "up" mat
 fast path multiplies with ``x @ U_in`` (see :mod:`tenslora.factorization.base`).
 """
 
-from tenslora.factorization.base import AdapterTensor, build_tensor
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tenslora.factorization.base import AdapterTensor
 from tenslora.factorization.cp import CPTensor
 from tenslora.factorization.lora import LoraPair
 from tenslora.factorization.tucker import TuckerTensor
 
-__all__ = ["AdapterTensor", "CPTensor", "LoraPair", "TuckerTensor", "build_tensor"]
+__all__ = ["FACTORIZATION_CLASSES", "AdapterTensor", "CPTensor", "LoraPair", "TuckerTensor",
+           "build_tensor"]
+
+#: factorization name -> its tensor class (the base module knows none of them: no cycle).
+FACTORIZATION_CLASSES: dict[str, type[AdapterTensor]] = {
+    cls.factorization: cls for cls in (TuckerTensor, CPTensor, LoraPair)
+}
+
+
+def build_tensor(
+    factorization: str,
+    modes: Sequence[str],
+    sizes: Sequence[int],
+    ranks: Sequence[int],
+    init: str = "orthogonal",
+    generator: torch.Generator | None = None,
+) -> AdapterTensor:
+    """A freshly initialised tensor of the named factorization (update zero at init)."""
+    if factorization not in FACTORIZATION_CLASSES:
+        raise ValueError(
+            f"factorization must be one of {', '.join(FACTORIZATION_CLASSES)}; "
+            f"got {factorization!r}"
+        )
+    cls: type[Any] = FACTORIZATION_CLASSES[factorization]
+    return cls(modes, sizes, ranks, init=init, generator=generator)

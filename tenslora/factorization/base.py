@@ -8,15 +8,15 @@ factorization writes the same thing in the same way:
     T[i, o, b] = sum_r U_in[i, r] * Up[b, o, r]
 
 so a slice costs what a LoRA of rank ``r = rank of the Input mode`` costs:
-``y = (x @ U_in) @ Up[b].T`` (DESIGN.md, "The adapter math"). ``Up`` for every slice of a stack
-of same-shaped tensors comes from one einsum (:meth:`AdapterTensor.stacked_up`).
+``y = (x @ U_in) @ Up[b].T`` (docs/architecture.md, "The adapter math"). ``Up`` for every slice of
+a stack of same-shaped tensors comes from one einsum (:meth:`AdapterTensor.stacked_up`).
 """
 
 from __future__ import annotations
 
 import math
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -90,28 +90,3 @@ def init_factor(size: int, rank: int, init: str, generator: torch.Generator | No
     else:
         raise ValueError(f"init must be one of orthogonal, normal; got {init!r}")
     return factor
-
-
-def build_tensor(
-    factorization: str,
-    modes: Sequence[str],
-    sizes: Sequence[int],
-    ranks: Sequence[int],
-    init: str = "orthogonal",
-    generator: torch.Generator | None = None,
-) -> AdapterTensor:
-    """A freshly initialised tensor of the named factorization (update zero at init)."""
-    from tenslora.factorization.cp import CPTensor
-    from tenslora.factorization.lora import LoraPair
-    from tenslora.factorization.tucker import TuckerTensor
-
-    classes: dict[str, Callable[..., AdapterTensor]] = {
-        "tucker": TuckerTensor,
-        "cp": CPTensor,
-        "lora": LoraPair,
-    }
-    if factorization not in classes:
-        raise ValueError(
-            f"factorization must be one of {', '.join(classes)}; got {factorization!r}"
-        )
-    return classes[factorization](modes, sizes, ranks, init=init, generator=generator)

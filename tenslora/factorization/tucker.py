@@ -39,7 +39,7 @@ class TuckerTensor(AdapterTensor):
         """``Up[t, b, o, r_in] = sum G[t] x_j U_j`` over every mode but Input.
 
         The core is contracted with the batch factors first (the small QKV / Layers modes), then
-        with the output factors, as DESIGN.md's "contract the small modes first" asks.
+        with the output factors, as docs/architecture.md's "The adapter math" asks.
         """
         order = len(tensors[0].sizes)
         outputs, batch = split_modes(order, output_modes)

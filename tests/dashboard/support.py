@@ -7,19 +7,15 @@ through the worker endpoints (claim, metrics, complete, fail), as a worker would
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.server import RunningServer, sqlite_url, start_server
+
 CHROMIUM = os.environ.get("TENSLORA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -33,74 +29,14 @@ SPECTRA: dict[str, tuple[float, float, float]] = {
 }
 
 
-@dataclass
-class Server:
-    url: str
-    database_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def running_server(tmp: Path, **env: str) -> Iterator[Server]:
+def running_server(tmp: Path, **env: str) -> Iterator[RunningServer]:
     """``tenslora serve`` on a fresh SQLite file; stopped (and waited for) on exit."""
-    port = free_port()
-    database_url = f"sqlite:///{tmp / 'dashboard.db'}"
-    log_path = tmp / "server.log"
-    environ = {
-        **os.environ, "PYTHONPATH": str(ROOT), "TENSLORA_DATABASE_URL": database_url,
-        "HF_HUB_OFFLINE": "1", **env,
-    }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", str(port), "--no-access-log",
-             "--log-level", "warning"],
-            env=environ, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", database_url, process, log_path)
+    server = start_server(sqlite_url(tmp, "dashboard.db"), tmp / "server.log", **env)
     try:
-        _wait_healthy(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_healthy(server: Server, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited: {server.log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not healthy after {timeout_s} s: {server.log_path.read_text()}")
-
-
-def create_token(database_url: str, role: str, name: str) -> str:
-    """A token stored through the scheduler's own function (the server made the schema)."""
-    from scheduler.db import Database
-    from scheduler.tokens import create_token as store_token
-
-    database = Database(database_url)
-    try:
-        with database.session() as session:
-            return store_token(session, role, name)
-    finally:
-        database.dispose()
+        server.stop()
 
 
 class Api:

@@ -19,11 +19,11 @@ from tests.dashboard.support import (
     TABLE2_GROUPS,
     Api,
     chromium,
-    create_token,
     run_all,
     running_server,
     table2_sweep,
 )
+from tests.helpers.server import create_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT_MS = 15_000
@@ -97,8 +97,12 @@ def _cells(tab: Any) -> dict[tuple[str, str], dict[str, Any]]:
                 tag: td.parentElement.firstElementChild.textContent.trim(),
                 column: td.dataset.column, mean: Number(td.dataset.mean),
                 std: td.dataset.std === '' ? null : Number(td.dataset.std),
-                n: Number(td.dataset.n), text: td.textContent.trim(),
+                n: Number(td.dataset.n), text: td.querySelector('.value').textContent.trim(),
                 best: td.classList.contains('best'),
+                significant: td.classList.contains('significant'),
+                marker: td.querySelector('sup.sig') !== null,
+                comparison: (td.querySelector('small.cmp') || {}).textContent || null,
+                p: td.dataset.pValue === undefined ? null : Number(td.dataset.pValue),
                 bold: getComputedStyle(td).fontWeight}))""",
         )
     }
@@ -140,6 +144,34 @@ def test_best_cell_of_each_column_is_marked(stack, page):
     best = cells[("qkv_depth-isoparams", "accuracy")]
     assert int(best["bold"]) >= 700
     assert int(cells[("lora", "accuracy")]["bold"]) < 700
+
+
+def test_cells_below_p_005_against_the_chosen_baseline_are_marked(stack, page):
+    page.goto(f"{stack.server.url}/sweeps/{stack.table2['id']}")
+    assert page.locator("#baseline-label").inner_text() == "lora"  # the default baseline
+    response = stack.api.admin.get(f"/api/v1/sweeps/{stack.table2['id']}/results",
+                                   params={"group_by": "tag", "compare_to": "tag:lora"})
+    expected = {r["group"]["tag"]: r["metrics"]["accuracy"] for r in response.json()["rows"]}
+    cells = _cells(page)
+    for tag, stats in expected.items():
+        cell = cells[(tag, "accuracy")]
+        if tag == "lora":
+            assert cell["p"] is None and cell["comparison"] is None and not cell["marker"]
+            continue
+        assert cell["p"] == stats["p_value"]
+        assert cell["significant"] == cell["marker"] == (stats["p_value"] < 0.05)
+        assert cell["comparison"] == f"Δ {stats['delta']:+.4f} · p {stats['p_value']:.2g}"
+    assert cells[("att-isorank", "accuracy")]["marker"]
+    # Another baseline from the selector: the page reloads with it.
+    page.select_option('#table-controls select[name="compare_to"]', "tag:qkv-isorank")
+    page.click("#table-controls button[type=submit]")
+    page.wait_for_url(re.compile(r"compare_to=tag%3Aqkv-isorank"))
+    assert page.locator("#baseline-label").inner_text() == "qkv-isorank"
+    assert page.locator("#results tr.baseline").count() == 1
+    page.select_option('#table-controls select[name="compare_to"]', "")
+    page.click("#table-controls button[type=submit]")
+    page.wait_for_url(re.compile(r"compare_to=(&|$)"))
+    assert page.locator("#results td[data-p-value]").count() == 0
 
 
 def test_percent_of_lora_beside_each_row(stack, page):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +19,8 @@ from api.app import create_app
 from api.dashboard import plotly_js_path
 from scheduler.settings import Settings
 from scheduler.tokens import hash_token
-from tests.dashboard.support import TABLE2_GROUPS, create_token, table2_sweep, training_points
+from tests.dashboard.support import TABLE2_GROUPS, table2_sweep, training_points
+from tests.helpers.server import create_token
 
 
 @pytest.fixture(
@@ -180,3 +184,90 @@ def test_signed_in_submitter_cancels_a_running_sweep_others_may_not(site, client
     after = client.get(f"/api/v1/sweeps/{sweep['id']}", headers=site.as_admin).json()
     assert after["status"] == "cancelled" and after["counts"]["cancelled"] == 3
     assert "Cancel sweep" not in client.get(f"/sweeps/{sweep['id']}").text
+
+
+CELL = r'<td class="num cell([^"]*)" data-column="([^"]+)"([^>]*)>(.*?)</td>'
+
+
+def _result_rows(html_text: str) -> dict[str, dict[str, Any]]:
+    """tag -> {baseline, cells: column -> the cell's attributes and marker}, read from the page."""
+    rows = {}
+    for match in re.finditer(r'<tr class="result-row([^"]*)" data-group="([^"]*)"(.*?)</tr>',
+                             html_text, re.S):
+        group = json.loads(html.unescape(match.group(2)))
+        cells = {}
+        for cell in re.finditer(CELL, match.group(3), re.S):
+            attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', cell.group(3)))
+            cells[cell.group(2)] = {"classes": cell.group(1).split(), "attrs": attrs,
+                                    "body": cell.group(4)}
+        rows[group["tag"]] = {"baseline": "baseline" in match.group(1).split(), "cells": cells}
+    return rows
+
+
+def _accuracy_against_lora(site: SimpleNamespace, client: TestClient) -> dict[str, Any]:
+    """tag -> the API's accuracy summary with compare_to=tag:lora (delta, p_value)."""
+    api = client.get(f"/api/v1/sweeps/{site.sweep['id']}/results", headers=site.as_admin,
+                     params={"group_by": "tag", "compare_to": "tag:lora"}).json()
+    return {r["group"]["tag"]: r["metrics"]["accuracy"] for r in api["rows"]}
+
+
+def test_sweep_page_compares_to_the_lora_row_by_default_and_marks_p_below_005(site, client):
+    _sign_in(site)
+    sweep_id = site.sweep["id"]
+    expected = _accuracy_against_lora(site, client)
+    page = client.get(f"/sweeps/{sweep_id}").text
+    rows = _result_rows(page)
+    assert [tag for tag, row in rows.items() if row["baseline"]] == ["lora"]
+    assert '<option value="tag:lora" selected>lora</option>' in page
+    assert "against the baseline <strong id=\"baseline-label\">lora</strong>" in page
+    assert "data-delta" not in str(rows["lora"]["cells"]["accuracy"]["attrs"])
+    significant = set()
+    for tag, stats in expected.items():
+        if tag == "lora":
+            continue
+        cell = rows[tag]["cells"]["accuracy"]
+        assert float(cell["attrs"]["delta"]) == stats["delta"]
+        assert float(cell["attrs"]["p-value"]) == stats["p_value"]
+        assert ("significant" in cell["classes"]) == (stats["p_value"] < 0.05)
+        assert ('<sup class="sig">*</sup>' in cell["body"]) == (stats["p_value"] < 0.05)
+        assert f"p {stats['p_value']:.2g}" in cell["body"]
+        if stats["p_value"] < 0.05:
+            significant.add(tag)
+    # The miniature's data: isorank att is clearly below LoRA, qkv_depth clearly above.
+    assert {"att-isorank", "qkv_depth-isoparams"} <= significant
+
+    none = _result_rows(client.get(f"/sweeps/{sweep_id}?compare_to=").text)
+    assert not any(row["baseline"] for row in none.values())
+    assert not any("delta" in c["attrs"] for row in none.values() for c in row["cells"].values())
+
+    other = client.get(f"/sweeps/{sweep_id}?compare_to=tag:qkv-isorank").text
+    assert [t for t, row in _result_rows(other).items() if row["baseline"]] == ["qkv-isorank"]
+
+
+def test_bad_baseline_is_an_error_note_on_the_page_and_a_422_download(site, client):
+    _sign_in(site)
+    sweep_id = site.sweep["id"]
+    page = client.get(f"/sweeps/{sweep_id}?compare_to=tag:nope")
+    assert page.status_code == 200 and "compare to:" in page.text and "matches no row" in page.text
+    assert [t for t, row in _result_rows(page.text).items() if row["baseline"]] == ["lora"]
+    export = client.get(f"/sweeps/{sweep_id}/results.csv?compare_to=seed:1")
+    assert export.status_code == 422 and "not one of group_by" in export.json()["detail"]
+
+
+def test_downloads_carry_delta_and_p_value_of_the_api(site, client):
+    _sign_in(site)
+    sweep_id = site.sweep["id"]
+    expected = _accuracy_against_lora(site, client)
+    query = "group_by=tag&compare_to=tag:lora"
+    exported = json.loads(client.get(f"/sweeps/{sweep_id}/results.json?{query}").text)
+    assert exported["compare_to"] == "tag:lora"
+    for row in exported["rows"]:
+        cell, stats = row["cells"]["accuracy"], expected[row["group"]["tag"]]
+        assert (cell["delta"], cell["p_value"]) == (stats["delta"], stats["p_value"])
+        assert row["baseline"] == (row["group"]["tag"] == "lora")
+    lines = {line["tag"]: line for line in csv.DictReader(io.StringIO(
+        client.get(f"/sweeps/{sweep_id}/results.csv?{query}").text))}
+    assert float(lines["att-isorank"]["accuracy p_value"]) == expected["att-isorank"]["p_value"]
+    assert lines["lora"]["baseline"] == "true" and lines["lora"]["accuracy p_value"] == ""
+    latex = client.get(f"/sweeps/{sweep_id}/results.tex?{query}").text
+    assert "$^{*}$" in latex and r"$\Delta$" in latex and "against lora" in latex

@@ -41,6 +41,30 @@ def test_rows_follow_table_2_lora_then_isorank_then_isoparameters():
     assert [s for s, _ in table.sections] == ["LoRA", "Isorank", "Isoparameters"]
 
 
+def test_section_and_method_come_from_the_spec_not_the_tag_text():
+    results = [
+        {**_row({"tag": "first"}, 3, accuracy=(0.8, 0.0)),
+         "spec": {"regime": "isoparameters", "adapter.method": "qkv"}},
+        {**_row({"tag": "baseline"}, 3, accuracy=(0.7, 0.0)),
+         "spec": {"regime": "lora", "adapter.method": "lora"}},
+        {**_row({"tag": "fact-isorank-like"}, 3, accuracy=(0.75, 0.0)),
+         "spec": {"regime": "related", "adapter.method": "qkv_depth"}},
+        {**_row({"tag": "second"}, 3, accuracy=(0.6, 0.0)),
+         "spec": {"regime": "isorank", "adapter.method": "att"}},
+    ]
+    table = build_table(results, ["tag"])
+    assert [(r.label, r.section, r.method) for r in table.rows] == [
+        ("baseline", "LoRA", "lora"), ("second", "Isorank", "att"),
+        ("first", "Isoparameters", "qkv"), ("fact-isorank-like", "", "qkv_depth"),
+    ]
+
+
+def test_rows_of_jobs_stored_without_a_regime_still_get_their_section_from_the_tag():
+    results = [{**row, "spec": {"regime": None, "adapter.method": None}} for row in RESULTS]
+    table = build_table(results, ["tag", "adapter.method"])
+    assert [r.section for r in table.rows] == ["LoRA", "Isorank", "Isorank", "Isoparameters"]
+
+
 def test_cells_carry_the_query_values_and_the_best_of_each_column_is_marked():
     table = build_table(RESULTS, ["tag", "adapter.method"])
     column = table.columns.index("accuracy")
@@ -108,12 +132,62 @@ def test_csv_json_and_latex_downloads_hold_the_same_numbers():
     assert float(lines[3]["accuracy mean"]) == 0.84 and lines[3]["accuracy n"] == "5"
     data = json.loads(exports.to_json(table))
     assert data["rows"][3]["cells"]["accuracy"] == {"mean": 0.84, "std": 0.01, "n": 5,
-                                                   "best": True}
+                                                   "best": True, "delta": None, "p_value": None}
+    assert data["compare_to"] is None and "accuracy delta" not in lines[0]
     latex = exports.to_latex(table, caption="paper_table")
     assert r"\textbf{0.8400 $\pm$ 0.0100}" in latex
     assert r"\multicolumn{4}{l}{\textit{Isorank}}" in latex
     assert r"qkv\_depth" in latex and r"paper\_table" in latex
     assert latex.count(r"\\") == 1 + 2 + 4  # header, two section titles, four rows
+
+
+def _compared(results: list[dict], p_values: dict[str, float | None]) -> list[dict]:
+    """``results`` as the API answers them with compare_to=tag:lora (delta, p_value, baseline)."""
+    base = next(r for r in results if r["group"]["tag"] == "lora")["metrics"]["accuracy"]["mean"]
+    out = []
+    for row in results:
+        tag = row["group"]["tag"]
+        metrics = {k: dict(v) for k, v in row["metrics"].items()}
+        if tag != "lora":
+            metrics["accuracy"].update(delta=metrics["accuracy"]["mean"] - base,
+                                       p_value=p_values[tag])
+        out.append({**row, "metrics": metrics, "baseline": tag == "lora"})
+    return out
+
+
+COMPARED = _compared(RESULTS, {"qkv_depth-isoparams": 0.0123, "att-isorank": 0.2,
+                               "qkv-isorank": None})
+
+
+def test_compared_cells_carry_delta_and_p_and_mark_p_below_005():
+    table = build_table(COMPARED, ["tag", "adapter.method"], compare_to="tag:lora")
+    assert table.compare_to == "tag:lora" and table.baseline_label == "lora / lora"
+    assert [r.baseline for r in table.rows] == [True, False, False, False]
+    cells = {r.method: r.cells[table.columns.index("accuracy")] for r in table.rows}
+    assert cells["qkv_depth"].significant and cells["qkv_depth"].best
+    assert cells["qkv_depth"].comparison == "Δ +0.0200 · p 0.012"
+    assert not cells["att"].significant and cells["att"].comparison == "Δ -0.0200 · p 0.2"
+    assert cells["qkv"].comparison == "Δ -0.0100 · p n/a" and not cells["qkv"].significant
+    assert cells["lora"].comparison == "" and not cells["lora"].significant
+    # Rows that claim no baseline give a table without one, whatever compare_to says.
+    assert build_table(RESULTS, ["tag"], compare_to="tag:lora").compare_to is None
+
+
+def test_downloads_of_a_compared_table_carry_delta_and_p_value():
+    table = build_table(COMPARED, ["tag", "adapter.method"], compare_to="tag:lora")
+    lines = {line["tag"]: line for line in csv.DictReader(io.StringIO(exports.to_csv(table)))}
+    assert lines["lora"]["baseline"] == "true" and lines["lora"]["accuracy delta"] == ""
+    assert float(lines["qkv_depth-isoparams"]["accuracy p_value"]) == 0.0123
+    assert abs(float(lines["qkv_depth-isoparams"]["accuracy delta"]) - 0.02) < 1e-12
+    assert lines["qkv-isorank"]["accuracy p_value"] == ""
+    data = json.loads(exports.to_json(table))
+    assert data["compare_to"] == "tag:lora" and data["rows"][0]["baseline"] is True
+    assert data["rows"][3]["cells"]["accuracy"]["p_value"] == 0.0123
+    latex = exports.to_latex(table, caption="t")
+    best = r"\textbf{0.8400 $\pm$ 0.0100}$^{*}$ {\scriptsize ($\Delta$ +0.0200, $p$ 0.012)}"
+    assert best in latex
+    assert r"0.8000 $\pm$ 0.0300 {\scriptsize ($\Delta$ -0.0200, $p$ 0.2)}" in latex
+    assert "against lora / lora; * p < 0.05" in latex
 
 
 def test_pareto_plot_has_one_point_per_row_with_params():

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from scheduler.db import Database
-from scheduler.migrate import upgrade
 from scheduler.models import Job
 from scheduler.queue import claim_job
 from scheduler.sweeps import create_sweep
 
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0.0, "memory_mb": 10}
-
-
-@pytest.fixture
-def database(database_url):
-    """An empty database on SQLite and on the Postgres the service tests start."""
-    upgrade(database_url)
-    db = Database(database_url)
-    yield db
-    db.dispose()
 
 
 def _job_ids(database: Database) -> list[int]:

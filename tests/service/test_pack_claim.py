@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from scheduler import sweeps
 from scheduler.db import Database
 from scheduler.memory import backbone_memory_mb, pack_memory_mb, share_key
-from scheduler.migrate import upgrade
 from scheduler.models import Job, ObservedMemory
 from scheduler.packs import claim_pack
 from scheduler.queue import claim_job, complete_job, reap_expired
@@ -57,14 +55,6 @@ def test_pack_key_separates_jobs_whose_data_stream_differs(field: str, value: An
 
 def test_synthetic_jobs_have_no_pack_key() -> None:
     assert pack_key(parse_spec({"kind": "synthetic"})) is None
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    upgrade(database_url)
-    database = Database(database_url)
-    yield database
-    database.dispose()
 
 
 def _submit(database: Database, configs: list[dict[str, Any]], priority: int = 0) -> None:

@@ -7,13 +7,16 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.service.conftest import REPO, Server, subprocess_env
+from scheduler.db import Database
+from scheduler.queue import Claim, claim_job
+from tests.helpers.processes import REPO, project_env, wait_for
+from tests.service.conftest import Server
 
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}
 TRAIN = {"kind": "train", "task": "cola", "backbone": "minilm"}
@@ -35,6 +38,21 @@ def claim(client: httpx.Client, worker: str = "w1", free_mb: int = 10_000) -> di
         return None
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def expired_claim(api: Server, worker: str, leases_ago: int = 1) -> Claim:
+    """A claim made (through the scheduler, on the server's database) ``leases_ago`` lease
+    lengths (+1 s each) back: its lease has expired by now, with no sleeping. The claim reaps,
+    at its own ``now=``, the leases that had expired by then."""
+    long_ago = datetime.now(UTC) - leases_ago * timedelta(seconds=api.lease_seconds + 1)
+    database = Database(api.database_url)
+    try:
+        with database.session() as session:
+            lease = claim_job(session, worker, "cuda:0", 10_000, api.lease_seconds, 3, now=long_ago)
+    finally:
+        database.dispose()
+    assert lease is not None
+    return lease
 
 
 def test_claim_hands_each_job_to_exactly_one_of_8_concurrent_workers(api: Server) -> None:
@@ -72,20 +90,18 @@ def test_claim_hands_each_job_to_exactly_one_of_8_concurrent_workers(api: Server
 
 def test_expired_lease_requeues_with_next_attempt_and_stale_lease_gets_409(api: Server) -> None:
     submit(api, {"name": "lease", "base": SYNTHETIC})
+    first = expired_claim(api, "dead-worker")
+    assert first.job.attempt == 1
+    job_id = first.job.id
     with api.client("worker") as client:
-        first = claim(client, "dead-worker")
-        assert first is not None and first["job"]["attempt"] == 1
-        job_id = first["job"]["id"]
-        time.sleep(api.lease_seconds + 0.5)
-        stale = client.post(
-            f"/api/v1/jobs/{job_id}/heartbeat", json={"lease_id": first["lease_id"]}
-        )
+        stale = client.post(f"/api/v1/jobs/{job_id}/heartbeat", json={"lease_id": first.lease_id})
         assert stale.status_code == 409 and "lease" in stale.json()["detail"]
-        second = claim(client, "live-worker")
+        # Claims reap at most once a second per server process; the reaper runs every 0.5 s.
+        second = wait_for("the job back in the queue", lambda: claim(client, "live-worker"), 10)
         assert second is not None and second["job"]["id"] == job_id
-        assert second["job"]["attempt"] == 2 and second["lease_id"] != first["lease_id"]
+        assert second["job"]["attempt"] == 2 and second["lease_id"] != first.lease_id
         late = client.post(
-            f"/api/v1/jobs/{job_id}/complete", json={"lease_id": first["lease_id"], "result": {}}
+            f"/api/v1/jobs/{job_id}/complete", json={"lease_id": first.lease_id, "result": {}}
         )
         assert late.status_code == 409
         body = {"lease_id": second["lease_id"], "result": {"accuracy": 0.5}}
@@ -100,18 +116,17 @@ def test_expired_lease_requeues_with_next_attempt_and_stale_lease_gets_409(api: 
 
 def test_job_fails_after_max_attempts_of_expired_leases(api: Server) -> None:
     submit(api, {"name": "doomed", "base": SYNTHETIC})
+    for attempt in (1, 2, 3):  # each claim first reaps the expired lease of the one before
+        lease = expired_claim(api, "flaky", leases_ago=4 - attempt)
+        assert lease.job.attempt == attempt
     with api.client("worker") as client:
-        for attempt in (1, 2, 3):
-            lease = claim(client, "flaky")
-            assert lease is not None and lease["job"]["attempt"] == attempt
-            time.sleep(api.lease_seconds + 0.3)
-        job_id = lease["job"]["id"]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the background reaper fails it without any claim
-            job = client.get(f"/api/v1/jobs/{job_id}").json()
-            if job["status"] == "failed":
-                break
-            time.sleep(0.2)
+
+        def failed() -> dict[str, Any] | None:
+            job = client.get(f"/api/v1/jobs/{lease.job.id}").json()
+            return job if job["status"] == "failed" else None
+
+        # The server's background reaper fails it without any claim.
+        job = wait_for("the reaper to fail the job", failed, timeout=10)
         assert job["status"] == "failed" and "expired" in job["error"]
 
 
@@ -303,7 +318,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
         cwd=REPO,
-        env=subprocess_env(**env),
+        env=project_env(**env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -323,7 +338,7 @@ def test_token_create_prints_a_working_token_on_its_last_line(api: Server) -> No
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=api.base_url, headers=headers) as client:
+    with httpx.Client(base_url=api.url, headers=headers) as client:
         assert client.get("/api/v1/workers").status_code == 200
         assert (
             client.post("/api/v1/sweeps", json={"name": "n", "base": SYNTHETIC}).status_code == 403
@@ -336,7 +351,7 @@ def test_cli_submits_over_http_and_prints_results_as_json(api: Server, tmp_path:
         "base: {kind: synthetic, duration_s: 0, outcome: {accuracy: 0.25}}\n"
         "configs: [{tag: a}, {tag: b}]\n"
     )
-    auth = {"TENSLORA_API_URL": api.base_url, "TENSLORA_TOKEN": api.tokens["submitter"]}
+    auth = {"TENSLORA_API_URL": api.url, "TENSLORA_TOKEN": api.tokens["submitter"]}
     submitted = run_cli("sweep", "submit", str(sweep_file), **auth)
     assert submitted.returncode == 0, submitted.stderr
     assert "'sweep'" in submitted.stdout and "2 jobs" in submitted.stdout

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.service.conftest import REPO, subprocess_env
+from tests.helpers.processes import REPO, project_env
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = subprocess_env(TENSLORA_DATABASE_URL=f"sqlite:///{tmp_path / 'local.db'}")
+    env = project_env(TENSLORA_DATABASE_URL=f"sqlite:///{tmp_path / 'local.db'}")
     env.pop("TENSLORA_API_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],

@@ -8,7 +8,7 @@ import sys
 from sqlalchemy import create_engine, inspect
 
 from scheduler.migrate import check, upgrade
-from tests.service.conftest import REPO, subprocess_env
+from tests.helpers.processes import REPO, project_env
 
 
 def test_alembic_upgrade_on_empty_database_matches_the_models(database_url: str) -> None:
@@ -33,7 +33,7 @@ def test_importing_the_api_and_scheduler_never_imports_torch() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO,
-        env=subprocess_env(),
+        env=project_env(),
         capture_output=True,
         text=True,
         timeout=60,

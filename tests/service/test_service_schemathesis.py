@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Server, subprocess_env
+from tests.helpers.processes import project_env
+from tests.service.conftest import Server
 
 
 @pytest.mark.slow
@@ -24,7 +25,7 @@ def test_generated_requests_never_get_a_server_error(server: Server, tmp_path: P
         [
             str(schemathesis),
             "run",
-            f"{server.base_url}/openapi.json",
+            f"{server.url}/openapi.json",
             "--checks",
             "not_a_server_error",
             "--max-examples",
@@ -39,7 +40,7 @@ def test_generated_requests_never_get_a_server_error(server: Server, tmp_path: P
             "1",
         ],
         cwd=tmp_path,  # schemathesis writes a .schemathesis/ folder where it runs
-        env=subprocess_env(),
+        env=project_env(),
         capture_output=True,
         text=True,
         timeout=300,

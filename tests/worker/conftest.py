@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,30 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def project_env(**extra: str) -> dict[str, str]:
-    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1", **extra}
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
-    """Polls ``check`` until it returns something truthy; fails the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+from tests.helpers.processes import REPO, free_port, project_env
+from tests.helpers.server import RunningServer, mint_tokens, sqlite_url, start_server
 
 
 def descendants(pid: int) -> set[int]:
@@ -124,7 +100,7 @@ class Scheduler:
     folder: Path
     lease_seconds: float
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
+    server: RunningServer | None = None
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -133,48 +109,20 @@ class Scheduler:
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.folder / 'scheduler.db'}"
+        return sqlite_url(self.folder)
 
     def mint_tokens(self) -> None:
-        from scheduler.db import Database
-        from scheduler.migrate import upgrade
-        from scheduler.tokens import create_token
-
-        upgrade(self.database_url)
-        database = Database(self.database_url)
-        try:
-            with database.session() as session:
-                for role in ("admin", "worker"):
-                    self.tokens[role] = create_token(session, role, f"test {role}")
-        finally:
-            database.dispose()
+        self.tokens = mint_tokens(self.database_url, ("admin", "worker"))
 
     def start(self) -> None:
-        env = project_env(
-            TENSLORA_DATABASE_URL=self.database_url,
-            TENSLORA_LEASE_SECONDS=str(self.lease_seconds),
-            TENSLORA_REAP_INTERVAL_SECONDS="0.5",
+        self.server = start_server(
+            self.database_url, self.folder / "server.log", self.port, self.lease_seconds
         )
-        log = (self.folder / "server.log").open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", str(self.port), "--no-access-log"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_for("the server's /healthz", self._healthy, timeout=60)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def _healthy(self) -> bool:
-        if self.process and self.process.poll() is not None:
-            log = (self.folder / "server.log").read_text()
-            pytest.fail(f"server exited with {self.process.returncode}: {log[-2000:]}")
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        """Kills the server at once (a crashed API host), if it runs."""
+        if self.server is not None:
+            self.server.kill()
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens['admin']}"}
@@ -213,6 +161,10 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
+
+    def spooled(self, job_id: int) -> list[Path]:
+        """The reports of ``job_id`` waiting in the worker's spool (see ``launch_worker``)."""
+        return sorted((self.log_path.parent / "spool").glob(f"job-{job_id}-*.json"))
 
     def cleanup(self) -> None:
         self.tree()

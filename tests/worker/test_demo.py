@@ -10,15 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.worker.conftest import (
-    REPO,
-    descendants,
-    free_port,
-    project_env,
-    remember,
-    still_running,
-    wait_for,
-)
+from tests.helpers.processes import REPO, free_port, project_env, wait_for
+from tests.worker.conftest import descendants, remember, still_running
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -6,6 +6,7 @@ the kill -9 and drain tests start their own.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,16 +19,14 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.processes import REPO, project_env, wait_for
 from tests.worker.conftest import (
-    REPO,
     Scheduler,
     Worker,
     descendants,
     job_children,
     launch_worker,
     make_scheduler,
-    project_env,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -112,17 +111,22 @@ def test_results_reach_the_api_after_an_outage(cluster: tuple[Scheduler, Worker]
     scheduler, worker = cluster
     sweep = scheduler.submit("outage", synthetic(2.0, 1000, outcome={"f1": 0.25}))
     wait_for("the job to run", lambda: running(scheduler, sweep, 1), STARTUP_S)
+    [job] = scheduler.jobs(sweep)
     scheduler.stop()
     try:
         time.sleep(0.5)
         wait_for("the job to end while the API is down",
                  lambda: not job_children(worker.tree()), 15)
-        time.sleep(1.0)  # its report meets a closed port
+        # Its report meets a closed port and stays on disk.
+        spooled = wait_for("the report in the spool", lambda: worker.spooled(job["id"]), 10)
+        report = json.loads(spooled[0].read_text())
     finally:
         scheduler.start()
     jobs = wait_for("the spooled result", lambda: scheduler.all_finished(sweep), 20)
     assert jobs[0]["status"] == "succeeded", jobs
     assert jobs[0]["result"] == {"f1": 0.25}
+    assert report["outcome"] == "complete" and report["result"] == {"f1": 0.25}  # resent
+    wait_for("the spool to empty", lambda: not worker.spooled(job["id"]), 10)
 
 
 def test_a_real_train_job_runs_end_to_end_on_cpu(cluster: tuple[Scheduler, Worker]) -> None:

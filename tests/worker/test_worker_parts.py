@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker.conftest import REPO, free_port, job_children, project_env, wait_for
+from tests.helpers.processes import REPO, free_port, project_env, wait_for
+from tests.worker.conftest import job_children
 from worker.child import start_job
 from worker.client import ApiClient, ApiUnavailable
 from worker.probe import CpuProbe, FakeProbe
@@ -56,6 +57,20 @@ def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_flags_become_typed_settings_with_the_reserve_default_of_each_probe() -> None:
+    from worker.main import build_parser
+    from worker.settings import DEFAULT_NVML_RESERVE_MB, WorkerSettings
+
+    args = build_parser().parse_args(["--api", "http://x", "--token", "t", "--cpu-slots", "2",
+                                      "--spool-dir", "/tmp/spool"])
+    settings = WorkerSettings.from_namespace(args)
+    assert (settings.api, settings.token, settings.cpu_slots) == ("http://x", "t", 2)
+    assert settings.spool_path() == Path("/tmp/spool")
+    assert settings.reserve_for("nvml") == DEFAULT_NVML_RESERVE_MB
+    assert settings.reserve_for("fake:1x100") == 0
+    assert WorkerSettings(reserve_mb=7).reserve_for("nvml") == 7
 
 
 def test_api_and_token_come_from_the_environment_too() -> None:
