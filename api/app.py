@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.dashboard import mount_dashboard
+from api.middleware import BodyLimit, SecurityHeaders
 from api.routes import health, jobs, sweeps, tokens, workers
 from scheduler.db import Database
 from scheduler.migrate import upgrade
@@ -90,6 +91,9 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     app.state.token_cache = {}
     app.state.claim_reaps = Every(min(CLAIM_REAP_SECONDS, settings.lease_seconds / 4))
     errors.install(app)
+    # The last added runs first: security headers go on every answer, the 413 included.
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 1024 * 1024))
+    app.add_middleware(SecurityHeaders)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
     for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):
         app.include_router(router)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from scheduler.db import Database
-from scheduler.errors import Forbidden, Unauthenticated
+from scheduler.errors import Forbidden, SchedulerError, Unauthenticated
 from scheduler.settings import Settings
-from scheduler.tokens import TokenInfo, find_token, hash_token
+from scheduler.tokens import TokenInfo, find_token, hash_token, is_live, mark_used
+
+log = logging.getLogger(__name__)
 
 
 # Dependencies that do no I/O are ``async`` so FastAPI runs them on the event loop instead of
@@ -46,6 +49,7 @@ async def get_read_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `tenslora token create`")
 
@@ -64,15 +68,41 @@ async def get_token(
         return cached[0]
     token = await run_in_threadpool(_lookup, request.app.state.database, raw)
     if token is None:
-        raise Unauthenticated("unknown token")
+        cache.pop(key, None)
+        raise Unauthenticated("unknown or revoked token")
     ttl = request.app.state.settings.token_cache_seconds
     cache[key] = (token, time.monotonic() + ttl)
     return token
 
 
+def forget_token(app: FastAPI, token_id: int) -> None:
+    """Drop a revoked token from this server's cache, so its next request here is refused."""
+    cache: dict[str, tuple[TokenInfo, float]] = app.state.token_cache
+    for key, (token, _) in list(cache.items()):
+        if token.id == token_id:
+            cache.pop(key, None)
+
+
 def _lookup(database: Database, raw: str) -> TokenInfo | None:
     with database.session(write=False) as session:
-        return find_token(session, raw)
+        token = find_token(session, raw)
+    if token is not None:
+        _mark_used(database, token.id)
+    return token
+
+
+def _mark_used(database: Database, token_id: int) -> None:
+    # Best effort: a database that takes reads but not writes (a full disk) must still serve reads.
+    try:
+        with database.session(write=True) as session:
+            mark_used(session, token_id)
+    except SchedulerError:
+        log.warning("could not record the use of token %d", token_id, exc_info=True)
+
+
+def _still_live(database: Database, token_id: int) -> bool:
+    with database.session(write=False) as session:
+        return is_live(session, token_id)
 
 
 def require_role(*roles: str) -> Callable[[TokenInfo], Coroutine[None, None, TokenInfo]]:
@@ -89,7 +119,18 @@ def require_role(*roles: str) -> Callable[[TokenInfo], Coroutine[None, None, Tok
     return check
 
 
+async def fresh_admin(
+    request: Request, token: Annotated[TokenInfo, Depends(require_role("admin"))]
+) -> TokenInfo:
+    """An admin token checked against the database on every call, not the cache: a revoked
+    admin token must not mint or revoke anything on any server, even within the cache's life."""
+    if not await run_in_threadpool(_still_live, request.app.state.database, token.id):
+        forget_token(request.app, token.id)
+        raise Unauthenticated("unknown or revoked token")
+    return token
+
+
 AnyToken = Annotated[TokenInfo, Depends(get_token)]
-AdminToken = Annotated[TokenInfo, Depends(require_role("admin"))]
+AdminToken = Annotated[TokenInfo, Depends(fresh_admin)]
 SubmitterToken = Annotated[TokenInfo, Depends(require_role("submitter"))]
 WorkerToken = Annotated[TokenInfo, Depends(require_role("worker"))]

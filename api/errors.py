@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
+from scheduler.db import STORAGE_UNAVAILABLE
 from scheduler.errors import (
     Conflict,
     Forbidden,
@@ -16,6 +20,8 @@ from scheduler.errors import (
     StorageUnavailable,
     Unauthenticated,
 )
+
+log = logging.getLogger(__name__)
 
 STATUS: dict[type[SchedulerError], int] = {
     InvalidInput: 422,
@@ -44,6 +50,13 @@ async def request_validation_error(_request: Request, exc: Exception) -> JSONRes
     return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
 
 
+async def storage_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A driver error that escaped ``session_scope``: logged, answered like any outage."""
+    log.warning("storage error outside a session: %s", exc)
+    return JSONResponse({"detail": STORAGE_UNAVAILABLE}, status_code=503)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(SchedulerError, scheduler_error)
+    app.add_exception_handler(SQLAlchemyError, storage_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)

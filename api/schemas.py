@@ -213,6 +213,25 @@ class TokenCreate(Strict):
 
 
 class TokenCreated(BaseModel):
+    id: int
     token: str
     role: str
     name: str
+
+
+class TokenOut(BaseModel):
+    """A token as listed: never the token itself or its hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="to the minute; null when never used")
+    created_by: str | None = Field(description="the admin token that minted it over the API")
+    revoked_at: datetime | None
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]

@@ -106,7 +106,7 @@ def main() -> None:
                 aggregate_results(session, sweep_id, ["tag"])
 
         with TestClient(create_app(Settings(database_url=url))) as client:
-            client.cookies.set("tenslora_token", token)
+            client.post("/login", data={"token": token, "next": "/"})
             pages = {
                 "sweep page (group_by=tag, metrics as columns)": f"/sweeps/{sweep_id}",
                 "sweep page (tasks as columns)": f"/sweeps/{sweep_id}?columns=tasks",

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scheduler.errors import Conflict, InvalidInput, SchedulerError, StorageUnavailable
 
 log = logging.getLogger(__name__)
+STORAGE_UNAVAILABLE = "the database is unavailable; try again later"
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -43,7 +44,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         if mode == "IMMEDIATE":
             if not write_lock.acquire(timeout=busy_timeout_ms / 1000):
-                raise StorageUnavailable("timed out waiting for the database write lock")
+                raise StorageUnavailable(STORAGE_UNAVAILABLE)
             connection.info["holds_write_lock"] = True
         connection.exec_driver_sql(f"BEGIN {mode}")
 
@@ -93,30 +94,43 @@ class Database:
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Commit on success, roll back on any error, and turn driver errors into domain errors."""
+    """Commit on success, roll back on any error, and turn driver errors into domain errors.
+
+    A driver's message names hosts, ports, tables and values: it goes to the server's log, and
+    the caller gets a generic ``detail``.
+    """
     session = factory()
     try:
         yield session
         session.commit()
     except SchedulerError:
-        session.rollback()
+        _rollback(session)
         raise
     except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"the database refused the change: {_first_line(exc.orig)}") from exc
+        _rollback(session)
+        log.warning("the database refused a change: %s", exc)
+        raise Conflict("the change conflicts with what is stored") from exc
     except DataError as exc:
-        session.rollback()
-        raise InvalidInput(f"the database refused a value: {_first_line(exc.orig)}") from exc
+        _rollback(session)
+        log.warning("the database refused a value: %s", exc)
+        raise InvalidInput("the database refused a value of the request") from exc
     except (DBAPIError, SQLAlchemyError) as exc:
-        session.rollback()
+        _rollback(session)
         log.warning("storage error: %s", exc)
-        raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        raise StorageUnavailable(STORAGE_UNAVAILABLE) from exc
     except BaseException:
-        session.rollback()
+        _rollback(session)
         raise
     finally:
-        session.close()
+        try:
+            session.close()
+        except SQLAlchemyError:
+            log.warning("closing a session failed", exc_info=True)
 
 
-def _first_line(error: object) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _rollback(session: Session) -> None:
+    """Roll back; a database that is gone cannot, and that must not hide the first error."""
+    try:
+        session.rollback()
+    except SQLAlchemyError:
+        log.warning("rollback failed", exc_info=True)

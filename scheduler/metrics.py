@@ -29,12 +29,13 @@ def add_metrics(
     lease_id: str,
     points: Iterable[MetricPoint],
     now: datetime | None = None,
+    token_id: int | None = None,
 ) -> int:
     """Store points of the job the lease owns; returns how many were stored.
 
     Points for a job cancelled under the worker are dropped (the worker stops soon).
     """
-    job = owned_job(session, job_id, lease_id, now)
+    job = owned_job(session, job_id, lease_id, now, token_id)
     if job.status != JobStatus.running.value:
         return 0
     rows = [

@@ -75,6 +75,11 @@ class Sweep(Base):
     n_jobs: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The token that submitted it: a submitter may cancel only its own sweeps. Null for sweeps
+    # stored before owners were recorded (only an admin may cancel those).
+    owner_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id"), nullable=True
+    )
 
 
 class Job(Base):
@@ -103,6 +108,9 @@ class Job(Base):
     pack_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     lease_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The token that claimed the live lease: only it may heartbeat, report or release. No foreign
+    # key: the jobs table is the big, hot one, and SQLite can only add one by copying the table.
+    lease_token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
     device: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -166,7 +174,7 @@ class Worker(Base):
 
 
 class ApiToken(Base):
-    """A bearer token; only its SHA-256 is stored."""
+    """A bearer token; only its SHA-256 is stored. A revoked token stays, marked, for the record."""
 
     __tablename__ = "api_tokens"
 
@@ -175,6 +183,24 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The admin token that minted it over the API; null when made on the host (`token create`).
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id"), nullable=True
+    )
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DashboardSession(Base):
+    """A signed-in browser: the cookie holds a random id, the database only its SHA-256."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 # Core handles of the tables, for hot statements that skip the ORM's per-object work.

@@ -52,6 +52,7 @@ _TAKE = move(
     worker_id=bindparam("b_worker"),
     device=bindparam("b_device"),
     pack_id=bindparam("b_pack"),
+    lease_token_id=bindparam("b_token"),
 )
 
 
@@ -79,13 +80,14 @@ def claim_pack(
     max_attempts: int,
     now: datetime | None = None,
     reap: bool = True,
+    token_id: int | None = None,
 ) -> PackClaim | None:
     """The highest-priority queued job that fits, and up to ``max_jobs - 1`` more of its pack key.
 
     The first job is chosen as the single-job claim chooses; the others follow it in the claim's
     order (priority, then age) while the pack's memory (backbone once, a share per job) fits.
     Postgres locks the rows with SKIP LOCKED; SQLite runs claimers one at a time (BEGIN
-    IMMEDIATE).
+    IMMEDIATE). ``token_id``: the claiming token, which alone may use the leases.
     """
     now = now or utcnow()
     if reap:
@@ -108,7 +110,7 @@ def claim_pack(
     leases = {job_id: uuid.uuid4().hex for job_id in ids}
     common: dict[str, Any] = {
         "b_expires": expires, "b_worker": worker_id, "b_device": device, "b_now": now,
-        "b_pack": pack_id,
+        "b_pack": pack_id, "b_token": token_id,
     }
     session.execute(
         _TAKE, [{"b_id": job_id, "b_lease": lease, **common} for job_id, lease in leases.items()]

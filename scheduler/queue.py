@@ -1,8 +1,9 @@
 """The worker side of the queue: claim, heartbeat, complete, fail, release, reap.
 
 A job is owned by whoever holds its live lease: status ``running``, the same ``lease_id``, not
-expired. Every state change below is one UPDATE built by ``states.move`` (allowed sources and
-field resets of the transition in one place).
+expired, claimed by the same token (``token_id``; None skips that check, for in-process callers).
+Every state change below is one UPDATE built by ``states.move`` (allowed sources and field resets
+of the transition in one place).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.errors import Conflict, NotFound
+from scheduler.errors import Conflict, Forbidden, NotFound
 from scheduler.memory import pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import JobStatus, move
@@ -83,6 +84,7 @@ def _claim_statement(*narrowed: Any) -> Any:
         lease_expires_at=bindparam("b_expires"),
         worker_id=bindparam("b_worker"),
         device=bindparam("b_device"),
+        lease_token_id=bindparam("b_token"),
     ).returning(*JOBS.c)
 
 
@@ -106,6 +108,7 @@ def claim_job(
     now: datetime | None = None,
     job_id: int | None = None,
     reap: bool = True,
+    token_id: int | None = None,
 ) -> Claim | None:
     """Hand the highest-priority, oldest queued job that fits ``free_memory_mb`` to one worker.
 
@@ -131,6 +134,7 @@ def claim_job(
             "b_worker": worker_id,
             "b_device": device,
             "b_now": now,
+            "b_token": token_id,
         },
     ).one_or_none()
     return Claim(job, lease_id, expires) if job is not None else None
@@ -156,17 +160,22 @@ def reap_expired(session: Session, max_attempts: int, now: datetime | None = Non
     return len(expired)
 
 
-def _live(job_id: int, lease_id: str, now: datetime) -> Any:
-    return (
+def _live(job_id: int, lease_id: str, now: datetime, token_id: int | None) -> Any:
+    conditions = [
         JOBS.c.id == job_id,
         JOBS.c.lease_id == lease_id,
         JOBS.c.status == JobStatus.running.value,
         JOBS.c.lease_expires_at >= now,
-    )
+    ]
+    if token_id is not None:
+        # A lease taken before owners were recorded (null) stays usable until it ends.
+        conditions.append(func.coalesce(JOBS.c.lease_token_id, token_id) == token_id)
+    return tuple(conditions)
 
 
-def _refuse(session: Session, job_id: int, lease_id: str) -> Job:
-    """Explain why ``lease_id`` does not own ``job_id``: 404, or 409 with the job's state.
+def _refuse(session: Session, job_id: int, lease_id: str, token_id: int | None) -> Job:
+    """Explain why ``lease_id`` does not own ``job_id``: 404, 403 (another token's lease), or
+    409 with the job's state.
 
     Returns the job when the lease was the job's last one and it is now finished or cancelled,
     which callers treat as a repeated (no-op) request.
@@ -174,6 +183,11 @@ def _refuse(session: Session, job_id: int, lease_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
+    if job.lease_id == lease_id and token_id is not None and job.lease_token_id not in (
+        None,
+        token_id,
+    ):
+        raise Forbidden(f"lease {lease_id} of job {job_id} was claimed by another token")
     if job.lease_id == lease_id and job.status != JobStatus.running.value:
         return job
     if job.lease_id == lease_id:
@@ -185,21 +199,26 @@ def _refuse(session: Session, job_id: int, lease_id: str) -> Job:
 
 
 def heartbeat(
-    session: Session, job_id: int, lease_id: str, lease_seconds: float, now: datetime | None = None
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+    token_id: int | None = None,
 ) -> Heartbeat:
     """Extend the lease; ``cancelled`` tells the worker to stop (its sweep was cancelled)."""
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     worker_id = session.scalar(
         update(JOBS)
-        .where(*_live(job_id, lease_id, now))
+        .where(*_live(job_id, lease_id, now, token_id))
         .values(lease_expires_at=expires)
         .returning(JOBS.c.worker_id)
     )
     if worker_id is not None:
         record_worker(session, worker_id, now)
         return Heartbeat(cancelled=False, lease_expires_at=expires)
-    job = _refuse(session, job_id, lease_id)
+    job = _refuse(session, job_id, lease_id, token_id)
     if job.status == JobStatus.cancelled.value:
         return Heartbeat(cancelled=True, lease_expires_at=None)
     raise Conflict(f"job {job_id} is already {job.status}; nothing to heartbeat")
@@ -212,14 +231,16 @@ def _finish(
     to: JobStatus,
     values: dict[str, Any],
     now: datetime,
+    token_id: int | None,
 ) -> tuple[JobRecord, bool]:
     """Move an owned job to ``to``: (job, changed). A repeat with the same lease is a no-op."""
     row = session.execute(
-        move(JOBS, to, *_live(job_id, lease_id, now), now=now, **values).returning(*JOBS.c)
+        move(JOBS, to, *_live(job_id, lease_id, now, token_id), now=now, **values)
+        .returning(*JOBS.c)
     ).one_or_none()
     if row is not None:
         return row, True
-    job = _refuse(session, job_id, lease_id)
+    job = _refuse(session, job_id, lease_id, token_id)
     if job.status in (to.value, JobStatus.cancelled.value):
         return job, False
     raise Conflict(f"job {job_id} is already {job.status} with this lease; it cannot become {to}")
@@ -231,12 +252,13 @@ def complete_job(
     lease_id: str,
     result: dict[str, Any],
     now: datetime | None = None,
+    token_id: int | None = None,
 ) -> JobRecord:
     """Store the result once; a second complete with the same lease returns the stored job."""
     now = now or utcnow()
     result = finite_json(result)
     job, changed = _finish(
-        session, job_id, lease_id, JobStatus.succeeded, {"result": result}, now
+        session, job_id, lease_id, JobStatus.succeeded, {"result": result}, now, token_id
     )
     if changed:
         values = numeric_entries(result)
@@ -256,52 +278,72 @@ def complete_job(
 
 def _record_observed_peak(session: Session, job: JobRecord, peak_mb: int, now: datetime) -> None:
     """A job that ran alone teaches its shape's peak; one of a pack, its shape's pack share."""
+    key: str | None = job.shape_key
+    if key is None:
+        return
     if job.pack_id is None:
-        record_peak(session, job.shape_key, peak_mb, now)
+        record_peak(session, key, peak_mb, now)
         return
     pack_size = session.scalar(select(func.count()).where(JOBS.c.pack_id == job.pack_id)) or 1
     spec = parse_spec(job.config)
     if isinstance(spec, TrainSpec):
         share = pack_share_mb(spec, peak_mb, pack_size)
-        record_peak(session, share_key(job.shape_key), share, now)
+        record_peak(session, share_key(key), share, now)
 
 
 def fail_job(
-    session: Session, job_id: int, lease_id: str, error: str, now: datetime | None = None
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    error: str,
+    now: datetime | None = None,
+    token_id: int | None = None,
 ) -> JobRecord:
     """A failure the worker saw (exception, OOM, ``fail: true``) is final: no retry."""
     now = now or utcnow()
     job, _ = _finish(
-        session, job_id, lease_id, JobStatus.failed, {"error": error}, now
+        session, job_id, lease_id, JobStatus.failed, {"error": error}, now, token_id
     )
     return job
 
 
 def release_job(
-    session: Session, job_id: int, lease_id: str, now: datetime | None = None
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    now: datetime | None = None,
+    token_id: int | None = None,
 ) -> JobRecord:
     """Give the lease back (a worker draining on SIGTERM): queued again, attempt unchanged."""
     now = now or utcnow()
     row = session.execute(
-        move(JOBS, JobStatus.queued, *_live(job_id, lease_id, now), now=now).returning(*JOBS.c)
+        move(
+            JOBS, JobStatus.queued, *_live(job_id, lease_id, now, token_id), now=now
+        ).returning(*JOBS.c)
     ).one_or_none()
     if row is not None:
         return row
-    job = _refuse(session, job_id, lease_id)
+    job = _refuse(session, job_id, lease_id, token_id)
     if job.status == JobStatus.cancelled.value:
         return job
     raise Conflict(f"job {job_id} is already {job.status}; there is nothing to release")
 
 
 def owned_job(
-    session: Session, job_id: int, lease_id: str, now: datetime | None = None
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    now: datetime | None = None,
+    token_id: int | None = None,
 ) -> JobRecord:
     """The job if ``lease_id`` is its live lease (or its cancelled job's lease), else 404/409."""
     now = now or utcnow()
-    row = session.execute(select(JOBS).where(*_live(job_id, lease_id, now))).one_or_none()
+    row = session.execute(
+        select(JOBS).where(*_live(job_id, lease_id, now, token_id))
+    ).one_or_none()
     if row is not None:
         return row
-    job = _refuse(session, job_id, lease_id)
+    job = _refuse(session, job_id, lease_id, token_id)
     if job.status == JobStatus.cancelled.value:
         return job
     raise Conflict(f"job {job_id} is already {job.status}; it takes no more metrics")

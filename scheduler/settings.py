@@ -38,7 +38,21 @@ class Settings(BaseSettings):
         False, description="anyone may read the dashboard pages without signing in"
     )
     token_cache_seconds: float = Field(
-        30.0, ge=0, description="how long a verified token is trusted without a lookup"
+        30.0,
+        ge=0,
+        description="how long a verified token is trusted without a lookup: a token revoked on "
+        "another server (or with `tenslora token revoke`) still works here for up to this long",
+    )
+    max_body_mb: float = Field(
+        16.0, gt=0, description="largest request body accepted (413 above it)"
+    )
+    cookie_secure: bool = Field(
+        False, description="mark the dashboard's cookie Secure even when the request is plain "
+        "HTTP (set it behind a TLS-terminating proxy)"
+    )
+    session_hours: float = Field(12.0, gt=0, description="lifetime of a dashboard sign-in")
+    login_failures_per_minute: int = Field(
+        5, ge=1, description="failed dashboard sign-ins per client address before 429"
     )
 
 

@@ -72,7 +72,7 @@ def allowed(frm: JobStatus | str, to: JobStatus | str) -> bool:
 
 
 _LEASE_CLEARED = {"lease_id": None, "lease_expires_at": None, "worker_id": None, "device": None,
-                  "started_at": None, "pack_id": None}
+                  "started_at": None, "pack_id": None, "lease_token_id": None}
 
 
 def _entering(to: JobStatus, now: Any) -> dict[str, Any]:

@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from scheduler.errors import NotFound
+from scheduler.errors import Forbidden, NotFound
 from scheduler.expand import expand_sweep
 from scheduler.memory import estimate_memory_mb, observed_peaks, shape_key
 from scheduler.models import JOBS, Job, Sweep, utcnow
 from scheduler.states import JobStatus, SweepStatus, move, sweep_status
+from scheduler.tokens import TokenInfo
 from tenslora.packing import pack_key
 
 
@@ -35,6 +36,7 @@ def create_sweep(
     grid: Mapping[str, Sequence[Any]] | None = None,
     priority: int = 0,
     max_jobs: int = 10_000,
+    owner_token_id: int | None = None,
 ) -> SweepView:
     """Validate and store a sweep and its distinct jobs; raises ``InvalidInput`` storing nothing."""
     jobs = expand_sweep(base, configs, grid, max_jobs)
@@ -43,7 +45,12 @@ def create_sweep(
     now = utcnow()
     definition = {"base": dict(base), "configs": configs, "grid": grid}
     sweep = Sweep(
-        name=name, priority=priority, definition=definition, n_jobs=len(jobs), created_at=now
+        name=name,
+        priority=priority,
+        definition=definition,
+        n_jobs=len(jobs),
+        created_at=now,
+        owner_token_id=owner_token_id,
     )
     session.add(sweep)
     session.flush()
@@ -102,15 +109,24 @@ def list_sweeps(session: Session, limit: int = 50, offset: int = 0) -> tuple[lis
     return views, total
 
 
-def cancel_sweep(session: Session, sweep_id: int) -> SweepView:
+def may_cancel(owner_token_id: int | None, by: TokenInfo | None) -> bool:
+    """Admins (and the host's own CLI, ``by=None``) cancel any sweep; submitters their own."""
+    return by is None or by.role == "admin" or (by.role == "submitter" and owner_token_id == by.id)
+
+
+def cancel_sweep(session: Session, sweep_id: int, by: TokenInfo | None = None) -> SweepView:
     """Queued jobs are cancelled now; running ones learn it at their next heartbeat.
 
     A running job keeps its lease id, so its worker's heartbeat answers ``cancelled`` rather
-    than 409. Cancelling twice changes nothing.
+    than 409. Cancelling twice changes nothing. ``by``: the token asking (``Forbidden`` unless
+    ``may_cancel``).
     """
     sweep = session.get(Sweep, sweep_id, with_for_update=True)
     if sweep is None:
         raise NotFound(f"sweep {sweep_id} does not exist")
+    if not may_cancel(sweep.owner_token_id, by):
+        raise Forbidden(f"sweep {sweep_id} was submitted by another token; only it or an admin "
+                        "may cancel it")
     now = utcnow()
     if sweep.cancelled_at is None:
         sweep.cancelled_at = now

@@ -25,9 +25,11 @@ from tenslora.config import AdapterConfig  # noqa: E402
 from tenslora.presets import predict_parameters  # noqa: E402
 from tenslora.reporting import method_rows  # noqa: E402
 from tests.dashboard.support import (  # noqa: E402
+    SESSION_COOKIE,
     Api,
     chromium,
     running_server,
+    sign_in,
     training_points,
 )
 from tests.helpers.server import create_token  # noqa: E402
@@ -90,7 +92,7 @@ def shoot(url: str, token: str, out: Path, job_id: int) -> list[Path]:
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900},
                                       device_scale_factor=1)
-        context.add_cookies([{"name": "tenslora_token", "value": token, "url": url}])
+        context.add_cookies([{"name": SESSION_COOKIE, "value": sign_in(url, token), "url": url}])
         page = context.new_page()
         for name, path in pages.items():
             page.goto(url + path)

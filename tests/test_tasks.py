@@ -22,6 +22,28 @@ def test_the_paper_tasks_and_backbones_stay_registered():
     assert {"roberta-base", "bert-base-uncased", "vit-base-in21k", "minilm"} <= set(BACKBONES)
 
 
+def test_every_registry_entry_names_a_loader_that_exists():
+    from tenslora.catalog import load_reference
+
+    for info in TASKS.values():
+        assert (info.hub is None) != (info.loader is None), info.name
+        assert info.hub is not None or callable(load_reference(info.loader))
+        assert info.offline or info.hub is not None  # hub tasks are the ones that need a hub
+    for backbone in BACKBONES.values():
+        assert backbone.loader is not None or backbone.hub_id, backbone.name
+        if backbone.loader is not None:
+            assert callable(load_reference(backbone.loader))
+
+
+def test_a_task_entry_must_say_where_its_data_comes_from():
+    from tenslora.catalog import HubSource, TaskInfo
+
+    with pytest.raises(ValueError, match="exactly one of hub and loader"):
+        TaskInfo("nowhere", "text", 2, True, False, "nothing")
+    with pytest.raises(ValueError, match="exactly one of hub and loader"):
+        TaskInfo("both", "text", 2, True, False, "x", hub=HubSource("a", None), loader="m:f")
+
+
 def test_offline_covers_a_real_text_and_a_real_image_task():
     real = [TASKS[name] for name in OFFLINE if not TASKS[name].synthetic]
     assert {"text", "image"} <= {info.modality for info in real}

@@ -7,12 +7,14 @@ missing sweep or job (or a forbidden action) into an error page.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -24,8 +26,11 @@ def plotly_js_path() -> Path:
 
 
 def mount_dashboard(app: FastAPI) -> None:
-    from api.dashboard.auth import LoginRequired, login_url
-    from api.dashboard.routes import PageError, render, router
+    from api.dashboard.auth import CrossOrigin, LoginRequired, login_url
+    from api.dashboard.routes import PageError, PageForbidden, render, router
+    from api.dashboard.throttle import LoginThrottle
+
+    app.state.login_throttle = LoginThrottle(app.state.settings.login_failures_per_minute)
 
     @app.get("/static/plotly.min.js", include_in_schema=False, name="dashboard_plotly_js")
     def plotly_js() -> FileResponse:
@@ -47,3 +52,9 @@ def mount_dashboard(app: FastAPI) -> None:
             "viewer": None, "status_code": exc.status_code, "title": exc.title,
             "detail": exc.detail,
         }, status_code=exc.status_code)
+
+    @app.exception_handler(CrossOrigin)
+    def _cross_origin(request: Request, exc: CrossOrigin) -> Response:
+        log.warning("refused a cross-origin %s %s (%s)", request.method, request.url.path, exc)
+        return _error_page(request, PageForbidden(
+            "This request came from another site or page, not from the dashboard itself."))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from api.dashboard.tables import SPEC_PATHS, method_of
 from scheduler import progress, queries, sweeps, tokens
 from scheduler import results as results_queries
+from scheduler import sessions as dashboard_sessions
 from scheduler.errors import NotFound
 from scheduler.metrics import get_metrics
 from scheduler.models import Job
@@ -46,16 +47,31 @@ def write_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def cancel_sweep(session: Session, sweep_id: int) -> None:
-    """The API's own cancel: queued jobs now, running ones at their next heartbeat."""
-    sweeps.cancel_sweep(session, sweep_id)
+def cancel_sweep(session: Session, sweep_id: int, by: tokens.TokenInfo) -> None:
+    """The API's own cancel (and its ownership rule): queued jobs now, running ones at their
+    next heartbeat."""
+    sweeps.cancel_sweep(session, sweep_id, by=by)
 
 
-def verify_token(request: Request, raw: str) -> tuple[str, str] | None:
-    """(name, role) of a valid token, else None: the same hash lookup the API's auth does."""
+def sign_in(request: Request, raw_token: str) -> str | None:
+    """A new session id for a valid token (the API's own hash lookup), else None."""
+    with write_session(request) as session:
+        token = tokens.find_token(session, raw_token)
+        if token is None:
+            return None
+        tokens.mark_used(session, token.id)
+        lifetime_s = request.app.state.settings.session_hours * 3600
+        return dashboard_sessions.create_session(session, token.id, lifetime_s)
+
+
+def session_token(request: Request, raw_session: str) -> tokens.TokenInfo | None:
     with read_session(request) as session:
-        info = tokens.find_token(session, raw)
-    return None if info is None else (info.name, info.role)
+        return dashboard_sessions.find_session(session, raw_session)
+
+
+def sign_out(request: Request, raw_session: str) -> None:
+    with write_session(request) as session:
+        dashboard_sessions.end_session(session, raw_session)
 
 
 def _rate_and_eta(
@@ -83,6 +99,7 @@ def _sweep_dict(view: sweeps.SweepView, timing: progress.SweepTiming | None) -> 
         "id": sweep.id, "name": sweep.name, "created_at": sweep.created_at,
         "n_jobs": sweep.n_jobs, "counts": dict(view.counts), "definition": sweep.definition,
         "jobs_per_s": jobs_per_s, "eta_s": eta_s, "status": view.status.value,
+        "owner_token_id": sweep.owner_token_id,
         "live": bool(unfinished) and sweep.cancelled_at is None,
     }
 

@@ -16,18 +16,21 @@ from jinja2 import pass_context
 from api.dashboard import data, exports, plots, suggest
 from api.dashboard.auth import (
     COOKIE,
-    COOKIE_MAX_AGE_S,
+    LEGACY_COOKIE,
     Viewer,
+    cookie_is_secure,
     current_viewer,
     is_public,
+    require_same_origin,
     safe_next,
-    viewer_from_token,
 )
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
 from scheduler import states
-from scheduler.errors import InvalidInput
+from scheduler.errors import Forbidden, InvalidInput
 from scheduler.results import SIGNIFICANT_P, compare_text
+from scheduler.sweeps import may_cancel
+from scheduler.tokens import TokenInfo
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(FILTERS)
@@ -49,6 +52,7 @@ JOBS_PER_PAGE = 50
 
 router = APIRouter(include_in_schema=False)
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+SameOrigin = [Depends(require_same_origin)]
 
 
 class PageError(Exception):
@@ -194,8 +198,14 @@ def sweep_page(
         "jobs": jobs, "jobs_page": jobs_page, "jobs_pages": _pages(jobs_total, JOBS_PER_PAGE),
         "status_filter": status, "live": sweep["live"], "needs_plotly": True,
         "table_error": table_error,
-        "can_cancel": sweep["live"] and not viewer.public and viewer.role in WRITER_ROLES,
+        "can_cancel": sweep["live"] and _may_cancel(viewer, sweep["owner_token_id"]),
     })
+
+
+def _may_cancel(viewer: Viewer, owner_token_id: int | None) -> bool:
+    if viewer.public or viewer.token_id is None:
+        return False
+    return may_cancel(owner_token_id, TokenInfo(viewer.token_id, viewer.name, viewer.role))
 
 
 def _default_metric(names: list[str]) -> str | None:
@@ -250,17 +260,22 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
     })
 
 
-@router.post("/sweeps/{sweep_id}/cancel", name="dashboard_sweep_cancel")
+@router.post("/sweeps/{sweep_id}/cancel", name="dashboard_sweep_cancel", dependencies=SameOrigin)
 def cancel_sweep(request: Request, sweep_id: int, viewer: ViewerDep) -> Response:
-    """The API's cancel, for a signed-in submitter or admin (never in public read-only mode)."""
-    if viewer.public or viewer.role not in WRITER_ROLES:
+    """The API's cancel, for a signed-in submitter (its own sweeps) or admin (any), never in
+    public read-only mode."""
+    if viewer.public or viewer.token_id is None or viewer.role not in WRITER_ROLES:
         raise PageForbidden(
             f"Cancelling a sweep needs a signed-in {' or '.join(WRITER_ROLES)} token; "
             f"you are {'reading the public dashboard' if viewer.public else 'a ' + viewer.role}."
         )
     with data.write_session(request) as session:
         _sweep_or_404(session, sweep_id)
-        data.cancel_sweep(session, sweep_id)
+        try:
+            data.cancel_sweep(session, sweep_id, TokenInfo(viewer.token_id, viewer.name,
+                                                           viewer.role))
+        except Forbidden as exc:
+            raise PageForbidden(exc.detail) from None
     target = request.url_for("dashboard_sweep", sweep_id=sweep_id).path
     return RedirectResponse(target, status_code=303)
 
@@ -279,27 +294,47 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     return render(request, "login.html", {"viewer": None, "next_url": safe_next(next)})
 
 
-@router.post("/login", response_class=HTMLResponse, name="dashboard_login")
+@router.post("/login", response_class=HTMLResponse, name="dashboard_login",
+             dependencies=SameOrigin)
 def login(
     request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"
 ) -> Response:
-    viewer = viewer_from_token(request, token.strip())
-    if viewer is None:
+    """Trade a token for a session: the cookie gets a random session id, never the token."""
+    address = request.client.host if request.client else "-"
+    throttle = request.app.state.login_throttle
+    wait_s = throttle.retry_after(address)
+    if wait_s:
+        refused = render(request, "login.html", {
+            "viewer": None, "next_url": safe_next(next),
+            "error": f"Too many failed sign-ins: try again in {math.ceil(wait_s)} s.",
+        }, status_code=429)
+        refused.headers["Retry-After"] = str(math.ceil(wait_s))
+        return refused
+    raw_session = data.sign_in(request, token.strip())
+    if raw_session is None:
+        throttle.failed(address)
         return render(request, "login.html", {
             "viewer": None, "next_url": safe_next(next),
             "error": "That token is not valid: check it and try again.",
         }, status_code=401)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
-        COOKIE, token.strip(), max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
-        secure=request.url.scheme == "https", path="/",
+        COOKIE, raw_session, max_age=int(request.app.state.settings.session_hours * 3600),
+        httponly=True, samesite="strict", secure=cookie_is_secure(request), path="/",
     )
+    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response
 
 
-@router.post("/logout", name="dashboard_logout")
+@router.post("/logout", name="dashboard_logout", dependencies=SameOrigin)
 def logout(request: Request) -> Response:
+    """End the session on the server (the cookie alone is worthless from now on)."""
+    raw_session = request.cookies.get(COOKIE)
+    if raw_session:
+        data.sign_out(request, raw_session)
     target = "/" if is_public(request) else str(request.url_for("dashboard_login_form").path)
     response = RedirectResponse(target, status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=cookie_is_secure(request))
+    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response

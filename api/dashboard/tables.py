@@ -187,7 +187,8 @@ def metric_names(results: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _params_metric(names: Sequence[str]) -> str | None:
-    return next((m for m in PARAMS_METRICS if m in names), None)
+    present = set(names)
+    return next((m for m in PARAMS_METRICS if m in present), None)
 
 
 def _cell(stats: Mapping[str, Any] | None, n: int) -> Cell | None:
@@ -237,15 +238,20 @@ def build_table(
     else:
         # The metric that gives "# params" is shown there, not again as a column.
         names = metric_names(results)
-        column_names = [m for m in names if m != _params_metric(names)]
+        params_metric = _params_metric(names)
+        column_names = [m for m in names if m != params_metric]
+    # Every lookup below is by dict, so the table costs time linear in its cells.
+    column_index = {name: index for index, name in enumerate(column_names)}
     rows: dict[tuple[str, ...], Row] = {}
     task_params: dict[tuple[str, ...], set[float | None]] = {}
     for result in results:
         key = _row_key(result["group"], group_by)
-        row = rows.setdefault(key, _new_row(result, group_by, len(column_names)))
+        row = rows.get(key)
+        if row is None:  # not setdefault: a new row allocates a cell per column
+            row = rows[key] = _new_row(result, group_by, len(column_names))
         row.baseline = row.baseline or bool(result.get("baseline"))
         if columns == "tasks":
-            index = column_names.index(str(result["group"].get(TASK_KEY)))
+            index = column_index[str(result["group"].get(TASK_KEY))]
             row.cells[index] = _cell(result["metrics"].get(metric or ""), result["n"])
             task_params.setdefault(key, set()).add(_params(result["metrics"]))
         else:

@@ -27,6 +27,7 @@ from scheduler import metrics, packs, queries, queue
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 LEASE_ERRORS: dict[int | str, dict[str, str]] = {
+    403: {"description": "the lease was claimed by another token"},
     404: {"description": "no such job"},
     409: {"description": "the lease is not the job's live lease"},
 }
@@ -58,7 +59,7 @@ def claim(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    _token: WorkerToken,
+    token: WorkerToken,
 ) -> Response:
     """Lease the highest-priority queued job whose memory estimate fits ``free_memory_mb``."""
     claimed = queue.claim_job(
@@ -70,6 +71,7 @@ def claim(
         max_attempts=settings.max_attempts,
         job_id=body.job_id,
         reap=request.app.state.claim_reaps.due(),
+        token_id=token.id,
     )
     if claimed is None:
         return Response(status_code=204)
@@ -93,7 +95,7 @@ def claim_pack(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    _token: WorkerToken,
+    token: WorkerToken,
 ) -> Response:
     """Lease up to ``max_jobs`` queued jobs of one pack key that fit ``free_memory_mb`` together.
 
@@ -109,6 +111,7 @@ def claim_pack(
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
         reap=request.app.state.claim_reaps.due(),
+        token_id=token.id,
     )
     if claimed is None:
         return Response(status_code=204)
@@ -137,10 +140,12 @@ def heartbeat(
     body: LeaseRequest,
     session: SessionDep,
     settings: SettingsDep,
-    _token: WorkerToken,
+    token: WorkerToken,
 ) -> HeartbeatResponse:
     """Extend the lease; ``cancelled: true`` means stop working on the job."""
-    beat = queue.heartbeat(session, job_id, body.lease_id, settings.lease_seconds)
+    beat = queue.heartbeat(
+        session, job_id, body.lease_id, settings.lease_seconds, token_id=token.id
+    )
     return HeartbeatResponse(
         cancelled=beat.cancelled,
         status="cancelled" if beat.cancelled else "running",
@@ -150,10 +155,11 @@ def heartbeat(
 
 @router.post("/{job_id}/metrics", responses=LEASE_ERRORS)
 def post_metrics(
-    job_id: JobId, body: MetricsRequest, session: SessionDep, _token: WorkerToken
+    job_id: JobId, body: MetricsRequest, session: SessionDep, token: WorkerToken
 ) -> MetricsStored:
     points = [metrics.MetricPoint(p.step, p.name, p.value) for p in body.points]
-    return MetricsStored(stored=metrics.add_metrics(session, job_id, body.lease_id, points))
+    stored = metrics.add_metrics(session, job_id, body.lease_id, points, token_id=token.id)
+    return MetricsStored(stored=stored)
 
 
 @router.get("/{job_id}/metrics", responses={404: {"description": "no such job"}})
@@ -171,18 +177,21 @@ def get_metrics(
 
 @router.post("/{job_id}/complete", responses=LEASE_ERRORS)
 def complete(
-    job_id: JobId, body: CompleteRequest, session: SessionDep, _token: WorkerToken
+    job_id: JobId, body: CompleteRequest, session: SessionDep, token: WorkerToken
 ) -> JobOut:
     """Store the result once; repeating it with the same lease is a no-op."""
-    return JobOut.model_validate(queue.complete_job(session, job_id, body.lease_id, body.result))
+    job = queue.complete_job(session, job_id, body.lease_id, body.result, token_id=token.id)
+    return JobOut.model_validate(job)
 
 
 @router.post("/{job_id}/fail", responses=LEASE_ERRORS)
-def fail(job_id: JobId, body: FailRequest, session: SessionDep, _token: WorkerToken) -> JobOut:
-    return JobOut.model_validate(queue.fail_job(session, job_id, body.lease_id, body.error))
+def fail(job_id: JobId, body: FailRequest, session: SessionDep, token: WorkerToken) -> JobOut:
+    job = queue.fail_job(session, job_id, body.lease_id, body.error, token_id=token.id)
+    return JobOut.model_validate(job)
 
 
 @router.post("/{job_id}/release", responses=LEASE_ERRORS)
-def release(job_id: JobId, body: LeaseRequest, session: SessionDep, _token: WorkerToken) -> JobOut:
+def release(job_id: JobId, body: LeaseRequest, session: SessionDep, token: WorkerToken) -> JobOut:
     """Give the lease back: the job is queued again with its attempt unchanged."""
-    return JobOut.model_validate(queue.release_job(session, job_id, body.lease_id))
+    job = queue.release_job(session, job_id, body.lease_id, token_id=token.id)
+    return JobOut.model_validate(job)

@@ -27,7 +27,7 @@ def sweep_out(view: sweeps.SweepView) -> SweepOut:
 
 @router.post("", status_code=201, responses={422: {"description": "invalid sweep"}})
 def create_sweep(
-    body: SweepCreate, session: SessionDep, settings: SettingsDep, _token: SubmitterToken
+    body: SweepCreate, session: SessionDep, settings: SettingsDep, token: SubmitterToken
 ) -> SweepOut:
     """Expand a sweep into jobs and queue them; nothing is stored when any job is invalid."""
     view = sweeps.create_sweep(
@@ -38,6 +38,7 @@ def create_sweep(
         grid=body.grid,
         priority=body.priority,
         max_jobs=settings.max_sweep_jobs,
+        owner_token_id=token.id,
     )
     return sweep_out(view)
 
@@ -58,10 +59,17 @@ def get_sweep(sweep_id: SweepId, session: ReadSessionDep, _token: AnyToken) -> S
     return sweep_out(sweeps.get_sweep(session, sweep_id))
 
 
-@router.post("/{sweep_id}/cancel", responses={404: {"description": "no such sweep"}})
-def cancel_sweep(sweep_id: SweepId, session: SessionDep, _token: SubmitterToken) -> SweepOut:
-    """Cancel queued jobs now and running ones at their next heartbeat."""
-    return sweep_out(sweeps.cancel_sweep(session, sweep_id))
+@router.post(
+    "/{sweep_id}/cancel",
+    responses={
+        403: {"description": "a submitter cancelling another token's sweep"},
+        404: {"description": "no such sweep"},
+    },
+)
+def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: SubmitterToken) -> SweepOut:
+    """Cancel queued jobs now and running ones at their next heartbeat (a submitter: only its
+    own sweeps; an admin: any)."""
+    return sweep_out(sweeps.cancel_sweep(session, sweep_id, by=token))
 
 
 @router.get(

@@ -1,16 +1,45 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from api.deps import AdminToken, SessionDep
-from api.schemas import TokenCreate, TokenCreated
+from fastapi import APIRouter, Path, Query, Request
+
+from api.deps import AdminToken, DatabaseDep, ReadSessionDep, SessionDep, forget_token
+from api.schemas import TokenCreate, TokenCreated, TokenList, TokenOut
 from scheduler import tokens
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
+TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.post("", status_code=201)
-def create_token(body: TokenCreate, session: SessionDep, _token: AdminToken) -> TokenCreated:
+def create_token(body: TokenCreate, session: SessionDep, admin: AdminToken) -> TokenCreated:
     """Mint a token (admin only); the response is the only place the token appears."""
-    raw = tokens.create_token(session, body.role, body.name)
-    return TokenCreated(token=raw, role=body.role, name=body.name)
+    raw = tokens.create_token(session, body.role, body.name, created_by_id=admin.id)
+    created = tokens.find_token(session, raw)
+    assert created is not None  # stored by the line above, in this transaction
+    return TokenCreated(id=created.id, token=raw, role=body.role, name=body.name)
+
+
+@router.get("")
+def list_tokens(
+    session: ReadSessionDep,
+    _admin: AdminToken,
+    include_revoked: Annotated[bool, Query(description="list revoked tokens too")] = False,
+) -> TokenList:
+    """Every live token (admin only): name, role, creation, last use; never the token."""
+    records = tokens.list_tokens(session, include_revoked)
+    return TokenList(items=[TokenOut.model_validate(record) for record in records])
+
+
+@router.delete("/{token_id}", responses={404: {"description": "no such token"}})
+def revoke_token(
+    token_id: TokenId, request: Request, database: DatabaseDep, _admin: AdminToken
+) -> TokenOut:
+    """Revoke a token (admin only): this server refuses it from its next request on; other
+    servers within their token cache's lifetime (``TENSLORA_TOKEN_CACHE_SECONDS``)."""
+    # Committed before the cache entry goes, so no request can re-cache the token in between.
+    with database.session() as session:
+        record = tokens.revoke_token(session, token_id)
+    forget_token(request.app, token_id)
+    return TokenOut.model_validate(record)

@@ -1,35 +1,19 @@
 """The paper's tasks through ``datasets``: used where a hub or a local ``datasets`` cache exists.
 
+Which data set and columns a task reads is its ``hub`` entry in ``tenslora.catalog.TASKS``.
+
 With ``HF_HUB_OFFLINE=1`` (or ``HF_DATASETS_OFFLINE=1``) ``load_dataset`` reads the local cache
 only, and fails with a clear error when the data set was never downloaded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tenslora.catalog import HubSource, get_task
 from tenslora.tasks.base import Split
-
-
-@dataclass(frozen=True)
-class HubSource:
-    path: str
-    config: str | None
-    text_columns: tuple[str, ...] = ()  # empty for images
-    image_column: str = "image"
-    label_column: str = "label"
-
-
-HUB_SOURCES: dict[str, HubSource] = {
-    "cola": HubSource("nyu-mll/glue", "cola", ("sentence",)),
-    "sst2": HubSource("nyu-mll/glue", "sst2", ("sentence",)),
-    "mrpc": HubSource("nyu-mll/glue", "mrpc", ("sentence1", "sentence2")),
-    "eurosat": HubSource("timm/eurosat-rgb", None),
-    "dtd": HubSource("tanganke/dtd", None),
-}
 
 
 class HubUnavailableError(RuntimeError):
@@ -54,7 +38,9 @@ def load_hub_task(name: str) -> tuple[Split, Split]:
     data sets that publish no validation split)."""
     import datasets
 
-    source = HUB_SOURCES[name]
+    source = get_task(name).hub
+    if source is None:
+        raise ValueError(f"task {name!r} is not a hub task")
     try:
         data = datasets.load_dataset(source.path, source.config)
     except Exception as exc:  # datasets raises many types for "no network, no cache"

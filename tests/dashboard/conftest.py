@@ -1,5 +1,5 @@
-"""The dashboard tests reuse the scheduler tests' Postgres server (started by the tests)."""
+"""The dashboard tests reuse the scheduler tests' Postgres server and real-server fixture."""
 
-from tests.service.conftest import postgres
+from tests.service.conftest import postgres, server
 
-__all__ = ["postgres"]
+__all__ = ["postgres", "server"]

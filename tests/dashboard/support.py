@@ -39,6 +39,16 @@ def running_server(tmp: Path, **env: str) -> Iterator[RunningServer]:
         server.stop()
 
 
+SESSION_COOKIE = "tenslora_session"
+
+
+def sign_in(url: str, token: str) -> str:
+    """A dashboard session for ``token`` through the login form; returns the cookie's value."""
+    response = httpx.post(f"{url}/login", data={"token": token, "next": "/"}, timeout=10.0)
+    assert response.status_code == 303, response.text
+    return response.cookies[SESSION_COOKIE]
+
+
 class Api:
     """The HTTP API as a submitter and a worker use it."""
 

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from api.dashboard.tables import format_number
 from scheduler.tokens import hash_token
 from tests.dashboard.support import (
     CHROMIUM,
+    SESSION_COOKIE,
     TABLE2_GROUPS,
     Api,
     chromium,
     run_all,
     running_server,
+    sign_in,
     table2_sweep,
 )
 from tests.helpers.server import create_token
@@ -49,7 +55,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
             "grid": {"seed": [0, 1, 2, 3, 4, 5]}})
         with chromium() as browser:
             yield SimpleNamespace(server=server, api=api, admin=admin, table2=table2,
-                                  live=live, job_ids=job_ids, browser=browser)
+                                  live=live, job_ids=job_ids, browser=browser,
+                                  admin_session=sign_in(server.url, admin))
         api.close()
 
 
@@ -57,7 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
 def page(stack: SimpleNamespace) -> Iterator[Any]:
     """A signed-in browser tab (the cookie the login form sets)."""
     context = stack.browser.new_context()
-    context.add_cookies([{"name": "tenslora_token", "value": stack.admin,
+    context.add_cookies([{"name": SESSION_COOKIE, "value": stack.admin_session,
                           "url": stack.server.url, "httpOnly": True}])
     tab = context.new_page()
     tab.set_default_timeout(WAIT_MS)
@@ -81,7 +88,8 @@ def test_login_form_rejects_a_bad_token_and_signs_in_with_a_good_one(stack):
     tab.click("#login-form button[type=submit]")
     tab.wait_for_url(re.compile(rf"/sweeps/{stack.table2['id']}$"))
     (cookie,) = context.cookies()
-    assert cookie["httpOnly"] and cookie["value"] == stack.admin
+    assert cookie["name"] == SESSION_COOKIE and cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict" and cookie["value"] != stack.admin
     html = tab.content()
     assert stack.admin not in html and hash_token(stack.admin) not in html
     context.close()
@@ -262,3 +270,84 @@ def test_workers_page_shows_the_worker_and_its_device(stack, page):
     page.goto(f"{stack.server.url}/workers")
     row = page.locator('#workers tr[data-worker-id="gpu-host-1"]')
     assert "cuda:0" in row.inner_text()
+
+
+ATTACK_PAGE = """<!doctype html><html><body>
+<form id="forged" method="post" action="{target}/sweeps/{sweep_id}/cancel" target="sink"></form>
+<iframe name="sink" id="sink"></iframe>
+<iframe id="framed" src="{target}/sweeps/{sweep_id}" width="1100" height="900"></iframe>
+<script>
+fetch("{target}/sweeps/{sweep_id}/cancel", {{method: "POST", mode: "no-cors",
+                                            credentials: "include"}})
+  .finally(function () {{ document.body.dataset.fetched = "yes"; }});
+document.getElementById("forged").submit();
+</script></body></html>"""
+
+
+@contextmanager
+def attacker_site(html: str) -> Iterator[str]:
+    """A page served from another port of the same host: the same site, another origin."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_page_on_another_port_cannot_cancel_a_signed_in_users_sweep(stack, page):
+    """Auto-submitted form, no-cors fetch and a click in an iframe: all carry the signed-in
+    user's cookie (another port is the same site), none cancels anything."""
+    victim = stack.api.submit({"name": "victim", "base": {"kind": "synthetic"},
+                               "grid": {"seed": [0, 1, 2]}})
+    page.goto(f"{stack.server.url}/sweeps/{victim['id']}")
+    assert page.locator("#cancel-sweep button").is_visible()  # the user could cancel it
+    answers: list[int] = []
+    page.on("response", lambda r: answers.append(r.status) if r.url.endswith("/cancel") else None)
+    html = ATTACK_PAGE.format(target=stack.server.url, sweep_id=victim["id"])
+    with attacker_site(html) as attacker:
+        page.goto(attacker)
+        page.wait_for_selector("body[data-fetched=yes]")
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while len(answers) < 2 and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        with pytest.raises(PlaywrightError):  # the dashboard refuses to be framed
+            page.frame_locator("#framed").locator("#cancel-sweep button").click(timeout=3000)
+    assert answers == [403, 403]
+    status = stack.api.admin.get(f"/api/v1/sweeps/{victim['id']}").json()["status"]
+    assert status == "queued"
+    stack.api.admin.post(f"/api/v1/sweeps/{victim['id']}/cancel").raise_for_status()
+
+
+def test_live_refreshes_never_overlap(stack, page):
+    """A refresh that hangs holds back the next one: at most one is ever in flight."""
+    sweep = stack.api.submit({"name": "slow-refresh", "base": {"kind": "synthetic"},
+                              "grid": {"seed": [0, 1]}})
+    held: list[Any] = []
+    page.route(lambda url: "partial=1" in url, lambda route: held.append(route))
+    page.goto(f"{stack.server.url}/sweeps/{sweep['id']}")
+    page.wait_for_timeout(10_000)  # three periods: an interval timer would have sent three
+    assert len(held) == 1
+    held[0].continue_()
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(held) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert len(held) == 2  # the next one came after the first ended
+    held[1].continue_()
+    page.unroute_all(behavior="ignoreErrors")
+    stack.api.admin.post(f"/api/v1/sweeps/{sweep['id']}/cancel").raise_for_status()
