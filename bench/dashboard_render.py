@@ -31,14 +31,16 @@ from scheduler.results import aggregate_results
 from scheduler.settings import Settings
 from scheduler.sweeps import create_sweep
 from scheduler.tokens import create_token
+from tenslora.contract import GRAD_NORM, LR, SPECTRUM_METRICS, TRAIN_LOSS, metric_name
 
 GOAL_S = 0.5
 METHODS = ("att", "qkv", "depth", "att_qkv", "att_depth", "qkv_depth", "att_qkv_depth")
 TAGS = ("lora", "lora-r8", *(f"{m}-isorank" for m in METHODS),
         *(f"{m}-isoparams" for m in METHODS))
-NAMES = ("train/loss", "lr/factors", "lr/core", "grad_norm/Input", "grad_norm/Output",
-         "grad_norm/QKV", "grad_norm/Core", "svd_entropy/Input", "top1_energy/Input",
-         "svd_entropy/QKV")
+_ENTROPY, _TOP1 = SPECTRUM_METRICS["entropy"], SPECTRUM_METRICS["top1_energy"]
+NAMES = (TRAIN_LOSS, metric_name(LR, "factors"), metric_name(LR, "core"),
+         *(metric_name(GRAD_NORM, mode) for mode in ("Input", "Output", "QKV", "Core")),
+         metric_name(_ENTROPY, "Input"), metric_name(_TOP1, "Input"), metric_name(_ENTROPY, "QKV"))
 
 
 def result_of(seed: int, tag_index: int) -> dict[str, float]:

@@ -9,8 +9,6 @@ from typing import Any
 
 from tenslora.contract import SPECTRUM_PREFIXES, last_values
 
-PAGE = 1000
-
 
 def fetch_finished_runs(url: str | None, token: str | None, sweep_id: int) -> list[dict[str, Any]]:
     """``[{"config": job spec, "spectra_metrics": {name: last value}}]`` of succeeded jobs.
@@ -21,24 +19,21 @@ def fetch_finished_runs(url: str | None, token: str | None, sweep_id: int) -> li
 
 
 def _over_http(url: str, token: str | None, sweep_id: int) -> list[dict[str, Any]]:
-    import httpx
+    from protocol.client import ApiClient
+    from protocol.errors import ApiError
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as http:
-        sweep = http.get(f"/api/v1/sweeps/{sweep_id}")
-        if sweep.status_code >= 400:
-            raise LookupError(f"sweep {sweep_id}: HTTP {sweep.status_code}: {sweep.text[:300]}")
-        runs: list[dict[str, Any]] = []
-        while True:
-            page = http.get("/api/v1/jobs", params={
-                "sweep_id": sweep_id, "status": "succeeded", "limit": PAGE, "offset": len(runs),
-            }).raise_for_status().json()
-            for job in page["items"]:
-                points = http.get(f"/api/v1/jobs/{job['id']}/metrics").raise_for_status().json()
-                runs.append({"config": job["config"],
-                             "spectra_metrics": last_values(points["points"], SPECTRUM_PREFIXES)})
-            if not page["items"] or len(runs) >= page["total"]:
-                return runs
+    with ApiClient(url, token, timeout_s=60, retry_for_s=0) as api:
+        try:
+            api.get_sweep(sweep_id)
+            return [
+                {"config": job.config, "spectra_metrics": last_values(
+                    [point.model_dump() for point in api.job_metrics(job.id).points],
+                    SPECTRUM_PREFIXES,
+                )}
+                for job in api.iter_jobs(sweep_id, "succeeded")
+            ]
+        except ApiError as exc:  # not there, not allowed, or no answer: the CLI says which
+            raise LookupError(str(exc)) from None
 
 
 def _from_database(sweep_id: int) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from protocol.client import ApiClient
+from protocol.errors import ApiRejected
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 POLL_S = 1.0
@@ -89,31 +90,30 @@ class LocalCluster:
     def _wait_healthy(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             self._check_alive()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+            with ApiClient(self.url, None) as api:
+                if api.healthy():
                     return
             time.sleep(0.2)
         raise ClusterError(f"the server did not answer within 60 s; see {self.data_dir}/server.log")
 
     # ---- run -----------------------------------------------------------------------------------
 
-    def _api(self) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.tokens['admin']}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+    def _api(self) -> ApiClient:
+        return ApiClient(self.url, self.tokens["admin"], timeout_s=30, retry_for_s=0)
 
     def submit(self, body: dict[str, Any]) -> int:
         with self._api() as api:
-            response = api.post("/api/v1/sweeps", json=body)
-        if response.status_code != 201:
-            raise ClusterError(f"the sweep was refused: {response.json().get('detail')}", 2)
-        sweep = response.json()
-        print(f"submitted sweep {sweep['id']}: {sweep['n_jobs']} jobs")
-        return int(sweep["id"])
+            try:
+                sweep = api.submit_sweep(body)
+            except ApiRejected as exc:
+                raise ClusterError(f"the sweep was refused: {exc.detail}", 2) from None
+        print(f"submitted sweep {sweep.id}: {sweep.n_jobs} jobs")
+        return sweep.id
 
     def jobs(self, sweep_id: int) -> list[dict[str, Any]]:
+        """Every job of the sweep (paged past the API's 1,000 a call), as the API's JSON."""
         with self._api() as api:
-            page = api.get("/api/v1/jobs", params={"sweep_id": sweep_id, "limit": 1000}).json()
-        return page["items"]
+            return [job.model_dump(mode="json") for job in api.iter_jobs(sweep_id)]
 
     def follow(self, sweep_id: int, deadline: float) -> None:
         """A progress bar until every job of the sweep has ended."""
@@ -124,13 +124,13 @@ class LocalCluster:
             bar = progress.add_task("queued", total=None)
             while True:
                 self._check_alive()
-                sweep = api.get(f"/api/v1/sweeps/{sweep_id}").json()
-                counts = sweep["counts"]
+                sweep = api.get_sweep(sweep_id)
+                counts = sweep.counts
                 ended = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
                 running, failed = counts.get("running", 0), counts.get("failed", 0)
-                progress.update(bar, total=sweep["n_jobs"], completed=ended,
+                progress.update(bar, total=sweep.n_jobs, completed=ended,
                                 description=f"running {running}, failed {failed}")
-                if ended >= sweep["n_jobs"]:
+                if ended >= sweep.n_jobs:
                     return
                 if time.monotonic() > deadline:
                     raise ClusterError("the sweep did not finish in time (see --timeout)")
@@ -140,24 +140,17 @@ class LocalCluster:
         from cli.results_format import render
 
         with self._api() as api:
-            answer = api.get(f"/api/v1/sweeps/{sweep_id}/results",
-                             params={"group_by": "adapter.method"}).json()
-            failed = api.get("/api/v1/jobs", params={"sweep_id": sweep_id, "status": "failed",
-                                                     "limit": 1}).json()
+            answer = api.sweep_results(sweep_id, ["adapter.method"]).model_dump(mode="json")
+            failed = api.job_page(sweep_id, "failed", limit=1)
         for row in answer["rows"]:
             row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
         render(answer, "table")
-        if failed["total"]:
-            first = failed["items"][0]
-            print(f"{failed['total']} runs failed; the first: {first['error']}")
+        if failed.total:
+            print(f"{failed.total} runs failed; the first: {failed.items[0].error}")
 
     def print_where(self) -> None:
-        try:
-            page = httpx.get(f"{self.url}/", timeout=5)
-            is_html = "html" in page.headers.get("content-type", "")
-            has_dashboard = page.status_code == 200 and is_html
-        except httpx.HTTPError:
-            has_dashboard = False
+        with ApiClient(self.url, None) as api:
+            has_dashboard = api.serves_dashboard()
         if has_dashboard:
             print(f"dashboard: {self.url}/ (read-only, no sign-in)")
         print(f"API docs:  {self.url}/docs")

@@ -30,44 +30,40 @@ class SweepClient(Protocol):
 
 
 class HttpClient:
+    """The API's own client (``protocol.client``), one attempt a call, answering JSON."""
+
     def __init__(self, url: str, token: str | None) -> None:
-        import httpx
+        from protocol.client import ApiClient
 
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60)
+        self._api = ApiClient(url, token, timeout_s=60, retry_for_s=0)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        import httpx
+    def _call(self, call: Any) -> dict[str, Any]:
+        from protocol.errors import ApiError
 
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ClientError(503, f"cannot reach {self._http.base_url}: {exc}") from None
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ClientError(response.status_code, str(detail))
-        return response.json()
+            answer = call()
+        except ApiError as exc:
+            if exc.status_code is None:
+                raise ClientError(503, f"cannot reach {self._api.api_url}: {exc}") from None
+            raise ClientError(exc.status_code, exc.detail) from None
+        return dict(answer.model_dump(mode="json"))
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/api/v1/sweeps", json=body)
+        return self._call(lambda: self._api.submit_sweep(body))
 
     def list(self, limit: int) -> dict[str, Any]:
-        return self._call("GET", "/api/v1/sweeps", params={"limit": limit})
+        return self._call(lambda: self._api.list_sweeps(limit))
 
     def show(self, sweep_id: int) -> dict[str, Any]:
-        return self._call("GET", f"/api/v1/sweeps/{sweep_id}")
+        return self._call(lambda: self._api.get_sweep(sweep_id))
 
     def cancel(self, sweep_id: int) -> dict[str, Any]:
-        return self._call("POST", f"/api/v1/sweeps/{sweep_id}/cancel")
+        return self._call(lambda: self._api.cancel_sweep(sweep_id))
 
     def results(
         self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = ()
     ) -> dict[str, Any]:
-        params = {"group_by": list(group_by), "compare_to": list(compare_to)}
-        return self._call("GET", f"/api/v1/sweeps/{sweep_id}/results", params=params)
+        return self._call(lambda: self._api.sweep_results(sweep_id, group_by, compare_to))
 
 
 class LocalClient:
@@ -96,7 +92,7 @@ class LocalClient:
         from pydantic import ValidationError
 
         from api.routes.sweeps import sweep_out
-        from api.schemas import SweepCreate
+        from protocol.models import SweepCreate
         from scheduler import sweeps
 
         try:
@@ -150,7 +146,7 @@ class LocalClient:
     def results(
         self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = ()
     ) -> dict[str, Any]:
-        from api.schemas import ResultsOut
+        from protocol.models import ResultsOut
         from scheduler import results
 
         return self._run(

@@ -42,9 +42,8 @@ def tune(
     grace_period: Annotated[int, typer.Option(help="ASHA: evaluations before a stop")] = 1,
 ) -> None:
     """Submit FILE through the API and run its jobs as Ray Tune trials (optionally with ASHA)."""
-    import httpx
-
     from cli.sweep_cmd import read_sweep_file
+    from protocol.errors import ApiError
     from worker.tune import SweepRejected, TuneOptions, check_options, run_tune
 
     if not token:
@@ -65,7 +64,7 @@ def tune(
     except SweepRejected as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2 if exc.status in (400, 422) else 1) from None
-    except httpx.HTTPError as exc:
+    except ApiError as exc:
         typer.echo(f"error: the API at {url} failed: {exc}", err=True)
         raise typer.Exit(1) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))

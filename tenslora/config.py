@@ -1,10 +1,15 @@
-"""`AdapterConfig`: the whole user-facing contract of an adapter. Torch-free."""
+"""`AdapterConfig`: the whole user-facing contract of an adapter. Torch-free.
+
+It is also the ``adapter`` section of the job spec (``tenslora.spec.TrainSpec``): pydantic
+validates a stdlib dataclass by its annotations and runs ``__post_init__``, so the API, the
+worker and the library read one model with one set of defaults.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal, cast
 
 from tenslora.methods import (
     DEFAULT_PROJECTIONS,
@@ -78,11 +83,14 @@ class AdapterConfig:
     - ``seed``: seeds the adapter's initialisation when set.
     """
 
-    method: str
-    factorization: str = "tucker"
-    ranks: Any = 4
+    # The job spec validates this dataclass with pydantic: unknown keys are refused there too.
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    method: str = "lora"
+    factorization: Literal[FACTORIZATIONS] = "tucker"  # type: ignore[valid-type]
+    ranks: Ranks = 4
     scaling: float = 1.0
-    init: str = "orthogonal"
+    init: Literal[INITS] = "orthogonal"  # type: ignore[valid-type]
     dropout: float = 0.0
     projections: tuple[str, ...] = field(default=DEFAULT_PROJECTIONS)
     seed: int | None = None
@@ -130,7 +138,7 @@ class AdapterConfig:
         """Ranks in mode order (for ``lora``: the same r for Input and Output)."""
         if isinstance(self.ranks, int):
             return (self.ranks,) * len(self.modes)
-        return tuple(self.ranks)
+        return cast(tuple[int, ...], self.ranks)  # __post_init__ left an int or a tuple
 
     def mode_ranks(self) -> dict[str, int]:
         return dict(zip(self.modes, self.rank_tuple(), strict=True))

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from tenslora.catalog import get_backbone, get_task
-from tenslora.config import INITS, AdapterConfig
-from tenslora.methods import CORE, DEFAULT_PROJECTIONS, FACTORIZATIONS, MODE_NAMES, get_method
+from tenslora.config import AdapterConfig
+from tenslora.methods import CORE, MODE_NAMES, get_method
 from tenslora.presets import ISOPARAMETERS, ISORANK, LORA_REGIME, REGIMES
 
 
@@ -22,30 +22,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AdapterSpec(_Strict):
-    """Mirrors ``tenslora.AdapterConfig``; validated by building one."""
-
-    method: str = Field("lora", description="lora or a tensor construction, e.g. qkv_depth")
-    factorization: Literal[FACTORIZATIONS] = "tucker"  # type: ignore[valid-type]
-    ranks: int | list[int] | dict[str, int] = Field(
-        4, description="one rank, a list in mode order, or a dict mode -> rank"
-    )
-    scaling: float = 1.0
-    init: Literal[INITS] = "orthogonal"  # type: ignore[valid-type]
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    projections: list[str] = Field(default_factory=lambda: list(DEFAULT_PROJECTIONS))
-    seed: int | None = None
-
-    @model_validator(mode="after")
-    def _check_against_method_table(self) -> AdapterSpec:
-        config = self.to_config()
-        # Store the canonical form so equal adapters hash equally.
-        self.ranks = config.ranks if isinstance(config.ranks, int) else list(config.ranks)
-        self.projections = list(config.projections)
-        return self
-
-    def to_config(self) -> AdapterConfig:
-        return AdapterConfig.from_dict(self.model_dump())
+#: The ``adapter`` section IS the library's ``AdapterConfig`` (pydantic validates the dataclass
+#: and runs its checks), not a copy of its fields; the name stays for readers of the spec.
+AdapterSpec = AdapterConfig
 
 
 class OptimSpec(_Strict):
@@ -96,7 +75,7 @@ class TrainSpec(_Strict):
         None, description="rank regime of a preset row: lora, isorank, isoparameters or related"
     )
     seed: int = 0
-    adapter: AdapterSpec = Field(default_factory=AdapterSpec)
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     train: TrainLoopSpec = Field(default_factory=TrainLoopSpec)
 

@@ -167,7 +167,7 @@ def test_worker_reserves_gpus_and_talks_to_the_api_over_http(compose_model):
     worker = compose_model["services"]["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
-    assert worker["environment"]["TENSLORA_API"] == "http://api:8000"
+    assert worker["environment"]["TENSLORA_API_URL"] == "http://api:8000"
     assert "TENSLORA_DATABASE_URL" not in worker["environment"], "workers hold a token, not the DB"
     assert worker["depends_on"]["api"]["condition"] == "service_healthy"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -69,6 +70,23 @@ def _as_documented(default: object) -> str:
     return str(default)
 
 
+def _is_section(annotation: object) -> bool:
+    return isinstance(annotation, type) and (
+        issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation))
+
+
+def _spec_fields(model: type) -> dict[str, tuple[bool, bool, object]]:
+    """name -> (is a section, is required, default) of a spec model or of the adapter dataclass."""
+    if dataclasses.is_dataclass(model):
+        return {f.name: (False, f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING,
+                         f.default if f.default is not dataclasses.MISSING else None)
+                for f in dataclasses.fields(model)}
+    return {name: (_is_section(field.annotation), field.is_required(),
+                   None if field.is_required() else field.get_default(call_default_factory=True))
+            for name, field in model.model_fields.items()}  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("model", "heading", "title"),
     [(TrainSpec, "### ", "`kind: train`"), (AdapterSpec, "#### ", "`adapter`"),
@@ -80,15 +98,16 @@ def test_the_sweep_file_reference_lists_every_field_with_its_real_default(model,
     if model in (TrainSpec, SyntheticSpec):  # kind, tag and seed share one table
         documented = {**_documented_defaults("### ", "Every kind"), **documented}
         documented["kind"] = model.model_fields["kind"].default
-    for name, field in model.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+    for name, (section, required, default) in _spec_fields(model).items():
+        if section:
             continue  # a section of its own (adapter, optim, train)
         assert name in documented, f"{model.__name__}.{name} is not in docs/sweep-file.md"
         shown = documented[name]
-        if field.is_required():
+        if required:
             assert shown == "required", name
             continue
-        default = field.get_default(call_default_factory=True)
+        if isinstance(default, tuple):
+            default = list(default)  # a tuple field reads and writes JSON lists
         if isinstance(default, int | float) and not isinstance(default, bool):
             assert float(shown) == float(default), name
         else:

@@ -38,7 +38,7 @@ def test_paper_table2_on_cola_writes_a_valid_sweep_file(tmp_path):
     jobs = [parse_spec(job) for job in expand_jobs(sweep)]
     assert len(jobs) == 100
     lora = next(job for job in jobs if job.tag == "lora")
-    assert predict_parameters(lora.adapter.to_config(), 768, 12, 12) == 221_184
+    assert predict_parameters(lora.adapter, 768, 12, 12) == 221_184
     assert "221,184" in done.stderr, "the summary table shows every row's parameter count"
 
 
@@ -131,7 +131,7 @@ def test_allocate_suggests_ranks_from_a_finished_sweep_at_the_same_budget(
                       "top1_energy": s["top1_energy"], "effective_rank": s["eff_rank"]}
                for (mode, s), rank in zip(SPECTRA.items(), [4, 4, 3, 4], strict=True)}
     expected = allocate_ranks(spectra, "qkv_depth", budget, 768, 12, 12)
-    allocated = jobs[0].adapter.to_config()
+    allocated = jobs[0].adapter
     assert allocated.mode_ranks() == expected
     assert expected["Input"] < 4, "the redundant mode shrank"
     assert predict_parameters(allocated, 768, 12, 12) <= budget

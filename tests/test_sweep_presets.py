@@ -44,7 +44,7 @@ def _by_tag(jobs: list[TrainSpec]) -> dict[str, TrainSpec]:
 
 
 def _params(job: TrainSpec) -> int:
-    return predict_parameters(job.adapter.to_config(), 768, 12, 12)
+    return predict_parameters(job.adapter, 768, 12, 12)
 
 
 def test_table2_on_cola_is_every_row_times_five_seeds_on_roberta(cola_jobs):
@@ -72,13 +72,13 @@ def test_lora_and_isorank_rows_have_the_papers_parameter_counts(cola_jobs, tag, 
     job = _by_tag(cola_jobs)[tag]
     assert _params(job) == expected
     if tag != "lora":
-        assert job.adapter.to_config().rank_tuple() == isorank(job.adapter.method, 4)
+        assert job.adapter.rank_tuple() == isorank(job.adapter.method, 4)
 
 
 @pytest.mark.parametrize("method", TENSOR_METHODS)
 def test_isoparameters_rows_take_the_library_ranks_and_match_loras_budget(cola_jobs, method):
     job = _by_tag(cola_jobs)[f"{method}-isoparams"]
-    assert job.adapter.to_config().rank_tuple() == isoparameters(method, 4, 768, 12, 12)
+    assert job.adapter.rank_tuple() == isoparameters(method, 4, 768, 12, 12)
     assert _params(job) == pytest.approx(221_184, rel=0.07)
 
 
@@ -89,9 +89,9 @@ def test_related_methods_sit_where_table1_places_them(cola_jobs):
     assert rows["lotr-depth"].adapter.method == "depth"
     assert {rows[t].adapter.method for t in ("lorta", "cara")} == {"att_qkv_depth"}
     assert rows["lorta"].adapter.factorization == rows["cara"].adapter.factorization == "cp"
-    assert rows["lorta"].adapter.projections == ["q", "k", "v", "o"]
-    assert rows["cara"].adapter.projections == ["q", "k", "v"]
-    assert rows["lotr-depth"].adapter.projections == ["q", "v"]
+    assert rows["lorta"].adapter.projections == ("q", "k", "v", "o")
+    assert rows["cara"].adapter.projections == ("q", "k", "v")
+    assert rows["lotr-depth"].adapter.projections == ("q", "v")
 
 
 @pytest.mark.parametrize("tag", ["lotr-qkv_depth", "lotr-depth", "lorta", "cara"])

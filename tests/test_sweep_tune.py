@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 import yaml
 
@@ -57,6 +61,63 @@ def _tune(service, sweep_path, *extra, token_role="admin", timeout=480):
     )
 
 
+class RefusingProxy:
+    """In front of the real server: answers 503 to every ``complete`` for ``refuse_s`` seconds
+    from the first one (an API outage as the trial sees it), and passes everything else on."""
+
+    def __init__(self, upstream: str, refuse_s: float) -> None:
+        self.upstream, self.refuse_s = upstream, refuse_s
+        self.refused = 0
+        self._first_complete: float | None = None
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def refuse(self, method: str, path: str) -> bool:
+        if method != "POST" or not path.endswith("/complete"):
+            return False
+        with self._lock:
+            now = time.monotonic()
+            self._first_complete = self._first_complete or now
+            if now < self._first_complete + self.refuse_s:
+                self.refused += 1
+                return True
+        return False
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.refuse(self.command, self.path):
+                    status, content, kind = 503, b'{"detail": "down for the test"}', "json"
+                else:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() in ("authorization", "content-type")}
+                    answer = httpx.request(self.command, proxy.upstream + self.path,
+                                           headers=headers, content=body, timeout=30)
+                    status, content = answer.status_code, answer.content
+                    kind = answer.headers.get("content-type", "application/json")
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _sweep_ids(service) -> list[int]:
     with service.client() as client:
         return [s["id"] for s in client.get("/api/v1/sweeps").json()["items"]]
@@ -96,6 +157,33 @@ def test_tune_runs_synthetic_and_train_jobs_and_records_them_through_the_api(ser
         ).json()["rows"]
     synthetic = next(r for r in rows if r["group"]["tag"] == "synthetic")
     assert synthetic["n"] == 2 and synthetic["metrics"]["accuracy"]["mean"] == 0.75
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_result_the_api_refuses_for_a_while_is_spooled_and_arrives(service, tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "tune-outage", "base": {"kind": "synthetic", "duration_s": 0.2, "memory_mb": 10,
+                                        "outcome": {"accuracy": 0.5}},
+    }))
+    proxy = RefusingProxy(service.url, refuse_s=14.0)  # longer than one send's retry window
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "sweep", "tune", str(path), "--url", proxy.url,
+             "--token", service.tokens["admin"], "--num-cpus", "2"],
+            env=project_env(RAY_TMPDIR="/tmp"), cwd=REPO, capture_output=True, text=True,
+            timeout=480,
+        )
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_id = int(done.stdout.strip().splitlines()[-1])
+    assert proxy.refused >= 1
+    assert "report spooled" in done.stderr + done.stdout  # the lease keeper's spool was used
+    with service.client() as client:
+        jobs = client.get("/api/v1/jobs", params={"sweep_id": sweep_id}).json()["items"]
+    assert [(j["status"], j["result"]) for j in jobs] == [("succeeded", {"accuracy": 0.5})]
 
 
 def test_a_bad_asha_metric_is_refused_before_anything_is_stored(service, tmp_path):

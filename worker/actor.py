@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from worker.client import ApiClient, ApiRejected, ApiUnavailable, Lease
+from protocol.client import ApiClient, ApiRejected, ApiUnavailable, Lease, quiet_http_logs
 from worker.job import RunningJob
 from worker.probe import CpuProbe, Device, FakeProbe, GpuProbe, NvmlProbe, ProbeError
 from worker.spool import Spool
@@ -167,10 +167,8 @@ class DeviceWorker:
 
 def _reservation_mb(lease: Lease, offer_mb: int) -> int:
     """The job's memory estimate as the API or the spec states it; else all that was offered."""
-    for key in ("memory_estimate_mb", "estimated_memory_mb", "memory_mb"):
-        value = lease.job.get(key)
-        if isinstance(value, int | float) and value > 0:
-            return int(value)
+    if lease.job.memory_estimate_mb > 0:
+        return lease.job.memory_estimate_mb
     spec_mb = lease.spec.get("memory_mb")
     if lease.spec.get("kind") == "synthetic":
         return int(spec_mb if spec_mb is not None else 100)
@@ -186,7 +184,7 @@ class GpuActor:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per claim otherwise
+        quiet_http_logs()
         if device_index is None:  # Ray chose the GPU; its id is the device index
             device_index = int(ray.get_gpu_ids()[0])
         self._worker = DeviceWorker(config, device_index)

@@ -24,8 +24,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from protocol.client import ApiClient
 from worker.actor import ActorConfig, GpuActor
-from worker.client import ApiClient
 from worker.probe import Device
 from worker.settings import WorkerSettings
 from worker.spool import Spool

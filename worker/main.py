@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 
+from protocol.client import quiet_http_logs
 from worker.probe import Device, FakeProbe, NvmlProbe, ProbeError
 from worker.settings import DEFAULT_NVML_RESERVE_MB, WorkerSettings
 
@@ -29,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tenslora-worker",
         description="Runs jobs of a tenslora scheduler on this host's GPUs (or CPU slots).",
     )
-    parser.add_argument("--api", default=env("TENSLORA_API"),
-                        help="scheduler URL, e.g. http://host:8000 (env TENSLORA_API)")
+    # TENSLORA_API_URL, as for the CLI; TENSLORA_API is the worker's older name, still read.
+    parser.add_argument("--api", default=env("TENSLORA_API_URL") or env("TENSLORA_API"),
+                        help="scheduler URL, e.g. http://host:8000 (env TENSLORA_API_URL)")
     parser.add_argument("--token", default=env("TENSLORA_TOKEN"),
                         help="a worker-role API token (env TENSLORA_TOKEN)")
     parser.add_argument("--gpus", help="GPU indices to use, e.g. 0,1 (default: all NVML sees)")
@@ -86,7 +88,7 @@ def plan_devices(args: WorkerSettings) -> tuple[str, list[Device]]:
 
 def check_args(args: WorkerSettings) -> None:
     if not args.api:
-        raise UsageError("no API URL: pass --api http://HOST:PORT or set TENSLORA_API")
+        raise UsageError("no API URL: pass --api http://HOST:PORT or set TENSLORA_API_URL")
     if not args.token:
         raise UsageError("no token: pass --token or set TENSLORA_TOKEN "
                          "(tenslora token create --role worker --name NAME)")
@@ -100,7 +102,7 @@ def check_args(args: WorkerSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_http_logs()
     args = WorkerSettings.from_namespace(build_parser().parse_args(argv))
     try:
         check_args(args)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def token_accepted(api_url: str, token: str) -> bool:
     """Fails fast on a refused token; an API that is down yet is fine (claims retry)."""
-    from worker.client import ApiClient, ApiRejected, ApiUnavailable
+    from protocol.client import ApiClient, ApiRejected, ApiUnavailable
 
     client = ApiClient(api_url, token, timeout_s=5.0, retry_for_s=2.0)
     try:

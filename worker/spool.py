@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.client import ApiClient, ApiRejected, ApiUnavailable, LeaseLost
+from protocol.client import ApiClient, ApiRejected, ApiUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Spool:
         retry = {} if retry_for_s is None else {"retry_for_s": retry_for_s}
         try:
             client.send_report(report, **retry)
-        except (LeaseLost, ApiRejected) as error:
+        except ApiRejected as error:  # LeaseLost included
             self._reject(path, str(error))
             return True
         self.remove(path)

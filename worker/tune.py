@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+from protocol.client import ApiClient
+from protocol.errors import ApiError, ApiRejected
 
 log = logging.getLogger(__name__)
-
-MAX_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -82,31 +81,12 @@ def trial_resources(
     return resources
 
 
-def submit_sweep(http: httpx.Client, sweep: dict[str, Any]) -> dict[str, Any]:
-    response = http.post("/api/v1/sweeps", json=sweep)
-    if 400 <= response.status_code < 500:
-        raise SweepRejected(response.status_code, _detail(response))
-    response.raise_for_status()
-    return response.json()
-
-
-def list_jobs(http: httpx.Client, sweep_id: int) -> list[dict[str, Any]]:
-    jobs: list[dict[str, Any]] = []
-    while True:
-        response = http.get(
-            "/api/v1/jobs", params={"sweep_id": sweep_id, "limit": MAX_PAGE, "offset": len(jobs)}
-        )
-        response.raise_for_status()
-        page = response.json()
-        jobs += page["items"]
-        if not page["items"] or len(jobs) >= page["total"]:
-            return jobs
-
-
-def sweep_counts(http: httpx.Client, sweep_id: int) -> dict[str, int]:
-    response = http.get(f"/api/v1/sweeps/{sweep_id}")
-    response.raise_for_status()
-    return dict(response.json()["counts"])
+def submit_sweep(api: ApiClient, sweep: dict[str, Any]) -> dict[str, Any]:
+    try:
+        # One attempt: a retried POST could store the sweep twice.
+        return api.submit_sweep(sweep, retry_for_s=0).model_dump(mode="json")
+    except ApiRejected as exc:
+        raise SweepRejected(exc.status_code or 400, exc.detail) from None
 
 
 class _SettleJobs:
@@ -134,6 +114,8 @@ class _SettleJobs:
         last = dict(trial.last_result or {})
         if last.get("claimed") == 0 or not self.token:
             return  # another worker runs this job
+        if last.get("spooled") and not error:
+            return  # it succeeded; its result waits in the spool (``flush_spool`` sends it)
         if error:
             reason = f"its Ray Tune trial failed: {error}"
         elif last.get("cancelled"):
@@ -149,18 +131,24 @@ class _SettleJobs:
         for thread in self._threads:
             thread.join(timeout=self.GRACE_S + 30)
 
-    def _status(self, job_id: int) -> str:
-        response = httpx.get(f"{self.api_url}/api/v1/jobs/{job_id}", timeout=30,
-                             headers={"Authorization": f"Bearer {self.token}"})
-        return str(response.raise_for_status().json().get("status"))
+    def flush_spool(self) -> None:
+        """Resends the results this host's trials spooled (the API did not take them in time)."""
+        from worker.spool import Spool
+        from worker.tune_trial import spool_dir
+
+        spool = Spool(spool_dir())
+        if not self.token or not spool.pending():
+            return
+        with ApiClient(self.api_url, self.token, retry_for_s=5.0) as client:
+            sent = spool.flush(client, retry_for_s=5.0)
+        log.info("resent %d spooled trial results; %d still spooled", sent, len(spool.pending()))
 
     def _settle(self, job_id: int, last: dict[str, Any], reason: str) -> None:
-        from worker.client import ApiClient, ApiError
-
-        client = ApiClient(self.api_url, self.token or "", retry_for_s=5.0)
+        client = ApiClient(self.api_url, self.token or "", timeout_s=30, retry_for_s=5.0)
         try:
             deadline = time.monotonic() + self.GRACE_S
-            while (status := self._status(job_id)) == "running" and time.monotonic() < deadline:
+            while ((status := client.get_job(job_id).status) == "running"
+                   and time.monotonic() < deadline):
                 time.sleep(0.5)
             lease_id = last.get("lease_id")
             if status == "running" and lease_id:
@@ -174,7 +162,7 @@ class _SettleJobs:
                 lease = client.claim("tune-driver", "none", 10**9, job_id=job_id)
                 if lease is not None:
                     client.fail(job_id, lease.lease_id, reason)
-        except (ApiError, httpx.HTTPError, ValueError) as exc:
+        except (ApiError, ValueError) as exc:
             log.warning("job %s: could not settle it (%s); its lease will run out", job_id, exc)
         finally:
             client.close()
@@ -207,13 +195,12 @@ def run_tune(
     """
     options = options or TuneOptions()
     check_options(options)
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=60) as http:
-        created = submit_sweep(http, sweep)
-        jobs = {job["id"]: job for job in list_jobs(http, created["id"])}
+    with ApiClient(api_url, token, timeout_s=60, retry_for_s=5.0) as api:
+        created = submit_sweep(api, sweep)
+        jobs = {job.id: job.model_dump(mode="json") for job in api.iter_jobs(created["id"])}
         log.info("sweep %s: %d jobs as Ray Tune trials", created["id"], len(jobs))
         _fit(created["id"], jobs, api_url, worker_token or token, options)
-        return TuneSummary(created["id"], len(jobs), sweep_counts(http, created["id"]))
+        return TuneSummary(created["id"], len(jobs), api.get_sweep(created["id"]).counts)
 
 
 def _fit(
@@ -256,6 +243,7 @@ def _fit(
         )
         tuner.fit()
         settler.join()
+        settler.flush_spool()
     finally:
         if started:
             ray.shutdown()
@@ -311,10 +299,3 @@ def _init_ray(options: TuneOptions) -> bool:
 def _default_storage() -> str:
     return os.path.join(tempfile.gettempdir(), "tenslora-tune")
 
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
-    return detail if isinstance(detail, str) else str(detail)

@@ -1,11 +1,14 @@
 """One Ray Tune trial of ``tenslora sweep tune``: one job of the sweep, recorded through the API.
 
 The trial claims the job it was made for (the claim names the job id), runs it in a child
-process exactly as ``tenslora-worker`` does (``worker.child``), heartbeats the lease and forwards
-metric batches from a thread, and reports each evaluation to Tune so ASHA can stop it. Ray stops
-a trial by raising ``SystemExit`` inside ``tune.report``; the job is then failed with a message
-that says so, and kept out of the sweep's mean/std. Every report carries the job's lease, so the
-driver can settle the job should the trial die before it does (``worker.tune``).
+process exactly as ``tenslora-worker`` does (``worker.child``), keeps its lease with the same
+lease keeper (``worker.lease``: heartbeats, metric batches, cancel detection, the spooled final
+report), and reports each evaluation to Tune so ASHA can stop it. Ray stops a trial by raising
+``SystemExit`` inside ``tune.report``; the job is then failed with a message that says so, and
+kept out of the sweep's mean/std. Every report carries the job's lease, so the driver can settle
+the job should the trial die before it does (``worker.tune``). A result the API does not take
+in time stays in this host's spool (``spool_dir``); the trial says ``spooled`` and the driver
+resends it rather than failing the job.
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ import logging
 import os
 import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from worker.child import start_job
-from worker.client import ApiClient, ApiError, Lease, LeaseLost
+from protocol.client import ApiClient, Lease
+from worker.child import JobProcess, start_job
+from worker.lease import LeaseKeeper
+from worker.spool import Spool
 
 log = logging.getLogger(__name__)
 
 # The trial's Ray resources decide where it runs; the memory check of the claim must not refuse.
 UNLIMITED_MB = 10**9
-FLUSH_S = 1.0
+REPORT_PATIENCE_S = 120.0  # a trial keeps its lease and resends its result this long
+STOPPED_REPORT_RETRY_S = 5.0  # Tune waits for a stopped trial: fail it quickly or spool it
+
+
+def spool_dir() -> Path:
+    """Where this host's trials spool the reports the API did not take."""
+    return Path(tempfile.gettempdir()) / "tenslora-tune" / "spool"
 
 
 def run_trial(config: dict[str, Any], api_url: str, token: str) -> None:
@@ -56,12 +65,9 @@ def _has_gpu() -> bool:
 
 class _TrialRun:
     def __init__(self, client: ApiClient, lease: Lease, device: str) -> None:
-        self.client, self.lease, self.device = client, lease, device
-        self._points: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self.cancelled = False
-        self.lost = False
+        self.lease, self.device = lease, device
+        self._child: JobProcess | None = None
+        self.keeper = LeaseKeeper(client, lease, Spool(spool_dir()), on_stop=self._kill_child)
         self.n_evaluations = 0
 
     def report(self, metrics: dict[str, Any]) -> None:
@@ -76,16 +82,15 @@ class _TrialRun:
         self.report({"claimed": 1})
         log_dir = Path(tempfile.gettempdir()) / "tenslora-tune"
         child = start_job(self.lease.spec, self.device, log_dir / f"job-{self.lease.job_id}.log")
-        keeper = threading.Thread(target=self._keep_lease, args=(child,), daemon=True)
-        keeper.start()
+        self._child = child
+        self.keeper.start()
         final: dict[str, Any] | None = None
         last_eval: dict[str, Any] = {}
         try:
             for event in child.events():
                 if event.get("event") == "metrics":
                     points = event.get("points") or []
-                    with self._lock:
-                        self._points.extend(points)
+                    self.keeper.add_points(points)
                     for report in evaluations(points):
                         last_eval = report
                         self.n_evaluations += 1
@@ -95,66 +100,29 @@ class _TrialRun:
             code = child.wait()
         except SystemExit:  # Tune stopped the trial (ASHA): end the job and say why, quickly
             child.kill()
-            self._done.set()
-            self._flush()  # metrics first: a failed job takes no more
-            self._fail(stopped_early(last_eval))
-            keeper.join(timeout=5)
+            self.keeper.finish("fail", error=stopped_early(last_eval),
+                               retry_for_s=STOPPED_REPORT_RETRY_S)
             raise
-        self._stop_keeper(keeper)
         self._finish(final, code)
 
     def _finish(self, final: dict[str, Any] | None, code: int) -> None:
-        if self.cancelled or self.lost:
+        if self.keeper.stop_reason:  # cancelled or lost: nothing more to report
+            self.keeper.close()
             self.report({"cancelled": 1})
             return
         if final and final["event"] == "result" and code == 0:
             result = dict(final.get("result") or {})
-            self.client.complete(self.lease.job_id, self.lease.lease_id, result)
+            taken = self.keeper.finish("complete", result=result, keep_trying_s=REPORT_PATIENCE_S)
             self.n_evaluations = max(self.n_evaluations, 1)
-            self.report(final_metrics(result))
+            self.report({**final_metrics(result), **({} if taken else {"spooled": 1})})
             return
         error = (final or {}).get("error") or f"the job's process exited with code {code}"
-        self._fail(error)
+        self.keeper.finish("fail", error=error)
         raise RuntimeError(f"job {self.lease.job_id} failed: {error}")
 
-    def _fail(self, error: str) -> None:
-        try:
-            self.client.fail(self.lease.job_id, self.lease.lease_id, error)
-        except ApiError as exc:  # the lease runs out and the API requeues the job
-            log.warning("job %s: could not report the failure: %s", self.lease.job_id, exc)
-
-    def _stop_keeper(self, keeper: threading.Thread) -> None:
-        self._done.set()
-        keeper.join(timeout=30)
-        self._flush()
-
-    def _keep_lease(self, child: Any) -> None:
-        """Heartbeat and metric flushes until the run ends; a cancelled sweep kills the child."""
-        interval = _heartbeat_interval(self.lease)
-        next_beat = time.monotonic() + interval
-        while not self._done.wait(FLUSH_S):
-            self._flush()
-            if time.monotonic() < next_beat:
-                continue
-            next_beat = time.monotonic() + interval
-            try:
-                if self.client.heartbeat(self.lease, retry_for_s=2.0):
-                    self.cancelled = True
-                    child.kill()
-            except LeaseLost:
-                self.lost = True
-                child.kill()
-            except ApiError as exc:
-                log.warning("job %s: heartbeat failed: %s", self.lease.job_id, exc)
-
-    def _flush(self) -> None:
-        with self._lock:
-            batch, self._points = self._points, []
-        if batch:
-            try:
-                self.client.post_metrics(self.lease.job_id, self.lease.lease_id, batch)
-            except ApiError as exc:
-                log.warning("job %s: metrics not stored: %s", self.lease.job_id, exc)
+    def _kill_child(self, _reason: str) -> None:
+        if self._child is not None:
+            self._child.kill()
 
 
 def evaluations(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,15 +151,3 @@ def stopped_early(report: dict[str, Any]) -> str:
                        if k.startswith("eval/") and isinstance(v, int | float))
     return f"stopped early by Ray Tune's scheduler after step {report['step']} ({values})"
 
-
-def _heartbeat_interval(lease: Lease) -> float:
-    """A third of the lease, so two missed beats still leave time for a third."""
-    from datetime import UTC, datetime
-
-    if not lease.lease_expires_at:
-        return 10.0
-    expires = datetime.fromisoformat(str(lease.lease_expires_at).replace("Z", "+00:00"))
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=UTC)
-    left = (expires - datetime.now(UTC)).total_seconds()
-    return max(1.0, left / 3)

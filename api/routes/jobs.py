@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
-from api.schemas import (
+from protocol.models import (
     ClaimPackRequest,
     ClaimPackResponse,
     ClaimRequest,

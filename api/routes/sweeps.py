@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
-from api.schemas import ResultsOut, SweepCreate, SweepList, SweepOut
+from protocol.models import ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["sweeps"])

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from api.deps import AdminToken, DatabaseDep, ReadSessionDep, SessionDep, forget_token
-from api.schemas import TokenCreate, TokenCreated, TokenList, TokenOut
+from protocol.models import TokenCreate, TokenCreated, TokenList, TokenOut
 from scheduler import tokens
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])

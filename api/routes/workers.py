@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import AnyToken, ReadSessionDep, SettingsDep
-from api.schemas import WorkerList, WorkerOut
+from protocol.models import WorkerList, WorkerOut
 from scheduler import queries
 
 router = APIRouter(prefix="/api/v1/workers", tags=["workers"])

@@ -61,7 +61,7 @@ def prepare(spec: TrainSpec, device: torch.device) -> Run:
     train = task.train.subsample(spec.train.max_train_samples, seed=spec.seed)
     validation = task.validation.subsample(spec.train.max_eval_samples)
     backbone = load_backbone(spec.backbone, task.num_labels, max_length=spec.train.max_length)
-    apply_adapter(backbone.model, spec.adapter.to_config(), train_head=True)
+    apply_adapter(backbone.model, spec.adapter, train_head=True)
     head = head_parameters(backbone.model)
     for param in head:
         param.requires_grad_(True)
@@ -256,7 +256,7 @@ def _lora_parameters(run: Run) -> int:
     from tenslora.config import AdapterConfig
     from tenslora.presets import predict_parameters
 
-    config = run.spec.adapter.to_config()
+    config = run.spec.adapter
     lora = AdapterConfig("lora", ranks=config.mode_ranks()["Input"],
                          projections=config.projections)
     b = run.backbone

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from protocol.client import ApiClient, ApiUnavailable
 from tests.helpers.processes import REPO, free_port, project_env, wait_for
 from tests.worker.conftest import job_children
 from worker.child import start_job
-from worker.client import ApiClient, ApiUnavailable
 from worker.probe import CpuProbe, FakeProbe
 from worker.spool import Spool
 
@@ -73,8 +73,9 @@ def test_flags_become_typed_settings_with_the_reserve_default_of_each_probe() ->
     assert WorkerSettings(reserve_mb=7).reserve_for("nvml") == 7
 
 
-def test_api_and_token_come_from_the_environment_too() -> None:
-    result = run_worker("--fake-gpus", "lots", TENSLORA_API="http://x", TENSLORA_TOKEN="t")
+@pytest.mark.parametrize("variable", ["TENSLORA_API_URL", "TENSLORA_API"])
+def test_api_and_token_come_from_the_environment_too(variable: str) -> None:
+    result = run_worker("--fake-gpus", "lots", **{variable: "http://x"}, TENSLORA_TOKEN="t")
     assert "--fake-gpus must look" in result.stderr  # got past the API and token checks
 
 

@@ -1,4 +1,6 @@
-"""Request and response models of the HTTP API (pydantic at the edge; ORM rows stay inside)."""
+"""Request and response models of the HTTP API, defined once: the routes of `api/` and the one
+client (`protocol.client`) both use them. No FastAPI, SQLAlchemy or torch here, so a worker or
+the CLI imports them for free."""
 
 from __future__ import annotations
 
