@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_NVML_RESERVE_MB = 512  # CUDA context and allocator slack the estimates do not count
+# Jobs per pack when --pack-size is not given (see docs/workers.md): a GPU runs a pack of small
+# jobs in little more time than one (bench/pack_throughput.py); on CPU slots and fake GPUs the
+# gain is smaller, so they pack fewer.
+DEFAULT_PACK_SIZE = {"nvml": 8, "cpu": 4, "fake": 4}
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class WorkerSettings:
     cpu_slots: int = 0
     ray_address: str | None = None
     max_jobs_per_gpu: int = 8
+    pack_size: int | None = None
     reserve_mb: int | None = None
     poll_interval: float = 2.0
     drain_timeout: float = 60.0
@@ -43,6 +48,12 @@ class WorkerSettings:
         if self.reserve_mb is not None:
             return self.reserve_mb
         return DEFAULT_NVML_RESERVE_MB if probe_kind == "nvml" else 0
+
+    def pack_size_for(self, probe_kind: str) -> int:
+        """Most jobs in one pack on a device of ``probe_kind``: the flag, else the default."""
+        if self.pack_size is not None:
+            return self.pack_size
+        return DEFAULT_PACK_SIZE[probe_kind.split(":")[0]]
 
     def spool_path(self) -> Path:
         return Path(self.spool_dir) if self.spool_dir else default_data_dir() / "worker-spool"

@@ -20,7 +20,6 @@ from protocol.models import (
     MetricsOut,
     MetricsRequest,
     MetricsStored,
-    PackClaimOut,
 )
 from scheduler import metrics, packs, queries, queue
 
@@ -118,13 +117,14 @@ def claim_pack(
     answer = ClaimPackResponse(
         pack_id=claimed.pack_id,
         claims=[
-            PackClaimOut(
+            ClaimResponse(
                 job=JobOut.model_validate(claim.job),
                 lease_id=claim.lease_id,
                 lease_expires_at=claim.lease_expires_at,
             )
             for claim in claimed.claims
         ],
+        memory_estimate_mb=claimed.memory_estimate_mb,
     )
     return Response(answer.model_dump_json(), media_type="application/json")
 
