@@ -175,6 +175,17 @@ class DeviceWorker:
             pass
 
 
+def pin_cuda_device(nvml_index: int) -> None:
+    """Makes the GPU that NVML numbers ``nvml_index`` the only one this actor's jobs see.
+
+    Ray counts one GPU per actor, but on a cluster this worker joined it may hand out another
+    physical GPU than the one ``--gpus`` named; the worker's own choice wins, in NVML's (PCI
+    bus) order, which CUDA follows only when told to.
+    """
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(nvml_index)
+
+
 def _reservation_mb(claimed: PackLeases, offer_mb: int) -> int:
     """The memory the API expects the job (or pack) to hold; else all that was offered."""
     if claimed.memory_estimate_mb > 0:
@@ -198,6 +209,8 @@ class GpuActor:
         quiet_http_logs()
         if device_index is None:  # Ray chose the GPU; its id is the device index
             device_index = int(ray.get_gpu_ids()[0])
+        if config.probe == "nvml":
+            pin_cuda_device(device_index)
         self._worker = DeviceWorker(config, device_index)
 
     def device_name(self) -> str:

@@ -121,8 +121,8 @@ class Cluster:
         # Pinned to this host: the actors watch this process and spool to this disk.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         for device in self.devices:
-            # A fake GPU's index is ours to pick; a real one is whichever Ray assigned.
-            index = device.index if self.probe_kind != "nvml" else None
+            # Each actor runs on the GPU --gpus named (Ray only counts one per actor).
+            index = device.index
             self._launchers.append(
                 partial(GpuActor.options(scheduling_strategy=here).remote,  # type: ignore[attr-defined]
                         base, index)

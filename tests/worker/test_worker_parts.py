@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -148,3 +149,15 @@ def test_a_report_stays_spooled_while_the_api_is_unreachable(tmp_path: Path) -> 
     assert spool.flush(client, retry_for_s=0.2) == 0
     assert spool.pending() == [path]
     assert json.loads(path.read_text())["result"] == {"accuracy": 1.0}
+
+
+def test_a_real_gpu_actor_pins_its_jobs_to_the_gpu_named_by_nvml_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.actor import pin_cuda_device
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")  # what a joined Ray node may leave
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    pin_cuda_device(2)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # NVML's numbering, not CUDA's
