@@ -18,6 +18,7 @@ from scheduler.errors import (
     NotFound,
     SchedulerError,
     StorageUnavailable,
+    TooLarge,
     Unauthenticated,
 )
 
@@ -27,6 +28,7 @@ STATUS: dict[type[SchedulerError], int] = {
     InvalidInput: 422,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,
     Unauthenticated: 401,
     Forbidden: 403,
     StorageUnavailable: 503,

@@ -3,19 +3,18 @@
 Starts the scheduler on a fresh SQLite file and a CPU worker in the background, submits a small
 real sweep (LoRA and tensor methods on the offline MiniLM backbone and the offline Rotten
 Tomatoes task, a few seeds), shows progress, prints the results grouped by method and leaves the
-URL. Both processes are stopped on exit, Ctrl-C included.
+URL. Both processes are stopped on exit, Ctrl-C included. It is ``tenslora run`` of that sweep,
+on a database of its own (``--data-dir``, default a new temporary folder).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 DEMO_METHODS = ("lora", "qkv", "qkv_depth", "att_qkv_depth")
-SHOWN_METRICS = ("accuracy", "mcc", "adapter_params", "percent_of_lora")
 
 
 def demo_sweep(methods: list[str], seeds: int, steps: int) -> dict[str, Any]:
@@ -56,23 +55,11 @@ def demo(
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 1800.0,
 ) -> None:
     """Run a small real sweep end to end on this machine's CPU and print its results."""
-    from cli.local_cluster import ClusterError, LocalCluster
+    from cli.run_cmd import HEADLINE_METRICS, run_locally
 
     wanted = [name.strip() for name in methods.split(",") if name.strip()]
-    run = LocalCluster(data_dir, port, ["--cpu-slots", str(cpu_slots), "--poll-interval", "1"])
-    try:
-        run.start()
-        sweep_id = run.submit(demo_sweep(wanted, seeds, steps))
-        run.follow(sweep_id, deadline=time.monotonic() + timeout)
-        run.print_results(sweep_id, SHOWN_METRICS)
-        run.print_where()
-        if keep_serving:
-            run.serve_until_interrupted()
-    except ClusterError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted; stopping the worker and the server", err=True)
-        raise typer.Exit(130) from None
-    finally:
-        run.stop()
+    run_locally(
+        demo_sweep(wanted, seeds, steps), data_dir=data_dir, workers=cpu_slots, port=port,
+        keep_serving=keep_serving, timeout=timeout, group_by=["adapter.method"],
+        metrics=HEADLINE_METRICS,
+    )

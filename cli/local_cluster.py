@@ -28,10 +28,18 @@ class ClusterError(Exception):
 
 
 class LocalCluster:
-    def __init__(self, data_dir: Path | None, port: int, worker_flags: list[str]) -> None:
+    """``database_url`` None: SQLite in ``data_dir``, which also holds the logs and the spool."""
+
+    def __init__(
+        self,
+        data_dir: Path | None,
+        port: int,
+        worker_flags: list[str],
+        database_url: str | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tenslora-demo-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database_url = f"sqlite:///{self.data_dir / 'scheduler.db'}"
+        self.database_url = database_url or f"sqlite:///{self.data_dir / 'scheduler.db'}"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.worker_flags = worker_flags
@@ -44,7 +52,9 @@ class LocalCluster:
     def start(self) -> None:
         from rich.console import Console
 
-        Console(stderr=True).print(f"data and logs in [bold]{self.data_dir}[/bold]")
+        Console(stderr=True).print(
+            f"database [bold]{self.database_url}[/bold]; logs in {self.data_dir}"
+        )
         self._mint_tokens()
         self.server = self._spawn(
             "server",
@@ -136,14 +146,33 @@ class LocalCluster:
                     raise ClusterError("the sweep did not finish in time (see --timeout)")
                 time.sleep(POLL_S)
 
-    def print_results(self, sweep_id: int, metrics: tuple[str, ...]) -> None:
+    def print_results(
+        self,
+        sweep_id: int,
+        group_by: list[str],
+        compare_to: str | None = None,
+        metrics: tuple[str, ...] | None = None,
+    ) -> None:
+        """The results table: only ``metrics`` when given and the results carry any of them,
+        else every metric. A baseline that matches no row (its runs failed) is said, and the
+        table printed without it."""
         from cli.results_format import render
 
+        baseline = [compare_to] if compare_to else []
         with self._api() as api:
-            answer = api.sweep_results(sweep_id, ["adapter.method"]).model_dump(mode="json")
+            try:
+                results = api.sweep_results(sweep_id, group_by, baseline)
+            except ApiRejected as exc:
+                if not baseline:
+                    raise ClusterError(f"the results were refused: {exc.detail}", 2) from None
+                print(f"no comparison: {exc.detail}")
+                results = api.sweep_results(sweep_id, group_by)
             failed = api.job_page(sweep_id, "failed", limit=1)
-        for row in answer["rows"]:
-            row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
+        answer = results.model_dump(mode="json")
+        carried = {name for row in answer["rows"] for name in row["metrics"]}
+        if metrics and carried & set(metrics):
+            for row in answer["rows"]:
+                row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
         render(answer, "table")
         if failed.total:
             print(f"{failed.total} runs failed; the first: {failed.items[0].error}")
@@ -154,7 +183,7 @@ class LocalCluster:
         if has_dashboard:
             print(f"dashboard: {self.url}/ (read-only, no sign-in)")
         print(f"API docs:  {self.url}/docs")
-        print(f"the data stays in {self.data_dir}; to look again later:\n"
+        print(f"logs in {self.data_dir}; the database stays, to look again later:\n"
               f"  TENSLORA_DASHBOARD_PUBLIC=1 TENSLORA_DATABASE_URL={self.database_url} "
               f"tenslora serve --port {self.port}")
 

@@ -10,6 +10,7 @@ from cli import (
     demo_cmd,
     methods_cmd,
     preset_cmd,
+    run_cmd,
     serve_cmd,
     sweep_cmd,
     tasks_cmd,
@@ -40,6 +41,7 @@ app.add_typer(sweep_cmd.sweep_app, name="sweep")
 app.command("results")(sweep_cmd.results)
 sweep_cmd.sweep_app.command("preset")(preset_cmd.preset)
 sweep_cmd.sweep_app.command("tune")(tune_cmd.tune)
+app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("analyze")(analyze_cmd.analyze)
 

@@ -160,6 +160,14 @@ class FailRequest(Strict):
     error: Annotated[str, StringConstraints(max_length=100_000)]
 
 
+class AdapterStored(BaseModel):
+    job_id: int
+    attempt: int = Field(description="the attempt whose adapter this is")
+    size_bytes: int = Field(description="size of the stored zip")
+    sha256: str = Field(description="SHA-256 of the stored zip (GET .../adapter serves it)")
+    uploaded_at: datetime
+
+
 class WorkerOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -23,6 +23,10 @@ class Conflict(SchedulerError):
     """The request disagrees with the stored state: a stale lease, a finished job (409)."""
 
 
+class TooLarge(SchedulerError):
+    """An upload over the size limit its setting names (413)."""
+
+
 class Unauthenticated(SchedulerError):
     """No token, or a token the service does not know (401)."""
 

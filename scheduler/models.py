@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -137,6 +138,25 @@ class ResultValue(Base):
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class JobAdapter(Base):
+    """A train job's adapter: the zip of ``tenslora.save_adapter``'s two files, one per job.
+
+    Written by the holder of the job's live lease before it reports the result; a later attempt's
+    upload replaces an earlier one, and only the attempt that succeeded is served.
+    """
+
+    __tablename__ = "job_adapters"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # adapter_mode_spectra's JSON when the worker computed it (None otherwise).
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument, nullable=True)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Metric(Base):
     """A point of a job's training curve (loss, lr, per-mode gradient norm ...)."""
 
@@ -209,3 +229,4 @@ WORKERS: Table = Worker.__table__  # type: ignore[assignment]
 RESULT_VALUES: Table = ResultValue.__table__  # type: ignore[assignment]
 METRICS: Table = Metric.__table__  # type: ignore[assignment]
 OBSERVED_MEMORY: Table = ObservedMemory.__table__  # type: ignore[assignment]
+JOB_ADAPTERS: Table = JobAdapter.__table__  # type: ignore[assignment]

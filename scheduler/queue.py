@@ -335,8 +335,12 @@ def owned_job(
     lease_id: str,
     now: datetime | None = None,
     token_id: int | None = None,
+    *,
+    takes: str = "metrics",
+    finished: tuple[JobStatus, ...] = (JobStatus.cancelled,),
 ) -> JobRecord:
-    """The job if ``lease_id`` is its live lease (or its cancelled job's lease), else 404/409."""
+    """The job if ``lease_id`` is its live lease, or was its last lease and the job is now in one
+    of ``finished``; else 404, or 409 saying it takes no more ``takes``."""
     now = now or utcnow()
     row = session.execute(
         select(JOBS).where(*_live(job_id, lease_id, now, token_id))
@@ -344,9 +348,9 @@ def owned_job(
     if row is not None:
         return row
     job = _refuse(session, job_id, lease_id, token_id)
-    if job.status == JobStatus.cancelled.value:
+    if job.status in {status.value for status in finished}:
         return job
-    raise Conflict(f"job {job_id} is already {job.status}; it takes no more metrics")
+    raise Conflict(f"job {job_id} is already {job.status}; it takes no more {takes}")
 
 
 def finite_json(value: Any) -> Any:

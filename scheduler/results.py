@@ -63,6 +63,21 @@ def parse_group_by(values: Iterable[str]) -> list[str]:
     return paths
 
 
+def default_group_by(definition: Mapping[str, Any] | None) -> list[str]:
+    """Rows like the paper's Table 2 for a sweep ``definition`` (what was submitted): by tag when
+    the sweep sets tags, and by adapter method for training sweeps (the dashboard's and
+    ``tenslora run``'s default grouping)."""
+    definition = definition or {}
+    parts = [definition.get("base") or {}, *(definition.get("configs") or [])]
+    grid = definition.get("grid") or {}
+    keys = []
+    if any("tag" in p for p in parts) or "tag" in grid:
+        keys.append("tag")
+    if (definition.get("base") or {}).get("kind", "train") == "train":
+        keys.append("adapter.method")
+    return keys or ["kind"]
+
+
 def _group_columns(group_by: list[str]) -> list[Any]:
     return [
         Job.config[tuple(path.split("."))].as_json().label(f"g{index}")
@@ -270,29 +285,43 @@ def welch_p_value(
 def compare(rows: Sequence[ResultRow], baseline: Mapping[str, str], describe: str) -> None:
     """Mark the baseline row(s) and add ``delta`` and ``p_value`` to every other row's metrics.
 
-    A row's baseline is the row with the ``baseline`` values that agrees with it on every other
-    group_by field (``group_by=tag,task&compare_to=tag:lora``: each task against its own LoRA).
-    Rows with no such baseline, and metrics the baseline lacks, get null. Raises ``InvalidInput``
-    when no row at all has the baseline values (``describe`` names the grouping in the message).
+    ``baseline`` may name only some group_by fields. Another field stratifies the comparison when
+    it varies among rows that share their values of the named fields: with
+    ``group_by=tag,task&compare_to=tag:lora`` each row is compared with LoRA on its own task (no
+    LoRA row on that task: null). A field the named ones determine (``adapter.method`` when each
+    tag has one method) does not: one baseline row serves every row. Raises ``InvalidInput``
+    when no row has the baseline values (``describe`` names the grouping in the message).
     """
     if not baseline:
         return
-    rest = [path for path in (rows[0].group if rows else {}) if path not in baseline]
+    strata = _strata(rows, baseline)
     bases: dict[str, ResultRow] = {}
     for row in rows:
         if all(value_matches(row.group.get(k), v) for k, v in baseline.items()):
             row.baseline = True
-            bases[_key(row.group.get(k) for k in rest)] = row
+            bases[_key(row.group.get(k) for k in strata)] = row
     if not bases:
         wanted = ",".join(f"{k}:{v}" for k, v in baseline.items())
         raise InvalidInput(f"compare_to {wanted!r} matches no row of {describe}")
     for row in rows:
         if row.baseline:
             continue
-        base = bases.get(_key(row.group.get(k) for k in rest))
+        base = bases.get(_key(row.group.get(k) for k in strata))
         for name, summary in row.metrics.items():
             other = None if base is None else base.metrics.get(name)
             summary["delta"], summary["p_value"] = _difference(summary, other)
+
+
+def _strata(rows: Sequence[ResultRow], baseline: Mapping[str, str]) -> list[str]:
+    """The group fields not named in ``baseline`` that vary among rows sharing the named ones."""
+    others = [path for path in (rows[0].group if rows else {}) if path not in baseline]
+    seen: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        named = _key(row.group.get(k) for k in baseline)
+        for path in others:
+            seen.setdefault((named, path), set()).add(_key([row.group.get(path)]))
+    return [path for path in others
+            if any(len(values) > 1 for (_, p), values in seen.items() if p == path)]
 
 
 def _difference(

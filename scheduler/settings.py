@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     worker_seen_seconds: float = Field(
         300.0, gt=0, description="GET /workers lists workers seen within this window"
     )
+    max_adapter_mb: float = Field(
+        64.0,
+        gt=0,
+        description="largest trained adapter a worker may upload (zip, and its unpacked files); "
+        "a larger one gets 413 and the job's result is still stored",
+    )
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     dashboard_public: bool = Field(
         False, description="anyone may read the dashboard pages without signing in"

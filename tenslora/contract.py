@@ -105,3 +105,11 @@ def allocator_input(
         if all(math.isfinite(stats[stat]) for stat in ALLOCATOR_STATS):
             spectra[mode] = stats
     return spectra
+
+
+# The files a trained adapter is kept as (``tenslora.save_adapter`` writes the first two; the
+# service stores and serves them as one zip, with the optional analysis beside them).
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+#: ``tenslora.analysis.adapter_mode_spectra(...).to_dict()`` of the adapter, when computed.
+ADAPTER_ANALYSIS_FILE = "adapter_analysis.json"

@@ -17,12 +17,12 @@ from torch import nn
 
 from tenslora.adapter import TensLoRAAdapter
 from tenslora.config import AdapterConfig
+from tenslora.contract import ADAPTER_CONFIG_FILE as CONFIG_FILE
+from tenslora.contract import ADAPTER_WEIGHTS_FILE as WEIGHTS_FILE
 from tenslora.inject import find_layout
 from tenslora.methods import Shape
 from tenslora.model import apply_adapter, get_adapter, is_merged
 
-WEIGHTS_FILE = "adapter_model.safetensors"
-CONFIG_FILE = "adapter_config.json"
 FORMAT_VERSION = 1
 _HEAD_PREFIX = "head."
 

@@ -49,7 +49,8 @@ def test_every_option_in_the_cli_reference_exists(command, options):
 def test_the_cli_reference_covers_every_command():
     text = (DOCS / "cli.md").read_text()
     for command in ("serve", "token create", "db upgrade", "sweep submit", "sweep list",
-                    "sweep preset", "sweep tune", "results", "train", "tasks", "methods", "demo"):
+                    "sweep preset", "sweep tune", "results", "train", "tasks", "methods", "demo",
+                    "run"):
         assert f"`tenslora {command}" in text
 
 

@@ -10,6 +10,8 @@ from scipy import stats
 
 from scheduler.errors import InvalidInput
 from scheduler.results import (
+    ResultRow,
+    compare,
     compare_text,
     parse_compare_to,
     value_matches,
@@ -72,3 +74,23 @@ def test_welch_p_value_degenerate_cases():
     # One side constant: a plain one-sample-like test against the other's spread.
     expected = stats.ttest_ind([0.5] * 3, [0.4, 0.45, 0.5], equal_var=False).pvalue
     assert welch_p_value(0.5, 0.0, 3, *_summary([0.4, 0.45, 0.5])) == pytest.approx(expected)
+
+
+def _row(summary: dict, **group: object) -> ResultRow:
+    return ResultRow(group=dict(group), n=2, metrics={"accuracy": dict(summary)})
+
+
+def test_unnamed_fields_stratify_only_where_they_vary_within_the_named_values():
+    stats_of = {"n": 2, "mean": 0.5, "std": 0.1, "min": 0.4, "max": 0.6}
+    by_task = [_row(stats_of, tag=tag, task=task)
+               for tag in ("lora", "qkv") for task in ("cola", "mrpc")]
+    by_task.append(_row(stats_of, tag="qkv", task="sst2"))  # no LoRA row on sst2
+    compare(by_task, {"tag": "lora"}, "t")
+    assert [r.group["task"] for r in by_task if r.baseline] == ["cola", "mrpc"]
+    assert by_task[2].metrics["accuracy"]["delta"] == 0.0  # qkv/cola against lora/cola
+    assert by_task[4].metrics["accuracy"]["delta"] is None  # qkv/sst2: no baseline there
+    by_method = [_row(stats_of, tag="lora", method="lora"), _row(stats_of, tag="q", method="qkv")]
+    compare(by_method, {"tag": "lora"}, "t")  # the tag determines the method: one baseline
+    assert by_method[1].metrics["accuracy"]["delta"] == 0.0
+    with pytest.raises(InvalidInput, match="matches no row of t"):
+        compare(by_method, {"tag": "nope"}, "t")

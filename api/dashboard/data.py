@@ -118,19 +118,6 @@ def get_sweep(session: Session, sweep_id: int) -> dict[str, Any] | None:
     return _sweep_dict(view, progress.sweep_timings(session, [sweep_id]).get(sweep_id))
 
 
-def default_group_by(sweep: Mapping[str, Any]) -> list[str]:
-    """Rows like the paper's Table 2: by tag when the sweep sets tags, and by adapter method."""
-    definition = sweep.get("definition") or {}
-    parts = [definition.get("base") or {}, *(definition.get("configs") or [])]
-    grid = definition.get("grid") or {}
-    keys = []
-    if any("tag" in p for p in parts) or "tag" in grid:
-        keys.append("tag")
-    if (definition.get("base") or {}).get("kind", "train") == "train":
-        keys.append("adapter.method")
-    return keys or ["kind"]
-
-
 def parse_group_by(text: str | None) -> list[str]:
     """The API's own parsing of ``group_by`` (raises ``InvalidInput`` with a clear detail)."""
     return results_queries.parse_group_by([text or ""])

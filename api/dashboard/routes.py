@@ -28,7 +28,7 @@ from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
 from scheduler import states
 from scheduler.errors import Forbidden, InvalidInput
-from scheduler.results import SIGNIFICANT_P, compare_text
+from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by
 from scheduler.sweeps import may_cancel
 from scheduler.tokens import TokenInfo
 
@@ -150,7 +150,7 @@ def _table_params(
     sweep: dict[str, Any], group_by: str | None, columns: str | None
 ) -> tuple[list[str], str]:
     """Group-by paths (checked by the API's own parser; raises ``InvalidInput``) and columns."""
-    keys = data.parse_group_by(group_by) or data.default_group_by(sweep)
+    keys = data.parse_group_by(group_by) or default_group_by(sweep.get("definition"))
     if columns not in ("tasks", "metrics"):
         columns = data.default_columns(sweep)
     return keys, columns

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
 from protocol.models import (
+    AdapterStored,
     ClaimPackRequest,
     ClaimPackResponse,
     ClaimRequest,
@@ -15,13 +18,15 @@ from protocol.models import (
     HeartbeatResponse,
     JobList,
     JobOut,
+    LeaseId,
     LeaseRequest,
     MetricPointOut,
     MetricsOut,
     MetricsRequest,
     MetricsStored,
 )
-from scheduler import metrics, packs, queries, queue
+from scheduler import artifacts, metrics, packs, queries, queue
+from scheduler.db import Database
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -195,3 +200,81 @@ def release(job_id: JobId, body: LeaseRequest, session: SessionDep, token: Worke
     """Give the lease back: the job is queued again with its attempt unchanged."""
     job = queue.release_job(session, job_id, body.lease_id, token_id=token.id)
     return JobOut.model_validate(job)
+
+
+ZIP_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "a zip of the folder tenslora.save_adapter wrote",
+        # Documented as octet-stream (what OpenAPI tools know how to send); any type is read.
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.put(
+    "/{job_id}/adapter",
+    openapi_extra=ZIP_BODY,
+    responses={
+        **LEASE_ERRORS,
+        413: {"description": "over TENSLORA_MAX_ADAPTER_MB"},
+        422: {"description": "not a zip of adapter_model.safetensors + adapter_config.json"},
+    },
+)
+async def put_adapter(
+    job_id: JobId,
+    lease_id: Annotated[LeaseId, Query(description="the job's live lease")],
+    request: Request,
+    settings: SettingsDep,
+    token: WorkerToken,
+) -> AdapterStored:
+    """Keep the trained adapter of the job this lease holds (before reporting its result); a
+    later attempt's upload replaces an earlier one."""
+    max_bytes = artifacts.limit_bytes(settings.max_adapter_mb)
+    data = await _body_within(request, max_bytes)
+    stored = await run_in_threadpool(
+        _store_adapter, request.app.state.database, job_id, lease_id, token.id, data, max_bytes
+    )
+    return AdapterStored(**asdict(stored))
+
+
+@router.get(
+    "/{job_id}/adapter",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "the two adapter files"},
+        404: {"description": "no such job, or it has no adapter"},
+    },
+)
+def get_adapter(job_id: JobId, session: ReadSessionDep, _token: AnyToken) -> Response:
+    """The succeeded job's adapter: a zip of ``adapter_model.safetensors`` and
+    ``adapter_config.json``, for ``tenslora.load_adapter`` onto the job's backbone."""
+    stored, archive = artifacts.get_adapter(session, job_id)
+    headers = {
+        "Content-Disposition": f'attachment; filename="job-{job_id}-adapter.zip"',
+        "ETag": f'"{stored.sha256}"',
+    }
+    return Response(archive, media_type="application/zip", headers=headers)
+
+
+async def _body_within(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise artifacts.too_large(int(declared), max_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise artifacts.too_large(None, max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _store_adapter(
+    database: Database, job_id: int, lease_id: str, token_id: int, data: bytes, max_bytes: int
+) -> artifacts.StoredAdapter:
+    # Unpacked and checked before the write transaction opens (SQLite has one writer at a time).
+    upload = artifacts.read_archive(data, max_bytes)
+    with database.session() as session:
+        return artifacts.store_adapter(session, job_id, lease_id, upload, token_id=token_id)

@@ -270,15 +270,16 @@ def test_suggestion_from_the_real_allocator_stays_within_budget():
 
 
 def test_default_layout_follows_the_sweep_definition():
-    from api.dashboard.data import default_columns, default_group_by
+    from api.dashboard.data import default_columns
+    from scheduler.results import default_group_by
 
     table2 = {"definition": {"base": {"kind": "train", "backbone": "roberta-base"},
                              "configs": [{"tag": "lora"}, {"tag": "qkv-isorank"}],
                              "grid": {"task": ["cola", "mrpc"], "seed": [0, 1]}}}
-    assert default_group_by(table2) == ["tag", "adapter.method"]
+    assert default_group_by(table2["definition"]) == ["tag", "adapter.method"]
     assert default_columns(table2) == "tasks"
     synthetic = {"definition": {"base": {"kind": "synthetic"}, "grid": {"seed": [0, 1]}}}
-    assert default_group_by(synthetic) == ["kind"]
+    assert default_group_by(synthetic["definition"]) == ["kind"]
     assert default_columns(synthetic) == "metrics"
 
 

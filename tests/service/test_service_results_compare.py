@@ -109,6 +109,14 @@ def test_compare_to_on_every_group_field_and_without_compare_to(
     stored = _stored_values(api, scored_sweep)
     expected = stats.ttest_ind(stored[("qkv", 100)], stored[("lora", 200)], equal_var=False)
     assert qkv_100["metrics"]["accuracy"]["p_value"] == pytest.approx(expected.pvalue, rel=1e-6)
+    # kind is the same for every row (the tag determines it): one LoRA row, all levels pooled.
+    pooled = _results(api, scored_sweep, group_by="tag,kind", compare_to="tag:lora").json()
+    assert [r["group"]["tag"] for r in pooled["rows"] if r["baseline"]] == ["lora"]
+    qkv = next(r for r in pooled["rows"] if r["group"]["tag"] == "qkv")
+    every = {tag: [v for (t, _), values in stored.items() if t == tag for v in values]
+             for tag in ("qkv", "lora")}
+    expected = stats.ttest_ind(every["qkv"], every["lora"], equal_var=False)
+    assert qkv["metrics"]["accuracy"]["p_value"] == pytest.approx(expected.pvalue, rel=1e-6)
     plain = _results(api, scored_sweep, group_by="tag").json()
     assert plain["compare_to"] is None
     assert not any(row["baseline"] for row in plain["rows"])

@@ -1,0 +1,198 @@
+"""Sections c and e: a real ``tenslora serve`` (SQLite) and ``tenslora-worker`` run a mixed sweep.
+
+Section c starts both through ``cli.local_cluster.LocalCluster`` (what ``tenslora demo`` uses),
+submits train jobs of two pack keys (several methods and factorizations) and synthetic jobs too
+big to run all at once, and records the jobs, the packs the API reports (``pack_id``), how many
+ran at once, the free memory the worker offered over time and the wall time. Where the worker has
+no ``--pack-size`` yet it runs without and says so. Section e compares each job's memory estimate
+with the peak its run observed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.gpu_check.profile import Profile
+from bench.gpu_check.report import Section, Skipped, log
+
+ENDED = ("succeeded", "failed", "cancelled")
+# Methods and factorizations of the packed train jobs: LoRA and three constructions, both kinds.
+PACK_MIX = (("lora", "tucker"), ("qkv", "tucker"), ("qkv", "cp"), ("depth", "cp"),
+            ("att_qkv_depth", "tucker"), ("att_qkv_depth", "cp"))
+SECOND_KEY_MIX = (("att", "tucker"), ("qkv_depth", "cp"))
+LOG_TAIL_BYTES = 200_000
+
+
+def worker_supports_pack_size() -> bool:
+    done = subprocess.run([sys.executable, "-m", "worker", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    return "--pack-size" in done.stdout
+
+
+def train_sweep(profile: Profile) -> dict[str, Any]:
+    steps = profile.sweep_steps
+    second_key = {"train": {"batch_size": max(1, profile.batch_size // 2)}}
+    return {
+        "name": "gpu-check-train",
+        "base": {
+            "kind": "train", "task": "synthetic_text", "backbone": "minilm",
+            "adapter": {"ranks": 4}, "optim": {"lr": 5.0e-3},
+            "train": {"max_steps": steps, "batch_size": profile.batch_size,
+                      "max_length": profile.max_length, "precision": profile.precision,
+                      "log_every": max(1, steps // 4), "eval_every": steps,
+                      "max_eval_samples": 8 * profile.batch_size},
+        },
+        "configs": [{"adapter": {"method": m, "factorization": f}}
+                    for m, f in PACK_MIX[: profile.sweep_configs[0]]]
+        + [{"adapter": {"method": m, "factorization": f}, **second_key}
+           for m, f in SECOND_KEY_MIX[: profile.sweep_configs[1]]],
+        "grid": {"seed": list(range(profile.sweep_seeds))},
+    }
+
+
+def synthetic_sweep(profile: Profile) -> dict[str, Any]:
+    """Jobs that hold memory on paper: only some fit the device at once."""
+    return {
+        "name": "gpu-check-synthetic",
+        "base": {"kind": "synthetic", "duration_s": 3.0,
+                 "memory_mb": profile.synthetic_memory_mb, "outcome": {"accuracy": 1.0}},
+        "grid": {"seed": list(range(profile.synthetic_jobs))},
+    }
+
+
+def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float,
+              state: dict[str, Any]) -> None:
+    from cli.local_cluster import LocalCluster
+
+    packs = worker_supports_pack_size()
+    flags = [*profile.worker_device_flags, "--poll-interval", "0.5"]
+    if packs:
+        flags += ["--pack-size", str(profile.pack_size)]
+    else:
+        section.note("pack-size not supported: this worker has no --pack-size yet; "
+                     "the sweep ran without packs")
+    section.fact("worker_flags", " ".join(flags))
+    section.fact("pack_size", profile.pack_size if packs else "not supported")
+    cluster = LocalCluster(None, 0, flags)
+    try:
+        cluster.start()
+        began = time.monotonic()
+        sweep_ids = [cluster.submit(train_sweep(profile)), cluster.submit(synthetic_sweep(profile))]
+        samples = _follow(cluster, sweep_ids, deadline)
+        wall_s = time.monotonic() - began
+        jobs = [job for sweep_id in sweep_ids for job in cluster.jobs(sweep_id)]
+    finally:
+        cluster.stop()
+        _keep_logs(cluster.data_dir, out_dir)
+    state["jobs"] = jobs
+    _record(section, jobs, samples, wall_s)
+
+
+def _follow(cluster: Any, sweep_ids: list[int], deadline: float) -> list[dict[str, Any]]:
+    """Polls until every job ended; samples the worker's last offered free memory each second."""
+    from protocol.client import ApiClient
+
+    samples: list[dict[str, Any]] = []
+    began = time.monotonic()
+    with ApiClient(cluster.url, cluster.tokens["admin"], timeout_s=30) as api:
+        while True:
+            cluster._check_alive()
+            counts: Counter[str] = Counter()
+            for sweep_id in sweep_ids:
+                counts.update(api.get_sweep(sweep_id).counts)
+            samples.append({
+                "t_s": round(time.monotonic() - began, 1),
+                "running": counts.get("running", 0),
+                "ended": sum(counts.get(s, 0) for s in ENDED),
+                "offered_free_mb": [w.free_memory_mb for w in api.workers().items],
+            })
+            if samples[-1]["running"] == 0 and counts.get("queued", 0) == 0 and counts:
+                return samples
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the sweep had not finished by its deadline: {dict(counts)}")
+            if len(samples) % 10 == 0:
+                log(f"  sweep: {dict(counts)}")
+            time.sleep(1.0)
+
+
+def _record(section: Section, jobs: list[dict[str, Any]], samples: list[dict[str, Any]],
+            wall_s: float) -> None:
+    statuses = Counter(job["status"] for job in jobs)
+    packs = Counter(job.get("pack_id") for job in jobs if job.get("pack_id"))
+    section.fact("jobs", len(jobs))
+    section.fact("statuses", dict(statuses))
+    section.fact("wall_s", round(wall_s, 1))
+    section.fact("packs", len(packs))
+    section.fact("pack_sizes", sorted(packs.values(), reverse=True))
+    section.fact("most_jobs_running_at_once", max((s["running"] for s in samples), default=0))
+    offered = [mb for s in samples for mb in s["offered_free_mb"] if mb is not None]
+    if offered:
+        section.fact("offered_free_mb_min_max", [min(offered), max(offered)])
+    for job in jobs:
+        section.row("jobs", _job_row(job))
+    for sample in samples[:: max(1, len(samples) // 20)]:
+        section.row("samples", sample)
+    failed = [job for job in jobs if job["status"] != "succeeded"]
+    if failed:
+        first = failed[0]
+        raise AssertionError(f"{len(failed)} of {len(jobs)} jobs did not succeed; job "
+                             f"{first['id']}: {first['status']} {first.get('error') or ''}"[:2000])
+
+
+def _job_row(job: dict[str, Any]) -> dict[str, Any]:
+    config, result = job["config"], job.get("result") or {}
+    adapter = config.get("adapter") or {}
+    return {
+        "id": job["id"], "kind": job["kind"],
+        "adapter": f"{adapter.get('method')}/{adapter.get('factorization')}" if adapter else "",
+        "batch": (config.get("train") or {}).get("batch_size"),
+        "status": job["status"], "pack_id": job.get("pack_id"), "device": job.get("device"),
+        "estimate_mb": job.get("memory_estimate_mb"), "peak_mb": result.get("peak_memory_mb"),
+        "wall_s": result.get("wall_s"), "accuracy": result.get("accuracy"),
+    }
+
+
+def _keep_logs(data_dir: Path, out_dir: Path) -> None:
+    """The tails of the server's and the worker's logs, in one file (the device returns few)."""
+    parts = []
+    for name in ("server.log", "worker.log"):
+        path = data_dir / name
+        if path.exists():
+            data = path.read_bytes()[-LOG_TAIL_BYTES:]
+            parts.append(f"===== {name} (last {len(data)} bytes)\n{data.decode(errors='replace')}")
+    (out_dir / "service-logs.txt").write_text("\n".join(parts))
+
+
+def compare_estimates(section: Section, state: dict[str, Any]) -> None:
+    """Section e: each job's memory estimate (API) against its observed peak (its result)."""
+    jobs = state.get("jobs")
+    if not jobs:
+        raise Skipped("no jobs: section c did not finish a sweep")
+    ratios = []
+    for job in jobs:
+        peak = (job.get("result") or {}).get("peak_memory_mb")
+        estimate = job.get("memory_estimate_mb")
+        if not isinstance(peak, int | float) or not estimate:
+            continue
+        ratio = peak / estimate
+        ratios.append(ratio)
+        adapter = job["config"].get("adapter") or {}
+        section.row("jobs", {
+            "id": job["id"], "kind": job["kind"], "pack_id": job.get("pack_id"),
+            "adapter": f"{adapter.get('method')}/{adapter.get('factorization')}",
+            "estimate_mb": estimate, "peak_mb": round(peak, 1), "peak/estimate": round(ratio, 3),
+            "under-estimated": peak > estimate,
+        })
+    if not ratios:
+        raise Skipped("no job reported a peak_memory_mb")
+    section.fact("jobs_compared", len(ratios))
+    section.fact("under_estimated", sum(r > 1 for r in ratios))
+    section.fact("peak/estimate min, median, max",
+                 [round(min(ratios), 3), round(statistics.median(ratios), 3),
+                  round(max(ratios), 3)])

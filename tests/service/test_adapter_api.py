@@ -1,0 +1,238 @@
+"""Trained adapters kept by the service: upload by the lease holder, download as a zip, on the
+real server over SQLite and Postgres."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+import tenslora
+from scheduler.artifacts import read_archive, store_adapter
+from scheduler.db import Database
+from scheduler.queue import claim_job
+from tenslora.config import AdapterConfig
+from tenslora.contract import ADAPTER_ANALYSIS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
+from tests.adapter_helpers import randomise, tiny_bert, token_batch
+from tests.helpers.processes import wait_for
+from tests.helpers.server import Service, sqlite_url, start_service
+
+MAX_ADAPTER_MB = 0.25
+LEASE_SECONDS = 30.0
+TRAIN = {"kind": "train", "task": "rotten_tomatoes", "backbone": "minilm"}
+SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """The real server with a small adapter limit, on each backend."""
+    folder = tmp_path_factory.mktemp(f"adapters-{request.param}")
+    url = (sqlite_url(folder) if request.param == "sqlite"
+           else request.getfixturevalue("postgres").fresh_database())
+    running = start_service(folder, url, LEASE_SECONDS, TENSLORA_MAX_ADAPTER_MB=str(MAX_ADAPTER_MB))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _claimed(service: Service, spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """A new one-job sweep of ``spec``, and that job claimed (the queue holds no other)."""
+    with service.client("submitter") as client:
+        client.post("/api/v1/sweeps", json={"name": name, "base": spec}).raise_for_status()
+    with service.client("worker") as client:
+        claim = client.post("/api/v1/jobs/claim",
+                            json={"worker_id": name, "free_memory_mb": 10**6})
+    assert claim.status_code == 200, claim.text
+    return claim.json()
+
+
+def _adapted_model() -> torch.nn.Module:
+    model = tiny_bert()
+    tenslora.apply_adapter(model, AdapterConfig("att_qkv", "tucker", [4, 3, 2, 3], seed=0),
+                           train_head=True)
+    randomise(model.tenslora_adapter.parameters())
+    return model
+
+
+def _zip_folder(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, f"adapter/{path.name}")  # a zipped folder, as `zip -r` makes
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _put(client: httpx.Client, job_id: int, lease_id: str, body: bytes) -> httpx.Response:
+    return client.put(f"/api/v1/jobs/{job_id}/adapter", params={"lease_id": lease_id},
+                      content=body, headers={"Content-Type": "application/zip"})
+
+
+def _complete(client: httpx.Client, claim: dict[str, Any], result: dict[str, Any]) -> None:
+    done = client.post(f"/api/v1/jobs/{claim['job']['id']}/complete",
+                       json={"lease_id": claim["lease_id"], "result": result})
+    assert done.status_code == 200, done.text
+
+
+def test_an_uploaded_adapter_downloads_as_a_zip_that_reproduces_the_models_outputs(
+    service: Service, tmp_path: Path
+) -> None:
+    model = _adapted_model()
+    with torch.no_grad():
+        expected = model(token_batch()).logits
+    folder = tenslora.save_adapter(model, tmp_path / "saved")
+    claim = _claimed(service, TRAIN, "roundtrip")
+    job_id = claim["job"]["id"]
+    with service.client("worker") as client:
+        stored = _put(client, job_id, claim["lease_id"], _zip_folder(folder))
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["attempt"] == 1 and stored.json()["job_id"] == job_id
+        running = client.get(f"/api/v1/jobs/{job_id}/adapter")
+        assert running.status_code == 404 and "running" in running.json()["detail"]
+        _complete(client, claim, {"accuracy": 0.75})
+    with service.client("submitter") as client:
+        response = client.get(f"/api/v1/jobs/{job_id}/adapter")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/zip"
+    assert f"job-{job_id}-adapter.zip" in response.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert sorted(archive.namelist()) == sorted([ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE])
+        archive.extractall(tmp_path / "downloaded")
+    fresh = tenslora.load_adapter(tiny_bert(), tmp_path / "downloaded")
+    with torch.no_grad():
+        assert torch.equal(fresh(token_batch()).logits, expected)
+
+
+def test_get_adapter_is_404_for_unknown_synthetic_and_failed_jobs_and_401_without_token(
+    service: Service,
+) -> None:
+    synthetic = _claimed(service, SYNTHETIC, "synthetic")
+    failed = _claimed(service, TRAIN, "failing")
+    with service.client("worker") as client:
+        _complete(client, synthetic, {"accuracy": 1.0})
+        client.post(f"/api/v1/jobs/{failed['job']['id']}/fail",
+                    json={"lease_id": failed["lease_id"], "error": "boom"}).raise_for_status()
+    with service.client("submitter") as client:
+        for job_id, words in ((2**31 - 1, "does not exist"),
+                              (synthetic["job"]["id"], "synthetic job"),
+                              (failed["job"]["id"], "is failed")):
+            response = client.get(f"/api/v1/jobs/{job_id}/adapter")
+            assert response.status_code == 404 and words in response.json()["detail"]
+    with service.client(None) as anonymous:
+        assert anonymous.get(f"/api/v1/jobs/{failed['job']['id']}/adapter").status_code == 401
+        put = _put(anonymous, failed["job"]["id"], failed["lease_id"], b"PK")
+        assert put.status_code == 401
+    with service.client("submitter") as reader:  # only a worker token uploads
+        assert _put(reader, failed["job"]["id"], failed["lease_id"], b"PK").status_code == 403
+
+
+def test_an_oversized_adapter_gets_413_saying_the_limit_and_the_result_is_still_stored(
+    service: Service,
+) -> None:
+    claim = _claimed(service, TRAIN, "oversized")
+    job_id = claim["job"]["id"]
+    big = int(MAX_ADAPTER_MB * 2**20) + 1
+    bomb = io.BytesIO()  # a small zip that unpacks past the limit
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(ADAPTER_WEIGHTS_FILE, b"\0" * big)
+        archive.writestr(ADAPTER_CONFIG_FILE, b'{"config": {}, "backbone": {}}')
+    assert len(bomb.getvalue()) < big // 100
+    with service.client("worker") as client:
+        for body in (b"x" * big, bomb.getvalue()):
+            refused = _put(client, job_id, claim["lease_id"], body)
+            assert refused.status_code == 413, refused.text
+            detail = refused.json()["detail"]
+            assert "TENSLORA_MAX_ADAPTER_MB" in detail and "0.25 MiB" in detail
+        _complete(client, claim, {"accuracy": 0.5})
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded" and job["result"] == {"accuracy": 0.5}
+        missing = client.get(f"/api/v1/jobs/{job_id}/adapter")
+        assert missing.status_code == 404 and "without an adapter" in missing.json()["detail"]
+
+
+def test_uploads_that_are_not_an_adapter_or_not_the_lease_holders_are_refused(
+    service: Service, tmp_path: Path
+) -> None:
+    claim = _claimed(service, TRAIN, "bad-uploads")
+    job_id, lease = claim["job"]["id"], claim["lease_id"]
+    folder = tenslora.save_adapter(_adapted_model(), tmp_path / "saved")
+    no_config = io.BytesIO()
+    with zipfile.ZipFile(no_config, "w") as archive:
+        archive.write(folder / ADAPTER_WEIGHTS_FILE, ADAPTER_WEIGHTS_FILE)
+    swapped = io.BytesIO()
+    with zipfile.ZipFile(swapped, "w") as archive:
+        archive.write(folder / ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE)
+        archive.write(folder / ADAPTER_CONFIG_FILE, ADAPTER_CONFIG_FILE)
+    with service.client("worker") as client:
+        for body, words in ((b"not a zip", "not a zip"),
+                            (no_config.getvalue(), f"lacks {ADAPTER_CONFIG_FILE}"),
+                            (swapped.getvalue(), "not a safetensors file")):
+            refused = _put(client, job_id, lease, body)
+            assert refused.status_code == 422 and words in refused.json()["detail"], refused.text
+        assert _put(client, job_id, "not-the-lease", _zip_folder(folder)).status_code == 409
+        assert _put(client, 2**31 - 1, lease, _zip_folder(folder)).status_code == 404
+        synthetic = _claimed(service, SYNTHETIC, "synthetic-upload")
+        refused = _put(client, synthetic["job"]["id"], synthetic["lease_id"], _zip_folder(folder))
+        assert refused.status_code == 422 and "only train jobs" in refused.json()["detail"]
+        _complete(client, synthetic, {})
+        _complete(client, claim, {})
+
+
+def test_a_later_attempt_replaces_the_adapter_and_a_resent_upload_after_complete_is_kept(
+    service: Service, tmp_path: Path
+) -> None:
+    first_model, second_model = _adapted_model(), _adapted_model()
+    randomise(second_model.tenslora_adapter.parameters(), seed=7)
+    first = _zip_folder(tenslora.save_adapter(first_model, tmp_path / "first"))
+    second = _zip_folder(tenslora.save_adapter(second_model, tmp_path / "second"),
+                         {ADAPTER_ANALYSIS_FILE: b'{"method": "att_qkv", "ranks": [NaN]}'})
+    with service.client("submitter") as client:
+        client.post("/api/v1/sweeps", json={"name": "attempts", "base": TRAIN}).raise_for_status()
+    # Attempt 1 claimed and uploaded a lease length ago, then its worker died.
+    long_ago = datetime.now(UTC) - timedelta(seconds=LEASE_SECONDS + 1)
+    database = Database(service.database_url)
+    try:
+        with database.session() as session:
+            dead = claim_job(session, "dead", None, 10**6, LEASE_SECONDS, 3, now=long_ago)
+            assert dead is not None
+            store_adapter(session, dead.job.id, dead.lease_id, read_archive(first, 2**20),
+                          now=long_ago + timedelta(seconds=1))
+    finally:
+        database.dispose()
+    with service.client("worker") as client:
+        def next_claim() -> dict[str, Any] | None:
+            answer = client.post("/api/v1/jobs/claim",
+                                 json={"worker_id": "alive", "free_memory_mb": 10**6})
+            return answer.json() if answer.status_code == 200 else None
+
+        claim = wait_for("the expired job back in the queue", next_claim, 30)
+        assert claim["job"]["id"] == dead.job.id and claim["job"]["attempt"] == 2
+        assert _put(client, dead.job.id, dead.lease_id, second).status_code == 409
+        assert _put(client, dead.job.id, claim["lease_id"], second).json()["attempt"] == 2
+        _complete(client, claim, {"accuracy": 0.6})
+        resent = _put(client, dead.job.id, claim["lease_id"], second)  # a spool resending
+        assert resent.status_code == 200 and resent.json()["attempt"] == 2
+        served = client.get(f"/api/v1/jobs/{dead.job.id}/adapter")
+    assert served.status_code == 200
+    assert served.content == read_archive(second, 2**20).archive
+    database = Database(service.database_url)
+    try:
+        with database.session(write=False) as session:
+            from scheduler.artifacts import get_analysis
+
+            assert get_analysis(session, dead.job.id) == {"method": "att_qkv", "ranks": [None]}
+    finally:
+        database.dispose()
