@@ -20,14 +20,8 @@ import torch
 
 from tenslora.methods import METHODS
 from tenslora.spec import TrainLoopSpec, TrainSpec
-from tenslora.training.loop import (
-    _batch,
-    optimizer_step,
-    post_step_values,
-    pre_step_values,
-    prepare,
-    train_step,
-)
+from tenslora.training.jobs import JobSink, optimizer_step, post_step_values, pre_step_values
+from tenslora.training.loop import PackRun, prepare, train_step
 
 
 def _spec(method: str, rank: int, batch_size: int, max_length: int) -> TrainSpec:
@@ -48,30 +42,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    runs = {m: prepare(_spec(m, args.rank, args.batch_size, args.max_length), device)
-            for m in METHODS}
-    # Fixed-length batches (padding to max_length) so every method sees the same work.
+    runs = {m: prepare([_spec(m, args.rank, args.batch_size, args.max_length)], [JobSink()],
+                       device) for m in METHODS}
+    # Fixed-length batches (the longest examples, first in the order) so every method sees the
+    # same work.
     for run in runs.values():
-        long = np.argsort([-len(x) for x in run.train.inputs])[: args.batch_size]
-        run.fixed = _batch(run, run.train, long)  # type: ignore[attr-defined]
+        job = run.jobs[0]
+        job.order = np.argsort([-len(x) for x in job.train.inputs])
     step_s: dict[str, list[float]] = {m: [] for m in METHODS}
     metric_s: dict[str, list[float]] = {m: [] for m in METHODS}
     for run in runs.values():  # warm-up, and leaves non-zero cores for the spectra
         for _ in range(2):
-            train_step(run, *run.fixed)  # type: ignore[attr-defined]
-            optimizer_step(run)
+            _step(run)
     for _ in range(args.rounds):
         for method, run in runs.items():
             began = time.perf_counter()
             for _ in range(args.steps):
-                train_step(run, *run.fixed)  # type: ignore[attr-defined]
-                optimizer_step(run)
+                _step(run)
             step_s[method].append((time.perf_counter() - began) / args.steps)
-            train_step(run, *run.fixed)  # type: ignore[attr-defined]
+            train_step(run, run.jobs, 0)
             began = time.perf_counter()
-            pre_step_values(run)
-            optimizer_step(run)
-            post_step_values(run)
+            pre_step_values(run.jobs[0])
+            optimizer_step(run.jobs[0])
+            post_step_values(run.jobs[0])
             metric_s[method].append(time.perf_counter() - began)
     log_every = TrainLoopSpec().log_every
     lora = statistics.median(step_s["lora"])
@@ -86,18 +79,23 @@ def main() -> None:
         # The timed metric block includes one optimiser step; subtract the step's share of it.
         extra = max(statistics.median(metric_s[method]) - _optimizer_share(run), 0.0)
         share = extra / (log_every * step)
-        print(f"{method:<15}{count_adapter_parameters(run.model):>9,}{step * 1e3:>9.1f}"
+        print(f"{method:<15}{count_adapter_parameters(run.jobs[0].job):>9,}{step * 1e3:>9.1f}"
               f"{args.batch_size / step:>11.1f}{lora / step:>9.2f}{extra * 1e3:>12.2f}"
               f"{100 * share:>26.2f}%")
 
 
-def _optimizer_share(run) -> float:  # type: ignore[no-untyped-def]
+def _step(run: PackRun) -> None:
+    train_step(run, run.jobs, 0)
+    optimizer_step(run.jobs[0])
+
+
+def _optimizer_share(run: PackRun) -> float:
     """Seconds of one bare optimiser step (AdamW + scheduler), to subtract from the metric block."""
     samples = []
     for _ in range(3):
-        train_step(run, *run.fixed)
+        train_step(run, run.jobs, 0)
         began = time.perf_counter()
-        optimizer_step(run)
+        optimizer_step(run.jobs[0])
         samples.append(time.perf_counter() - began)
     return statistics.median(samples)
 

@@ -156,7 +156,7 @@ class LocalCluster:
         """The results table: only ``metrics`` when given and the results carry any of them,
         else every metric. A baseline that matches no row (its runs failed) is said, and the
         table printed without it."""
-        from cli.results_format import render
+        from cli.results_format import keep_metrics, render
 
         baseline = [compare_to] if compare_to else []
         with self._api() as api:
@@ -168,12 +168,7 @@ class LocalCluster:
                 print(f"no comparison: {exc.detail}")
                 results = api.sweep_results(sweep_id, group_by)
             failed = api.job_page(sweep_id, "failed", limit=1)
-        answer = results.model_dump(mode="json")
-        carried = {name for row in answer["rows"] for name in row["metrics"]}
-        if metrics and carried & set(metrics):
-            for row in answer["rows"]:
-                row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
-        render(answer, "table")
+        render(keep_metrics(results.model_dump(mode="json"), metrics or ()), "table")
         if failed.total:
             print(f"{failed.total} runs failed; the first: {failed.items[0].error}")
 

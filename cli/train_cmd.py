@@ -58,7 +58,7 @@ def train(
 
     from tenslora.backbones import BackboneUnavailableError
     from tenslora.tasks import HubUnavailableError, MissingDataError
-    from tenslora.training import run_training
+    from tenslora.training import TrainingFailed, run_training
 
     try:
         out = metrics_out.open("w", encoding="utf-8") if metrics_out else None
@@ -85,7 +85,8 @@ def train(
     try:
         with bar:
             result = run_training(spec, sink, device=device, progress=progress)
-    except (HubUnavailableError, BackboneUnavailableError, MissingDataError) as exc:
+    except (HubUnavailableError, BackboneUnavailableError, MissingDataError,
+            TrainingFailed) as exc:
         raise _fail(str(exc), code=1) from None
     finally:
         if out is not None:

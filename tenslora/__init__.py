@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "save_adapter": "tenslora.persist",
     "load_adapter": "tenslora.persist",
     "run_training": "tenslora.training",
+    "run_pack": "tenslora.training",
 }
 
 __all__ = [

@@ -74,7 +74,10 @@ class TensLoRAAdapter(nn.Module):
             )
             for _ in range(method.n_tensors(shape))
         )
-        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        # A pack swaps in a dropout that draws from the job's own generator.
+        self.dropout: nn.Module = (
+            nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        )
         self.slices = [
             [self._slice_info(layer, p) for p in config.projections]
             for layer in range(shape.n_layers)
@@ -158,19 +161,26 @@ class TensLoRAAdapter(nn.Module):
 
     def add_update(self, info: SliceInfo, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``y + s * (x U_in) Up^T`` for the projection ``info`` describes."""
+        return y + self.update(info, x).to(y.dtype)
+
+    def update(self, info: SliceInfo, x: torch.Tensor,
+               rows: tuple[slice, ...] | None = None) -> torch.Tensor:
+        """``s * (x[rows] U_in) Up^T``: the update of projection ``info`` for the part ``rows``
+        of ``x`` (all of it when None; a pack gives each job's adapter its own rows)."""
         # Outside a trunk forward (a layer called on its own) nothing may be reused.
         cache = self._cache if self._cache is not None else _ForwardCache()
         hit = cache.inputs.get(info.group_key)
         if hit is not None and hit[0] is x:
             projected = hit[1]
         else:
-            projected = self.dropout(x) @ self._input_factor(cache, info.group)
+            own = x if rows is None else x[rows]
+            projected = self.dropout(own) @ self._input_factor(cache, info.group)
             cache.inputs[info.group_key] = (x, projected)
         if info.columns is not None:
             projected = projected[..., info.columns[0] : info.columns[1]]
         if cache.ups is None:
             cache.ups = self._scaled_up().transpose(1, 2).unbind(0)
-        return y + (projected @ cache.ups[info.slice_index]).to(y.dtype)
+        return projected @ cache.ups[info.slice_index]
 
     def _scaled_up(self) -> torch.Tensor:
         up = self.stacked_up()

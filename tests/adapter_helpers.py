@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+from collections.abc import Iterator
 
 import torch
 import transformers
@@ -73,3 +75,14 @@ def randomise(parameters, seed: int = 1, std: float = 0.5) -> None:
     generator = torch.Generator().manual_seed(seed)
     for p in parameters:
         p.copy_(torch.randn(p.shape, generator=generator) * std)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

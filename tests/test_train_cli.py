@@ -45,3 +45,15 @@ def test_bad_specs_exit_2_with_a_clear_message(tmp_path, text, message):
 def test_a_missing_spec_file_exits_2(tmp_path):
     done = _train(tmp_path / "absent.yaml")
     assert done.returncode == 2 and "cannot read spec" in done.stderr
+
+
+def test_a_run_whose_loss_becomes_non_finite_exits_1_naming_the_step(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "task: synthetic_text\nbackbone: minilm\nadapter: {method: lora, ranks: 2}\n"
+        "optim: {lr: 1.0e+30, warmup_ratio: 0.0}\n"
+        "train: {max_steps: 6, batch_size: 4, max_length: 16, max_eval_samples: 8}\n"
+    )
+    done = _train(spec)
+    assert done.returncode == 1, done.stderr
+    assert "training loss is not finite" in done.stderr and "at step" in done.stderr

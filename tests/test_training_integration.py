@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from adapter_helpers import torch_threads
 
 from tenslora.training import run_training
 
@@ -27,11 +27,11 @@ def _spec(method, ranks, **train):
 
 
 @pytest.fixture(autouse=True)
-def _two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread():
+    # Two OpenMP threads on a shared 2-core machine spin at every barrier when the other core is
+    # busy (10x slower measured under load); one thread is steady.
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.parametrize(("method", "ranks"), [("lora", 4), ("qkv_depth", [8, 8, 3, 6])])

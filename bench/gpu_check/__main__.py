@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "sections": args.sections})
     run_all(report, profile, args.sections, time.monotonic() + budget_s)
     statuses = {s.key: s.status for s in report.sections}
+    for section in report.sections:  # the figures again, for whoever reads only the output
+        print(f"{section.key}: {section.status} {section.error or ''}".rstrip())
+        for name, value in section.facts.items():
+            print(f"    {name}: {value}")
     log(f"done: {statuses}; see {args.out_dir}")
     return 1 if "failed" in statuses.values() else 0
 

@@ -1,10 +1,17 @@
-"""``run_training``: one fine-tuning job, from a ``TrainSpec`` to a flat dict of numbers."""
+"""``run_pack``: k fine-tuning jobs in one process over one frozen backbone (DESIGN.md, "Packs");
+``run_training``: one job, a pack of one.
+
+Each step concatenates the active jobs' batches, runs the backbone once, and backpropagates the
+sum of the jobs' own mean losses, which gives each job exactly its own gradients (no parameter is
+shared, and no layer mixes rows). Each job keeps its own optimiser, lr schedule, data order and
+dropout stream (:mod:`tenslora.training.jobs`), so its numbers do not depend on its pack.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,220 +19,269 @@ import numpy as np
 import torch
 from torch import nn
 
-from tenslora.analysis import mode_grad_norms, mode_spectra
 from tenslora.backbones import Backbone, head_parameters, load_backbone
-from tenslora.contract import EVAL, GRAD_NORM, LR, TRAIN_LOSS, metric_name
+from tenslora.contract import EVAL, TRAIN_LOSS
+from tenslora.pack import Pack, build_pack
+from tenslora.packing import pack_mismatch
 from tenslora.spec import TrainSpec
 from tenslora.tasks import Split, load_task
 from tenslora.training import runtime
-from tenslora.training.groups import param_groups
+from tenslora.training.jobs import (
+    JobResult,
+    JobRun,
+    JobSink,
+    Progress,
+    TrainingFailed,
+    optimizer_step,
+    post_step_values,
+    pre_step_values,
+    prepare_job,
+)
 from tenslora.training.metrics import classification_metrics
-from tenslora.training.schedule import schedule
-from tenslora.training.telemetry import Sink, points, prefixed, spectrum_values
-
-#: progress(step, total_steps, loss or None); raising from it aborts the run (the worker's cancel).
-Progress = Callable[[int, int, float | None], None]
+from tenslora.training.telemetry import Sink, points, prefixed
 
 
 @dataclass
-class Run:
-    spec: TrainSpec
+class PackRun:
+    """The shared part of a pack: backbone, validation data, step counts; and its jobs."""
+
     device: torch.device
     amp_dtype: torch.dtype | None
     backbone: Backbone
+    pack: Pack
     num_labels: int
-    train: Split
     validation: Split
-    optimizer: torch.optim.AdamW
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler | None
+    baseline: float
+    batch_size: int
     steps_per_epoch: int
     total_steps: int
-    baseline: float
+    jobs: list[JobRun]
 
     @property
-    def model(self) -> nn.Module:
-        return self.backbone.model
+    def active(self) -> list[JobRun]:
+        return [job for job in self.jobs if job.running]
 
 
 def _as_spec(spec: TrainSpec | Mapping[str, Any]) -> TrainSpec:
     return spec if isinstance(spec, TrainSpec) else TrainSpec.model_validate(dict(spec))
 
 
-def prepare(spec: TrainSpec, device: torch.device) -> Run:
-    """Data, backbone + adapter, optimiser and schedule; seeded before anything random."""
-    from tenslora.model import apply_adapter
-
-    runtime.seed_everything(spec.seed)
-    task = load_task(spec.task)
-    train = task.train.subsample(spec.train.max_train_samples, seed=spec.seed)
-    validation = task.validation.subsample(spec.train.max_eval_samples)
-    backbone = load_backbone(spec.backbone, task.num_labels, max_length=spec.train.max_length)
-    apply_adapter(backbone.model, spec.adapter, train_head=True)
-    head = head_parameters(backbone.model)
-    for param in head:
-        param.requires_grad_(True)
-    backbone.model.to(device)
-    groups = param_groups(backbone.model, head, spec.optim)
-    optimizer = torch.optim.AdamW(groups, lr=spec.optim.lr, weight_decay=spec.optim.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / spec.train.batch_size)
-    total_steps = steps_per_epoch * spec.train.epochs
-    if spec.train.max_steps is not None:
-        total_steps = min(total_steps, spec.train.max_steps)
-    lr_lambda = schedule(total_steps, spec.optim.warmup_ratio, spec.optim.lr, spec.optim.min_lr)
-    amp_dtype = runtime.autocast_dtype(spec.train.precision, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    return Run(spec, device, amp_dtype, backbone, task.num_labels, train, validation, optimizer,
-               torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda), scaler,
-               steps_per_epoch, total_steps, task.majority_baseline())
-
-
-def _batch(run: Run, split: Split, index: np.ndarray) -> tuple[dict[str, torch.Tensor],
-                                                               torch.Tensor]:
-    inputs = run.backbone.encode([split.inputs[i] for i in index])
-    labels = torch.from_numpy(split.labels[index])
-    return ({k: v.to(run.device) for k, v in inputs.items()}, labels.to(run.device))
+def prepare(specs: Sequence[TrainSpec], sinks: Sequence[JobSink], device: torch.device,
+            backbone: Backbone | None = None) -> PackRun:
+    """Data, the backbone laid out for every job, each job's optimiser and schedule."""
+    first = specs[0]
+    mismatch = pack_mismatch(list(specs))
+    if mismatch is not None:
+        raise ValueError(f"these specs cannot train in one pack (tenslora.packing): {mismatch}")
+    runtime.seed_everything(first.seed)
+    task = load_task(first.task)
+    trains = [task.train.subsample(s.train.max_train_samples, seed=s.seed) for s in specs]
+    validation = task.validation.subsample(first.train.max_eval_samples)
+    if backbone is None:
+        backbone = load_backbone(first.backbone, task.num_labels, max_length=first.train.max_length)
+    pack = build_pack(backbone.model, [s.adapter for s in specs],
+                      [s.seed for s in specs], device=device)
+    loop = first.train
+    steps_per_epoch = math.ceil(len(trains[0]) / loop.batch_size)
+    total_steps = steps_per_epoch * loop.epochs
+    if loop.max_steps is not None:
+        total_steps = min(total_steps, loop.max_steps)
+    amp_dtype = runtime.autocast_dtype(loop.precision, device)
+    jobs = [prepare_job(spec, pack.job(i), trains[i], sink, total_steps, amp_dtype, device)
+            for i, (spec, sink) in enumerate(zip(specs, sinks, strict=True))]
+    pack.train()  # transformers loads models in eval mode: no dropout
+    return PackRun(device, amp_dtype, backbone, pack, task.num_labels, validation,
+                   task.majority_baseline(), loop.batch_size, steps_per_epoch, total_steps, jobs)
 
 
-def evaluate(run: Run) -> dict[str, float]:
-    """Accuracy, MCC, macro F1 and mean loss on the validation split."""
-    run.model.eval()
-    predictions, losses = [], []
-    size = 2 * run.spec.train.batch_size
+def _encode(run: PackRun, inputs: list[Any]) -> dict[str, torch.Tensor]:
+    return {k: v.to(run.device) for k, v in run.backbone.encode(inputs).items()}
+
+
+def _hook(job: JobRun, call: Callable[..., Any], *args: Any) -> Any:
+    """Call one of the job's hooks; what it raises takes this job out of the pack, failed."""
+    try:
+        return call(*args)
+    except Exception as exc:  # any error of one job's owner ends that job only
+        job.stop("failed", f"{type(exc).__name__}: {exc}", exc)
+        return None
+
+
+def _lengths(attention_mask: torch.Tensor | None, jobs: int) -> list[int] | None:
+    """Each job's longest example in the batch (its rows are consecutive): the length its batch
+    alone would be padded to, which its dropout masks are drawn at."""
+    if attention_mask is None:
+        return None
+    return [int(rows.sum(-1).max()) for rows in attention_mask.chunk(jobs)]
+
+
+def train_step(run: PackRun, jobs: Sequence[JobRun], start: int) -> list[torch.Tensor]:
+    """Forward the jobs' batches at ``start`` of their orders as one batch, backward the sum of
+    their losses; returns each job's detached loss. Gradients stay for the metrics."""
+    index = [job.order[start:start + run.batch_size] for job in jobs]
+    rows = len(index[0])
+    encoded = run.backbone.encode([job.train.inputs[i]
+                                   for job, idx in zip(jobs, index, strict=True) for i in idx])
+    lengths = _lengths(encoded.get("attention_mask"), len(jobs))
+    inputs = {k: v.to(run.device) for k, v in encoded.items()}
+    labels = torch.from_numpy(np.concatenate([job.train.labels[idx]
+                                              for job, idx in zip(jobs, index, strict=True)]))
+    labels = labels.to(run.device)
+    with runtime.autocast(run.device, run.amp_dtype):
+        logits = run.pack([job.index for job in jobs], rows, lengths, **inputs)
+    logits = logits.float()
+    losses = [nn.functional.cross_entropy(logits[i * rows:(i + 1) * rows],
+                                          labels[i * rows:(i + 1) * rows])
+              for i in range(len(jobs))]
+    scaled = [loss if job.scaler is None else job.scaler.scale(loss)
+              for job, loss in zip(jobs, losses, strict=True)]
+    torch.stack(scaled).sum().backward()
+    for job in jobs:
+        if job.scaler is not None:
+            job.scaler.unscale_(job.optimizer)  # true gradient norms for the metrics
+    return [loss.detach() for loss in losses]
+
+
+def evaluate(run: PackRun, jobs: Sequence[JobRun]) -> list[dict[str, float]]:
+    """Accuracy, MCC, macro F1 and mean loss on the validation split, for every job in one pass
+    per batch (the batch repeated once per job)."""
+    run.pack.eval()
+    predictions: list[list[torch.Tensor]] = [[] for _ in jobs]
+    losses: list[list[torch.Tensor]] = [[] for _ in jobs]
+    size = 2 * run.batch_size
     with torch.no_grad(), runtime.autocast(run.device, run.amp_dtype):
         for start in range(0, len(run.validation), size):
             index = np.arange(start, min(start + size, len(run.validation)))
-            inputs, labels = _batch(run, run.validation, index)
-            logits = run.model(**inputs).logits.float()
-            losses.append(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-            predictions.append(logits.argmax(-1))
-    run.model.train()
-    predicted = torch.cat(predictions).cpu().numpy()
-    metrics = classification_metrics(run.validation.labels, predicted, run.num_labels)
-    metrics["loss"] = float(torch.stack(losses).sum()) / len(run.validation)
-    return metrics
+            inputs = _encode(run, [run.validation.inputs[i] for i in index])
+            inputs = {k: v.repeat(len(jobs), *([1] * (v.dim() - 1))) for k, v in inputs.items()}
+            labels = torch.from_numpy(run.validation.labels[index]).to(run.device)
+            logits = run.pack([job.index for job in jobs], len(index), **inputs).float()
+            for i, own in enumerate(logits.split(len(index))):
+                losses[i].append(nn.functional.cross_entropy(own, labels, reduction="sum"))
+                predictions[i].append(own.argmax(-1))
+    run.pack.train()
+    results = []
+    for job_predictions, job_losses in zip(predictions, losses, strict=True):
+        predicted = torch.cat(job_predictions).cpu().numpy()
+        metrics = classification_metrics(run.validation.labels, predicted, run.num_labels)
+        metrics["loss"] = float(torch.stack(job_losses).sum()) / len(run.validation)
+        results.append(metrics)
+    return results
 
 
-def train_step(run: Run, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """Forward and backward; returns the detached loss. Gradients stay for the metrics."""
-    with runtime.autocast(run.device, run.amp_dtype):
-        logits = run.model(**inputs).logits
-    loss = nn.functional.cross_entropy(logits.float(), labels)
-    if run.scaler is not None:
-        run.scaler.scale(loss).backward()
-        run.scaler.unscale_(run.optimizer)  # true gradient norms for the metrics
-    else:
-        loss.backward()
-    return loss.detach()
+def _evaluate_and_stream(run: PackRun, step: int) -> None:
+    jobs = run.active
+    for job, metrics in zip(jobs, evaluate(run, jobs), strict=True):
+        job.tracker.history.append(metrics)
+        _hook(job, job.sink, points(step, prefixed(EVAL, metrics)))
 
 
-def optimizer_step(run: Run) -> None:
-    if run.scaler is not None:
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    else:
-        run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scheduler.step()
+def _poll_stops(run: PackRun) -> None:
+    for job in run.active:
+        if _hook(job, job.sink.should_stop):
+            job.stop("cancelled", "cancelled while training")
 
 
-def pre_step_values(run: Run) -> dict[str, float]:
-    """Logged before the update: the lrs this step uses and the per-mode gradient norms."""
-    values = {metric_name(LR, group["name"]): group["lr"] for group in run.optimizer.param_groups}
-    return values | prefixed(GRAD_NORM, mode_grad_norms(run.model))
+def _log_and_step(run: PackRun, jobs: Sequence[JobRun], losses: Sequence[torch.Tensor],
+                  step: int) -> None:
+    """Each job's optimiser step and, at its log steps, its metric points; a job whose loss is
+    not finite leaves the pack (one device sync per step, for every job at once)."""
+    logging = [step % job.spec.train.log_every == 0 or step == run.total_steps for job in jobs]
+    before = [pre_step_values(job) if log else {} for job, log in zip(jobs, logging, strict=True)]
+    for job, loss in zip(jobs, losses, strict=True):
+        job.tracker.loss_sum += loss
+        job.tracker.loss_count += 1
+        job.steps = step
+        optimizer_step(job)
+    values = torch.stack(list(losses)).tolist()
+    for job, loss, log, logged in zip(jobs, values, logging, before, strict=True):
+        if not math.isfinite(loss):
+            job.stop("failed", f"the training loss is not finite ({loss}) at step {step}")
+            continue
+        if log:
+            logged[TRAIN_LOSS] = float(job.tracker.loss_sum) / job.tracker.loss_count
+            logged |= post_step_values(job)
+            job.tracker.loss_sum.zero_()
+            job.tracker.loss_count = 0
+            _hook(job, job.sink, points(step, logged))
+        if job.running:
+            _hook(job, job.sink.progress, step, run.total_steps, logged.get(TRAIN_LOSS))
 
 
-def post_step_values(run: Run) -> dict[str, float]:
-    """Logged after the update: the spectra of the adapter as the step left it."""
-    return spectrum_values(mode_spectra(run.model))
+def pack_step(run: PackRun, jobs: Sequence[JobRun], start: int, step: int) -> None:
+    """Training step number ``step`` of ``jobs`` on their batches at ``start`` of their orders:
+    forward, backward, each job's update and metric points; non-finite jobs leave."""
+    _log_and_step(run, jobs, train_step(run, jobs, start), step)
 
 
-@dataclass
-class Tracker:
-    """Evaluations so far and the loss window since the last log step."""
-
-    history: list[dict[str, float]]
-    loss_sum: torch.Tensor
-    loss_count: int = 0
-    samples: int = 0
-
-    def best(self, metric: str) -> float:
-        return max(h[metric] for h in self.history)
-
-
-def _evaluate_and_stream(run: Run, step: int, tracker: Tracker, sink: Sink | None) -> None:
-    metrics = evaluate(run)
-    tracker.history.append(metrics)
-    if sink is not None:
-        sink(points(step, prefixed(EVAL, metrics)))
-
-
-def _epoch_order(run: Run, epoch: int) -> np.ndarray:
-    generator = torch.Generator().manual_seed(run.spec.seed * 1_000_003 + epoch)
-    return torch.randperm(len(run.train), generator=generator).numpy()
-
-
-def _train(run: Run, sink: Sink | None, progress: Progress | None) -> tuple[Tracker, int, float]:
-    """The loop; returns the tracker, the steps done and the seconds spent in training steps."""
-    spec = run.spec.train
-    tracker = Tracker([], torch.zeros((), device=run.device))
-    step, train_seconds = 0, 0.0
-    run.model.train()
-    while step < run.total_steps:
-        order = _epoch_order(run, step // run.steps_per_epoch)
-        for start in range(0, len(order), spec.batch_size):
+def _train(run: PackRun) -> None:
+    loop = run.jobs[0].spec.train
+    step = 0
+    while step < run.total_steps and run.active:
+        for job in run.active:
+            job.new_epoch(step // run.steps_per_epoch)
+        for start in range(0, len(run.jobs[0].train), run.batch_size):
+            _poll_stops(run)
+            jobs = run.active
+            if not jobs:
+                return
             began = time.perf_counter()
-            inputs, labels = _batch(run, run.train, order[start:start + spec.batch_size])
-            tracker.loss_sum += train_step(run, inputs, labels)
-            tracker.loss_count += 1
-            tracker.samples += len(labels)
             step += 1
-            logging = step % spec.log_every == 0 or step == run.total_steps
-            values = pre_step_values(run) if logging else {}
-            optimizer_step(run)
-            if logging:
-                values[TRAIN_LOSS] = float(tracker.loss_sum) / tracker.loss_count
-                values |= post_step_values(run)
-                tracker.loss_sum.zero_()
-                tracker.loss_count = 0
-                if sink is not None:
-                    sink(points(step, values))
-            train_seconds += time.perf_counter() - began
-            if progress is not None:
-                progress(step, run.total_steps, values.get(TRAIN_LOSS))
+            pack_step(run, jobs, start, step)
+            for job in jobs:
+                job.tracker.samples += min(run.batch_size, len(job.order) - start)
+                job.tracker.train_seconds += time.perf_counter() - began
             end_of_epoch = step % run.steps_per_epoch == 0
-            due = step % spec.eval_every == 0 if spec.eval_every else end_of_epoch
-            if due or step == run.total_steps:
-                _evaluate_and_stream(run, step, tracker, sink)
+            due = step % loop.eval_every == 0 if loop.eval_every else end_of_epoch
+            if (due or step == run.total_steps) and run.active:
+                _evaluate_and_stream(run, step)
             if step == run.total_steps:
                 break
-    return tracker, step, train_seconds
 
 
-def run_training(
-    spec: TrainSpec | Mapping[str, Any],
-    sink: Sink | None = None,
-    *,
-    device: str | torch.device | None = None,
-    progress: Progress | None = None,
-) -> dict[str, float]:
-    """Fine-tune the spec's backbone with its adapter on its task; return a flat dict of numbers.
+def run_pack(specs: Sequence[TrainSpec | Mapping[str, Any]],
+             sinks: Sequence[JobSink | Sink | None], *, device: str | torch.device | None = None,
+             backbone: Backbone | None = None) -> list[JobResult]:
+    """Train the jobs ``specs`` together in this process; one result per spec, in order.
 
-    ``sink`` receives a list of metric points ``{"step", "name", "value"}`` at every log step and
-    after every evaluation. ``progress(step, total_steps, loss)`` is called after every step.
+    The specs must share a ``tenslora.packing.pack_key``. ``sinks[i]`` is job i's: a
+    :class:`JobSink` (metric points, progress, ``should_stop`` polled before every step) or a
+    plain metric sink. A job whose loss becomes non-finite, whose hook raises, or whose
+    ``should_stop`` answers True leaves the pack at once (failed / cancelled); the others go on.
+    ``backbone`` replaces the catalog's (a fresh one: the pack changes it in place).
     """
-    from tenslora.model import count_adapter_parameters
-
-    spec = _as_spec(spec)
+    if not specs or len(specs) != len(sinks):
+        raise ValueError(f"run_pack needs one sink per spec; got {len(specs)} specs and "
+                         f"{len(sinks)} sinks")
+    parsed = [_as_spec(spec) for spec in specs]
+    hooks = [sink if isinstance(sink, JobSink) else JobSink(sink) for sink in sinks]
     device = runtime.resolve_device(device)
     runtime.reset_peak_memory(device)
     started = time.perf_counter()
-    run = prepare(spec, device)
-    tracker, steps, train_seconds = _train(run, sink, progress)
+    run = prepare(parsed, hooks, device, backbone)
+    _train(run)
+    wall_s = time.perf_counter() - started
+    peak = runtime.peak_memory_mb(device)
+    return [_result(run, job, wall_s, peak) for job in run.jobs]
+
+
+def _result(run: PackRun, job: JobRun, wall_s: float, peak_memory_mb: float) -> JobResult:
+    if not job.running:
+        assert job.status != "succeeded"
+        return JobResult(job.status, {"steps": job.steps}, job.error,  # type: ignore[arg-type]
+                         job.exception)
+    job.status = "succeeded"
+    return JobResult("succeeded", _metrics(run, job, wall_s, peak_memory_mb))
+
+
+def _metrics(run: PackRun, job: JobRun, wall_s: float, peak_memory_mb: float) -> dict[str, float]:
+    from tenslora.model import count_adapter_parameters
+
+    tracker = job.tracker
     final = tracker.history[-1]
-    adapter_params = count_adapter_parameters(run.model)
-    head_params = sum(p.numel() for p in head_parameters(run.model))
-    lora_params = _lora_parameters(run)
+    adapter_params = count_adapter_parameters(job.job)
+    head_params = sum(p.numel() for p in head_parameters(job.job))
+    lora_params = _lora_parameters(run, job)
     return {
         "accuracy": final["accuracy"],
         "mcc": final["mcc"],
@@ -237,27 +293,50 @@ def run_training(
         "majority_baseline": run.baseline,
         "adapter_params": adapter_params,
         "head_params": head_params,
-        "trainable_params": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
+        "trainable_params": sum(p.numel() for p in job.job.parameters() if p.requires_grad),
         "lora_params": lora_params,
         "percent_of_lora": 100.0 * adapter_params / lora_params,
-        "steps": steps,
-        "epochs": steps / run.steps_per_epoch,
-        "train_samples": len(run.train),
+        "steps": job.steps,
+        "epochs": job.steps / run.steps_per_epoch,
+        "train_samples": len(job.train),
         "eval_samples": len(run.validation),
-        "wall_s": time.perf_counter() - started,
-        "train_s": train_seconds,
-        "samples_per_s": tracker.samples / train_seconds if train_seconds > 0 else 0.0,
-        "peak_memory_mb": runtime.peak_memory_mb(device),
+        "wall_s": wall_s,
+        "train_s": tracker.train_seconds,
+        "samples_per_s": (tracker.samples / tracker.train_seconds
+                          if tracker.train_seconds > 0 else 0.0),
+        "peak_memory_mb": peak_memory_mb,
     }
 
 
-def _lora_parameters(run: Run) -> int:
+def _lora_parameters(run: PackRun, job: JobRun) -> int:
     """LoRA at the rank of the adapter's Input mode, on the same projections and backbone."""
     from tenslora.config import AdapterConfig
     from tenslora.presets import predict_parameters
 
-    config = run.spec.adapter
+    config = job.spec.adapter
     lora = AdapterConfig("lora", ranks=config.mode_ranks()["Input"],
                          projections=config.projections)
     b = run.backbone
     return predict_parameters(lora, b.d_model, b.n_layers, b.n_heads)
+
+
+def run_training(
+    spec: TrainSpec | Mapping[str, Any],
+    sink: Sink | None = None,
+    *,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+) -> dict[str, float]:
+    """Fine-tune the spec's backbone with its adapter on its task; return a flat dict of numbers.
+
+    A pack of one (:func:`run_pack`). ``sink`` receives a list of metric points
+    ``{"step", "name", "value"}`` at every log step and after every evaluation.
+    ``progress(step, total_steps, loss)`` is called after every step; what it or ``sink`` raises
+    aborts the run and is raised here. A non-finite loss raises :class:`TrainingFailed`.
+    """
+    result = run_pack([spec], [JobSink(sink, progress=progress)], device=device)[0]
+    if result.exception is not None:
+        raise result.exception
+    if result.status != "succeeded":
+        raise TrainingFailed(result.error or result.status)
+    return result.metrics
