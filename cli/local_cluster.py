@@ -172,6 +172,35 @@ class LocalCluster:
         if failed.total:
             print(f"{failed.total} runs failed; the first: {failed.items[0].error}")
 
+    def print_best_adapter(self, sweep_id: int, metric: str = "accuracy") -> None:
+        """The succeeded run with the best ``metric`` that kept an adapter: where it is, and
+        its HOSVD mode analysis (what ``tenslora analyze`` prints)."""
+        with self._api() as api:
+            runs = [job for job in api.jobs(sweep_id, "succeeded")
+                    if isinstance((job.result or {}).get(metric), int | float)]
+            runs.sort(key=lambda job: (-float((job.result or {})[metric]), job.id))
+            for job in runs:
+                try:
+                    archive = api.download_adapter(job.id, retry_for_s=0)
+                except ApiRejected:  # this run kept none (its upload was refused)
+                    continue
+                break
+            else:
+                print("no succeeded run kept an adapter")
+                return
+        from cli.analyze_cmd import print_spectra
+        from tenslora.analysis import adapter_mode_spectra
+        from tenslora.archive import extract_adapter
+
+        folder = extract_adapter(archive, self.data_dir / f"job-{job.id}-adapter")
+        method = job.config.get("adapter", {}).get("method", "?")
+        print(f"best run: job #{job.id} ({method}), {metric} "
+              f"{float((job.result or {})[metric]):.4f}; its adapter is in {folder}\n"
+              f"  download: {self.url}/jobs/{job.id}/adapter.zip, or "
+              f"tenslora job adapter {job.id} --url {self.url} --token <token>")
+        print_spectra(adapter_mode_spectra(folder))
+        print(f"  (tenslora analyze {folder} prints this again)")
+
     def print_where(self) -> None:
         with ApiClient(self.url, None) as api:
             has_dashboard = api.serves_dashboard()

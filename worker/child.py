@@ -16,6 +16,9 @@ A pack (``start_pack``: ``{"pack": [spec, ...]}`` on stdin) trains its jobs in t
 job that ended early says so with ``{"event": "cancelled", "job": index}``. The parent stops one
 job of a running pack by writing ``{"stop": index}`` on stdin; the others go on. The child
 exits 0 once every job of the pack has reported.
+
+A train job given an adapter folder (``--adapter-dir``; for a pack, ``adapter_dirs`` beside the
+specs) saves its trained adapter there, with its mode analysis, before its result.
 """
 
 from __future__ import annotations
@@ -75,21 +78,40 @@ class JobProcess:
 
 
 def start_job(
-    spec: dict[str, Any], device: str, log_path: Path, *, threads: int | None = None
+    spec: dict[str, Any],
+    device: str,
+    log_path: Path,
+    *,
+    threads: int | None = None,
+    adapter_dir: Path | None = None,
 ) -> JobProcess:
-    """Starts the child for ``spec`` on ``device`` (``cuda`` or ``cpu``); output to ``log_path``."""
-    return _start(spec, device, log_path, threads)
+    """Starts the child for ``spec`` on ``device`` (``cuda`` or ``cpu``); output to ``log_path``.
+
+    A train job that succeeds leaves its adapter (``save_adapter``'s files and the mode
+    analysis) in ``adapter_dir``."""
+    flags = ["--adapter-dir", str(adapter_dir)] if adapter_dir else []
+    return _start(spec, device, log_path, threads, flags)
 
 
 def start_pack(
-    specs: list[dict[str, Any]], device: str, log_path: Path, *, threads: int | None = None
+    specs: list[dict[str, Any]],
+    device: str,
+    log_path: Path,
+    *,
+    threads: int | None = None,
+    adapter_dirs: list[Path] | None = None,
 ) -> JobProcess:
-    """Starts one child that trains ``specs`` as a pack; events carry each job's index."""
-    return _start({"pack": specs}, device, log_path, threads)
+    """Starts one child that trains ``specs`` as a pack; events carry each job's index.
+
+    Job i's adapter, if it succeeds, goes to ``adapter_dirs[i]``."""
+    document: dict[str, Any] = {"pack": specs}
+    if adapter_dirs is not None:
+        document["adapter_dirs"] = [str(folder) for folder in adapter_dirs]
+    return _start(document, device, log_path, threads, [])
 
 
 def _start(
-    document: dict[str, Any], device: str, log_path: Path, threads: int | None
+    document: dict[str, Any], device: str, log_path: Path, threads: int | None, flags: list[str]
 ) -> JobProcess:
     read_fd, write_fd = os.pipe()
     env = dict(os.environ)
@@ -100,7 +122,7 @@ def _start(
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.child", "--events-fd", str(write_fd),
-             "--device", device, "--parent-pid", str(os.getpid())],
+             "--device", device, "--parent-pid", str(os.getpid()), *flags],
             stdin=subprocess.PIPE,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -168,7 +190,10 @@ def run_synthetic(spec: dict[str, Any], events: _Events) -> dict[str, Any]:
     return dict(spec.get("outcome") or {})
 
 
-def run_train(spec: Any, events: _Events, device: str) -> dict[str, Any]:
+def run_train(
+    spec: Any, events: _Events, device: str, adapter_dir: Path | None = None
+) -> dict[str, Any]:
+    """Trains; with ``adapter_dir``, saves the trained adapter there with its mode analysis."""
     from tenslora.training import run_training
 
     allocated = threading.Event()
@@ -182,10 +207,34 @@ def run_train(spec: Any, events: _Events, device: str) -> dict[str, Any]:
         mark_allocated()
         events.emit("metrics", points=list(points))
 
-    return run_training(spec, sink, device=device, progress=mark_allocated)
+    result = run_training(spec, sink, device=device, progress=mark_allocated,
+                          adapter_dir=adapter_dir)
+    if adapter_dir is not None:
+        _write_analysis(adapter_dir)
+    return result
 
 
-def run_pack(specs: list[Any], events: _Events, device: str, stopped: set[int]) -> None:
+def _write_analysis(adapter_dir: Path) -> None:
+    """The adapter's HOSVD mode analysis beside it, for the dashboard's job page. Optional: a
+    failure costs the page its table, never the run its result or adapter."""
+    from tenslora.analysis import adapter_mode_spectra
+    from tenslora.contract import ADAPTER_ANALYSIS_FILE
+
+    try:
+        analysis = adapter_mode_spectra(adapter_dir).to_json(indent=None)
+    except Exception:
+        traceback.print_exc()
+        return
+    (adapter_dir / ADAPTER_ANALYSIS_FILE).write_text(analysis)
+
+
+def run_pack(
+    specs: list[Any],
+    events: _Events,
+    device: str,
+    stopped: set[int],
+    adapter_dirs: list[Path] | None = None,
+) -> None:
     """Trains a pack; each job reports its own result, error or early end as it finishes."""
     from tenslora.training import JobSink
     from tenslora.training import run_pack as train_pack
@@ -204,8 +253,11 @@ def run_pack(specs: list[Any], events: _Events, device: str, stopped: set[int]) 
 
         return JobSink(sink, progress=mark_allocated, should_stop=lambda: index in stopped)
 
-    results = train_pack(specs, [job_sink(i) for i in range(len(specs))], device=device)
+    results = train_pack(specs, [job_sink(i) for i in range(len(specs))], device=device,
+                         adapter_dirs=adapter_dirs)
     for index, outcome in enumerate(results):
+        if outcome.status == "succeeded" and adapter_dirs:
+            _write_analysis(adapter_dirs[index])
         if outcome.status == "succeeded":
             events.emit("result", job=index, result=outcome.metrics)
         elif outcome.status == "cancelled":
@@ -219,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-fd", type=int, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--adapter-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     _arm_parent_death_signal(args.parent_pid)
     events = _Events(args.events_fd)
@@ -230,14 +283,16 @@ def main(argv: list[str] | None = None) -> int:
         if "pack" in spec:
             from tenslora.spec import parse_spec
 
-            run_pack([parse_spec(one) for one in spec["pack"]], events, args.device, stopped)
+            folders = [Path(folder) for folder in spec.get("adapter_dirs") or []] or None
+            run_pack([parse_spec(one) for one in spec["pack"]], events, args.device, stopped,
+                     folders)
             return 0
         if spec.get("kind") == "synthetic":
             result = run_synthetic(spec, events)
         else:
             from tenslora.spec import parse_spec
 
-            result = run_train(parse_spec(spec), events, args.device)
+            result = run_train(parse_spec(spec), events, args.device, args.adapter_dir)
     except BaseException as error:  # report everything, including KeyboardInterrupt
         traceback.print_exc()
         events.emit("error", error=_describe(error))

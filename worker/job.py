@@ -15,6 +15,7 @@ others go on; a crash of the pack's process fails every job that had not reporte
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -90,11 +91,14 @@ class RunningJob:
 
     def start(self, device: str, threads: int | None = None) -> None:
         specs = [lease.spec for lease in self.leases]
+        folders = [_adapter_dir(self._log_dir, lease) for lease in self.leases]
         log_path = self._log_path()
         if len(specs) == 1:
-            self._child = start_job(specs[0], device, log_path, threads=threads)
+            self._child = start_job(specs[0], device, log_path, threads=threads,
+                                    adapter_dir=folders[0])
         else:
-            self._child = start_pack(specs, device, log_path, threads=threads)
+            self._child = start_pack(specs, device, log_path, threads=threads,
+                                     adapter_dirs=folders)
         for slot in self._slots:
             slot.keeper.start()
         self._thread.start()
@@ -211,9 +215,12 @@ class RunningJob:
             process = "the pack's process" if len(self._slots) > 1 else "the job's process"
             report = {"outcome": "fail",
                       "error": f"{process} exited with code {exit_code}{self._log_tail()}"}
+        folder = _adapter_dir(self._log_dir, slot.lease)
         if slot.keeper.finish(report["outcome"], result=report.get("result"),
-                              error=report.get("error")):
+                              error=report.get("error"), adapter_dir=folder):
             slot.at["reported"] = time.monotonic()
+        # The spool holds the adapter's zip now (or the job saved none).
+        shutil.rmtree(folder, ignore_errors=True)
         # Done only now: the job's memory is offered again once the API, too, saw the job end.
         slot.outcome = report["outcome"]
 
@@ -228,3 +235,8 @@ class RunningJob:
         except OSError:
             return ""
         return ": " + " | ".join(tail) if tail else ""
+
+
+def _adapter_dir(log_dir: Path, lease: Lease) -> Path:
+    """Where the child saves the job's trained adapter until its report takes it."""
+    return log_dir / f"job-{lease.job_id}-attempt{lease.attempt}-adapter"

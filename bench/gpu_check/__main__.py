@@ -126,8 +126,11 @@ def environment(section: Section, profile: Profile) -> None:
         section.fact("gpu", torch.cuda.get_device_name(0))
         section.fact("capability", ".".join(map(str, torch.cuda.get_device_capability(0))))
         section.fact("bf16", torch.cuda.is_bf16_supported())
-        smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-        section.fact("nvidia-smi", smi.stdout.strip() or smi.stderr.strip())
+        try:
+            smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+            section.fact("nvidia-smi", smi.stdout.strip() or smi.stderr.strip())
+        except (OSError, subprocess.TimeoutExpired) as error:
+            section.fact("nvidia-smi", f"did not run: {error}")
     for name in BUNDLED:
         try:
             section.fact(name, importlib.metadata.version(name))
