@@ -53,7 +53,8 @@ class WorkerSettings:
         """Most jobs in one pack on a device of ``probe_kind``: the flag, else the default."""
         if self.pack_size is not None:
             return self.pack_size
-        return DEFAULT_PACK_SIZE[probe_kind.split(":")[0]]
+        # "none" (no GPU actor at all, CPU slots only) packs as CPU slots do.
+        return DEFAULT_PACK_SIZE.get(probe_kind.split(":")[0], DEFAULT_PACK_SIZE["cpu"])
 
     def spool_path(self) -> Path:
         return Path(self.spool_dir) if self.spool_dir else default_data_dir() / "worker-spool"

@@ -74,6 +74,23 @@ def test_flags_become_typed_settings_with_the_reserve_default_of_each_probe() ->
     assert WorkerSettings(reserve_mb=7).reserve_for("nvml") == 7
 
 
+def test_the_pack_size_is_the_flag_else_a_default_for_every_kind_of_device() -> None:
+    from worker.main import build_parser, check_args
+    from worker.settings import DEFAULT_PACK_SIZE, WorkerSettings
+
+    defaults = WorkerSettings()
+    assert defaults.pack_size_for("nvml") == DEFAULT_PACK_SIZE["nvml"]
+    assert defaults.pack_size_for("fake:2x4000") == DEFAULT_PACK_SIZE["fake"]
+    for cpu_only in ("cpu", "none"):  # "none": CPU slots and no GPU actor
+        assert defaults.pack_size_for(cpu_only) == DEFAULT_PACK_SIZE["cpu"]
+    args = build_parser().parse_args(["--api", "http://x", "--token", "t", "--pack-size", "1"])
+    assert WorkerSettings.from_namespace(args).pack_size_for("nvml") == 1
+    for bad in ("0", "1000"):
+        args = build_parser().parse_args(["--api", "http://x", "--token", "t", "--pack-size", bad])
+        with pytest.raises(Exception, match="--pack-size"):
+            check_args(WorkerSettings.from_namespace(args))
+
+
 @pytest.mark.parametrize("variable", ["TENSLORA_API_URL", "TENSLORA_API"])
 def test_api_and_token_come_from_the_environment_too(variable: str) -> None:
     result = run_worker("--fake-gpus", "lots", **{variable: "http://x"}, TENSLORA_TOKEN="t")
