@@ -1,7 +1,7 @@
 """`tenslora analyze ID_OR_DIR`: the HOSVD mode spectra of a trained adapter.
 
 A folder written by ``tenslora.save_adapter`` is read directly; a job ID's adapter is downloaded
-from the API first (``tenslora job adapter``).
+first, as ``tenslora job adapter`` does.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from cli.sweep_cmd import Token, Url
 
 if TYPE_CHECKING:
     from tenslora.hosvd import AdapterSpectra
@@ -25,27 +27,38 @@ def analyze(
         str, typer.Argument(metavar="ID_OR_DIR", help="a job ID, or a save_adapter folder")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    url: Url = None,
+    token: Token = None,
 ) -> None:
     """Per mode of every adapter tensor: SVD entropy, top-1 energy, effective rank, and the
-    Tucker ranks that keep 90 % of each mode's energy (for a LoRA: for all 7 constructions)."""
-    folder = Path(source)
-    if not folder.is_dir():
-        if not source.isdigit():
-            raise _fail(f"{source} is neither a folder nor a job ID")
-        raise _fail(f"{source} is not a folder; downloading a job's adapter by ID is not "
-                    "available in this version (use `tenslora job adapter` once it is)")
-    from tenslora.analysis import adapter_mode_spectra
+    Tucker ranks that keep 90 % of each mode's energy (for a LoRA: for all 7 constructions).
 
-    try:
-        result = adapter_mode_spectra(folder)
-    except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+    A job ID's adapter is downloaded first (from --url, or the local database)."""
+    folder = Path(source)
+    if folder.is_dir():
+        result = _analyse(folder)
+    elif source.isdigit():
+        import tempfile
+
+        from cli.job_cmd import fetch_adapter
+
+        with tempfile.TemporaryDirectory(prefix="tenslora-adapter-") as scratch:
+            result = _analyse(fetch_adapter(int(source), Path(scratch), url, token))
+    else:
+        raise _fail(f"{source} is neither a folder nor a job ID")
     if as_json:
         typer.echo(result.to_json())
         return
     print_spectra(result)
 
 
+def _analyse(folder: Path) -> AdapterSpectra:
+    from tenslora.analysis import adapter_mode_spectra
+
+    try:
+        return adapter_mode_spectra(folder)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
 def print_spectra(result: AdapterSpectra) -> None:
     """One rich table per construction: its modes, and the ranks that keep the energy."""
     from rich.console import Console

@@ -156,7 +156,7 @@ class LocalCluster:
         """The results table: only ``metrics`` when given and the results carry any of them,
         else every metric. A baseline that matches no row (its runs failed) is said, and the
         table printed without it."""
-        from cli.results_format import render
+        from cli.results_format import keep_metrics, render
 
         baseline = [compare_to] if compare_to else []
         with self._api() as api:
@@ -168,14 +168,38 @@ class LocalCluster:
                 print(f"no comparison: {exc.detail}")
                 results = api.sweep_results(sweep_id, group_by)
             failed = api.job_page(sweep_id, "failed", limit=1)
-        answer = results.model_dump(mode="json")
-        carried = {name for row in answer["rows"] for name in row["metrics"]}
-        if metrics and carried & set(metrics):
-            for row in answer["rows"]:
-                row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
-        render(answer, "table")
+        render(keep_metrics(results.model_dump(mode="json"), metrics or ()), "table")
         if failed.total:
             print(f"{failed.total} runs failed; the first: {failed.items[0].error}")
+
+    def print_best_adapter(self, sweep_id: int, metric: str = "accuracy") -> None:
+        """The succeeded run with the best ``metric`` that kept an adapter: where it is, and
+        its HOSVD mode analysis (what ``tenslora analyze`` prints)."""
+        with self._api() as api:
+            runs = [job for job in api.jobs(sweep_id, "succeeded")
+                    if isinstance((job.result or {}).get(metric), int | float)]
+            runs.sort(key=lambda job: (-float((job.result or {})[metric]), job.id))
+            for job in runs:
+                try:
+                    archive = api.download_adapter(job.id, retry_for_s=0)
+                except ApiRejected:  # this run kept none (its upload was refused)
+                    continue
+                break
+            else:
+                print("no succeeded run kept an adapter")
+                return
+        from cli.analyze_cmd import print_spectra
+        from tenslora.analysis import adapter_mode_spectra
+        from tenslora.archive import extract_adapter
+
+        folder = extract_adapter(archive, self.data_dir / f"job-{job.id}-adapter")
+        method = job.config.get("adapter", {}).get("method", "?")
+        print(f"best run: job #{job.id} ({method}), {metric} "
+              f"{float((job.result or {})[metric]):.4f}; its adapter is in {folder}\n"
+              f"  download: {self.url}/jobs/{job.id}/adapter.zip, or "
+              f"tenslora job adapter {job.id} --url {self.url} --token <token>")
+        print_spectra(adapter_mode_spectra(folder))
+        print(f"  (tenslora analyze {folder} prints this again)")
 
     def print_where(self) -> None:
         with ApiClient(self.url, None) as api:

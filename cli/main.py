@@ -8,6 +8,7 @@ from cli import (
     admin_cmd,
     analyze_cmd,
     demo_cmd,
+    job_cmd,
     methods_cmd,
     preset_cmd,
     run_cmd,
@@ -44,6 +45,7 @@ sweep_cmd.sweep_app.command("tune")(tune_cmd.tune)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("analyze")(analyze_cmd.analyze)
+app.add_typer(job_cmd.job_app, name="job")
 
 
 def main() -> None:

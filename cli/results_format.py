@@ -16,6 +16,16 @@ def _metric_names(rows: list[dict[str, Any]]) -> list[str]:
     return sorted({name for row in rows for name in row["metrics"]})
 
 
+def keep_metrics(answer: dict[str, Any], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """Only ``metrics`` in every row, when the answer carries any of them (else every metric:
+    a synthetic sweep reports its own names)."""
+    carried = {name for row in answer["rows"] for name in row["metrics"]}
+    if metrics and carried & set(metrics):
+        for row in answer["rows"]:
+            row["metrics"] = {k: v for k, v in row["metrics"].items() if k in metrics}
+    return answer
+
+
 def _group_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 

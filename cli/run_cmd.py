@@ -49,6 +49,7 @@ def run_locally(
         sweep_id = cluster.submit(body)
         cluster.follow(sweep_id, deadline=time.monotonic() + timeout)
         cluster.print_results(sweep_id, group_by, compare_to, metrics)
+        cluster.print_best_adapter(sweep_id)
         cluster.print_where()
         if keep_serving:
             cluster.serve_until_interrupted()

@@ -27,6 +27,7 @@ class SweepClient(Protocol):
     def results(
         self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = ()
     ) -> dict[str, Any]: ...
+    def adapter(self, job_id: int) -> bytes: ...
 
 
 class HttpClient:
@@ -38,15 +39,20 @@ class HttpClient:
         self._api = ApiClient(url, token, timeout_s=60, retry_for_s=0)
 
     def _call(self, call: Any) -> dict[str, Any]:
+        return dict(self._answer(call).model_dump(mode="json"))
+
+    def _answer(self, call: Any) -> Any:
         from protocol.errors import ApiError
 
         try:
-            answer = call()
+            return call()
         except ApiError as exc:
             if exc.status_code is None:
                 raise ClientError(503, f"cannot reach {self._api.api_url}: {exc}") from None
             raise ClientError(exc.status_code, exc.detail) from None
-        return dict(answer.model_dump(mode="json"))
+
+    def adapter(self, job_id: int) -> bytes:
+        return bytes(self._answer(lambda: self._api.download_adapter(job_id)))
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call(lambda: self._api.submit_sweep(body))
@@ -78,7 +84,12 @@ class LocalClient:
         upgrade(self.settings.database_url)
         self.database = Database(self.settings.database_url)
 
-    def _run(self, operation: Any, write: bool = False) -> dict[str, Any]:
+    def adapter(self, job_id: int) -> bytes:
+        from scheduler import artifacts
+
+        return bytes(self._run(lambda session: artifacts.get_adapter(session, job_id)[1]))
+
+    def _run(self, operation: Any, write: bool = False) -> Any:
         from api.errors import STATUS
         from scheduler.errors import SchedulerError
 

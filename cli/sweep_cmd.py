@@ -140,14 +140,19 @@ def results(
     output_format: Annotated[
         str, typer.Option("--format", help="table, markdown, csv or json")
     ] = "table",
+    metrics: Annotated[
+        str,
+        typer.Option("--metrics", help="comma-separated result metrics to show (default: all)"),
+    ] = "",
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Mean +/- sample std of every result metric over succeeded jobs, by group."""
-    from cli.results_format import FORMATS, render
+    from cli.results_format import FORMATS, keep_metrics, render
 
     if output_format not in FORMATS:
         raise _fail(f"--format must be {', '.join(FORMATS)}; got {output_format!r}", 2)
     baseline = [compare_to] if compare_to else []
     answer = _call(lambda: _client(url, token).results(sweep_id, group_by or [], baseline))
-    render(answer, output_format)
+    kept = tuple(name.strip() for name in metrics.split(",") if name.strip())
+    render(keep_metrics(answer, kept), output_format)

@@ -21,6 +21,7 @@ import httpx
 
 from protocol.errors import ApiError, ApiRejected, ApiUnavailable, LeaseLost
 from protocol.models import (
+    AdapterStored,
     ClaimPackResponse,
     ClaimResponse,
     HeartbeatResponse,
@@ -41,6 +42,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Result entry naming why the API refused the job's adapter (the result itself is kept).
+ADAPTER_ERROR = "adapter_error"
 METRICS_PER_REQUEST = 5000  # the API takes at most 10,000 points a call
 JOBS_PAGE = 1000  # the API's largest page of /jobs
 
@@ -169,18 +172,43 @@ class ApiClient:
             "POST", f"/api/v1/jobs/{job_id}/release", json={"lease_id": lease_id}, retry_for_s=2.0
         )
 
-    def send_report(self, report: dict[str, Any], **retry: float) -> None:
-        """Sends a finished job's report (see ``worker.lease``): its metrics, then the outcome.
+    def upload_adapter(
+        self, job_id: int, lease_id: str, archive: bytes, **retry: float
+    ) -> AdapterStored:
+        """Hands the job's trained adapter (a zip of ``save_adapter``'s folder) to the API."""
+        response = self._request(
+            "PUT", f"/api/v1/jobs/{job_id}/adapter", params={"lease_id": lease_id},
+            content=archive, headers={"Content-Type": "application/zip"}, **retry,
+        )
+        return AdapterStored.model_validate(response.json())
 
-        ``retry`` may hold ``retry_for_s``, this call's retry window.
+    def send_report(
+        self, report: dict[str, Any], adapter: bytes | None = None, **retry: float
+    ) -> None:
+        """Sends a finished job's report (see ``worker.lease``): its metrics, its adapter (a
+        zip, when it trained one), then the outcome.
+
+        An adapter the API refuses for good (413 too large, 422) is left out and the refusal
+        noted in the result as ``adapter_error``: the result is never lost for it. ``retry`` may
+        hold ``retry_for_s``, this call's retry window.
         """
         job_id, lease_id = report["job_id"], report["lease_id"]
         if report.get("points"):
             self.post_metrics(job_id, lease_id, report["points"], **retry)
-        if report["outcome"] == "complete":
-            self.complete(job_id, lease_id, report["result"], **retry)
-        else:
+        if report["outcome"] != "complete":
             self.fail(job_id, lease_id, report["error"], **retry)
+            return
+        result = report["result"]
+        if adapter is not None:
+            try:
+                self.upload_adapter(job_id, lease_id, adapter, **retry)
+            except LeaseLost:
+                raise
+            except ApiRejected as refused:
+                log.warning("job %s: the API refused its adapter: %s", job_id, refused)
+                result = {**result, ADAPTER_ERROR: f"HTTP {refused.status_code}: "
+                                                   f"{refused.detail}"}
+        self.complete(job_id, lease_id, result, **retry)
 
     def check_token(self) -> None:
         """Raises ``ApiRejected`` when the API refuses the token, ``ApiUnavailable`` when down."""
@@ -258,6 +286,11 @@ class ApiClient:
 
     def get_job(self, job_id: int, **retry: float) -> JobOut:
         return self._job("GET", f"/api/v1/jobs/{job_id}", **retry)
+
+    def download_adapter(self, job_id: int, **retry: float) -> bytes:
+        """The succeeded job's adapter: a zip of ``adapter_model.safetensors`` and
+        ``adapter_config.json``."""
+        return self._request("GET", f"/api/v1/jobs/{job_id}/adapter", **retry).content
 
     def job_metrics(self, job_id: int, **retry: float) -> MetricsOut:
         response = self._request("GET", f"/api/v1/jobs/{job_id}/metrics", **retry)

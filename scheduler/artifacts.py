@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from scheduler.errors import InvalidInput, NotFound, TooLarge
@@ -28,9 +28,9 @@ from scheduler.models import JOB_ADAPTERS, JOBS, Job, utcnow
 from scheduler.queue import finite_json, owned_job
 from scheduler.states import JobStatus
 from scheduler.upsert import upsert
+from tenslora.archive import ADAPTER_FILES, pack_adapter
 from tenslora.contract import ADAPTER_ANALYSIS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
 
-ARCHIVE_FILES = (ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE)
 LIMIT_SETTING = "TENSLORA_MAX_ADAPTER_MB"
 
 
@@ -81,10 +81,10 @@ def read_archive(data: bytes, max_bytes: int) -> AdapterArchive:
         }
     except (zipfile.BadZipFile, ValueError):
         raise InvalidInput(_expected("the body is not a zip archive")) from None
-    missing = [name for name in ARCHIVE_FILES if name not in entries]
+    missing = [name for name in ADAPTER_FILES if name not in entries]
     if missing:
         raise InvalidInput(_expected(f"the zip lacks {', '.join(missing)}"))
-    wanted = [n for n in (*ARCHIVE_FILES, ADAPTER_ANALYSIS_FILE) if n in entries]
+    wanted = [n for n in (*ADAPTER_FILES, ADAPTER_ANALYSIS_FILE) if n in entries]
     unpacked = sum(entries[name].file_size for name in wanted)
     if unpacked > max_bytes:
         raise too_large(unpacked, max_bytes, "the unpacked adapter")
@@ -95,23 +95,8 @@ def read_archive(data: bytes, max_bytes: int) -> AdapterArchive:
     if ADAPTER_ANALYSIS_FILE in files:
         # NaN (an all-zero tensor's statistics) as null: Postgres' jsonb holds no NaN.
         analysis = finite_json(_json_object(files[ADAPTER_ANALYSIS_FILE], ADAPTER_ANALYSIS_FILE))
-    return AdapterArchive(pack(files[ADAPTER_WEIGHTS_FILE], files[ADAPTER_CONFIG_FILE]), analysis)
-
-
-def pack(weights: bytes, config: bytes) -> bytes:
-    """The zip the service serves: the two files at its top level. Byte for byte the same for
-    the same files (fixed timestamps), so its SHA-256 names the adapter."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as out:
-        for name, data, method in ((ADAPTER_WEIGHTS_FILE, weights, zipfile.ZIP_STORED),
-                                   (ADAPTER_CONFIG_FILE, config, zipfile.ZIP_DEFLATED)):
-            info = zipfile.ZipInfo(name, date_time=_EPOCH)
-            info.compress_type = method
-            out.writestr(info, data)
-    return buffer.getvalue()
-
-
-_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
+    served = {name: files[name] for name in ADAPTER_FILES}
+    return AdapterArchive(pack_adapter(served), analysis)
 
 
 def store_adapter(
@@ -167,20 +152,23 @@ def get_analysis(session: Session, job_id: int) -> dict[str, Any] | None:
     return row.analysis
 
 
-def jobs_with_adapters(session: Session, job_ids: list[int]) -> set[int]:
-    """Which of ``job_ids`` have an adapter to download."""
-    if not job_ids:
-        return set()
-    rows = session.execute(
-        select(JOB_ADAPTERS.c.job_id)
-        .join(JOBS, JOBS.c.id == JOB_ADAPTERS.c.job_id)
-        .where(
-            JOB_ADAPTERS.c.job_id.in_(job_ids),
-            JOBS.c.status == JobStatus.succeeded.value,
-            JOB_ADAPTERS.c.attempt == JOBS.c.attempt,
-        )
+def has_adapter() -> Any:
+    """A condition on ``jobs`` rows: the job's current attempt left an adapter (for a succeeded
+    job: one ``get_adapter`` serves)."""
+    return exists().where(
+        JOB_ADAPTERS.c.job_id == JOBS.c.id, JOB_ADAPTERS.c.attempt == JOBS.c.attempt
     )
-    return {row.job_id for row in rows}
+
+
+def adapter_info(session: Session, job_id: int) -> StoredAdapter | None:
+    """What ``get_adapter`` would serve, without the zip; None when it would answer 404."""
+    row = session.execute(
+        select(JOB_ADAPTERS.c.job_id, JOB_ADAPTERS.c.attempt, JOB_ADAPTERS.c.size_bytes,
+               JOB_ADAPTERS.c.sha256, JOB_ADAPTERS.c.uploaded_at)
+        .join(JOBS, JOBS.c.id == JOB_ADAPTERS.c.job_id)
+        .where(*_served(job_id))
+    ).one_or_none()
+    return None if row is None else StoredAdapter(*row)
 
 
 def _served(job_id: int) -> tuple[Any, ...]:

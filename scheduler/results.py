@@ -111,6 +111,33 @@ def group_values(
     return shared
 
 
+def best_job_per_group(
+    session: Session,
+    sweep_id: int,
+    group_by: list[str],
+    metric: str,
+    lower_is_better: bool = False,
+    where: Sequence[Any] = (),
+) -> dict[str, int]:
+    """Per group of ``aggregate_results`` (keyed by ``group_key``), the succeeded job with the
+    best ``metric`` (ties: the lowest id), among the jobs that also meet ``where``."""
+    succeeded = (Job.sweep_id == sweep_id, Job.status == JobStatus.succeeded.value)
+    width = len(group_by)
+    query = (
+        select(*_group_columns(group_by), Job.id, ResultValue.value)
+        .join(ResultValue, (ResultValue.job_id == Job.id) & (ResultValue.name == metric))
+        .where(*succeeded, ResultValue.value.is_not(None), *where)
+        .order_by(Job.id)
+    )
+    best: dict[str, tuple[float, int]] = {}
+    for row in session.execute(query):
+        key, job_id, value = _key(row[:width]), row[width], row[width + 1]
+        score = -value if lower_is_better else value
+        if key not in best or score > best[key][0]:
+            best[key] = (score, job_id)
+    return {key: job_id for key, (_, job_id) in best.items()}
+
+
 def group_key(group: dict[str, Any]) -> str:
     """The key of a results row's ``group`` in ``group_values``."""
     return _key(group.values())

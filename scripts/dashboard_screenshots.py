@@ -1,11 +1,17 @@
 """Screenshots of every dashboard page into docs/img/, for the README.
 
-Starts the real server on a throwaway SQLite file, stores the shape of the paper's Table 2 (LoRA
-and the 7 constructions under isorank and isoparameters, 2 tasks, 3 seeds: train jobs whose
-results and curves are made up and posted through the worker API, nothing is trained) plus a
-sweep still running, and photographs each page in headless Chromium:
+With ``--db`` (how the README's screenshots are made): serves an existing SQLite database, such
+as the one ``tenslora run`` kept for the study of docs/results.md, and photographs its sweep
+``--sweep`` (grouped by tag, compared with ``--compare-to``) and one of its finished jobs:
 
-    python scripts/dashboard_screenshots.py [--out docs/img]
+    python scripts/dashboard_screenshots.py --db study.db --sweep 2 --compare-to tag:lora
+
+An admin token named ``screenshots`` is added to that database so the browser can sign in.
+
+Without ``--db``: starts the real server on a throwaway SQLite file, stores the shape of the
+paper's Table 2 (LoRA and the 7 constructions under isorank and isoparameters, 2 tasks, 3 seeds:
+train jobs whose results and curves are made up and posted through the worker API, nothing is
+trained) plus a sweep still running, and photographs those (for trying the pages, not for docs).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +39,7 @@ from tests.dashboard.support import (  # noqa: E402
     sign_in,
     training_points,
 )
-from tests.helpers.server import create_token  # noqa: E402
+from tests.helpers.server import create_token, start_server  # noqa: E402
 
 TASKS = ("cola", "mrpc")
 
@@ -81,13 +88,7 @@ def seed(api: Api) -> int:
     return qkv_job
 
 
-def shoot(url: str, token: str, out: Path, job_id: int) -> list[Path]:
-    pages = {
-        "sweeps": "/",
-        "sweep": "/sweeps/1?group_by=tag&columns=tasks&metric=accuracy",
-        "job": f"/jobs/{job_id}",
-        "workers": "/workers",
-    }
+def shoot(url: str, token: str, out: Path, pages: dict[str, str]) -> list[Path]:
     written = []
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900},
@@ -106,18 +107,65 @@ def shoot(url: str, token: str, out: Path, job_id: int) -> list[Path]:
     return written
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+def pages(sweep_id: int, job_id: int, query: str) -> dict[str, str]:
+    return {"sweeps": "/", "sweep": f"/sweeps/{sweep_id}?{query}", "job": f"/jobs/{job_id}",
+            "workers": "/workers"}
+
+
+def finished_job(url: str, token: str, sweep_id: int, tag: str | None) -> int:
+    """A succeeded job of the sweep (of ``tag`` when given), for the job page."""
+    from protocol.client import ApiClient
+
+    with ApiClient(url, token) as client:
+        for job in client.iter_jobs(sweep_id=sweep_id, status="succeeded"):
+            if tag is None or job.config.get("tag") == tag:
+                return job.id
+    raise SystemExit(f"sweep {sweep_id} has no succeeded job" + (f" tagged {tag}" if tag else ""))
+
+
+def shoot_database(args: argparse.Namespace) -> list[Path]:
+    """The pages of a sweep stored in an existing SQLite file, served as it is."""
+    from scheduler.migrate import upgrade
+
+    database_url = f"sqlite:///{args.db.resolve()}"
+    upgrade(database_url)
+    token = create_token(database_url, "admin", "screenshots")
+    query = urlencode({"group_by": "tag", "metric": "accuracy",
+                       **({"compare_to": args.compare_to} if args.compare_to else {})})
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(database_url, Path(tmp) / "server.log")
+        try:
+            job_id = finished_job(server.url, token, args.sweep, args.job_tag)
+            return shoot(server.url, token, args.out, pages(args.sweep, job_id, query))
+        finally:
+            server.stop()
+
+
+def shoot_invented(args: argparse.Namespace) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp)) as server:
         token = create_token(server.database_url, "admin", "alice")
         api = Api(server.url, token, create_token(server.database_url, "worker", "gpu-hosts"))
         job_id = seed(api)
-        for path in shoot(server.url, token, args.out, job_id):
-            print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-        api.close()
+        try:
+            return shoot(server.url, token, args.out,
+                         pages(1, job_id, "group_by=tag&columns=tasks&metric=accuracy"))
+        finally:
+            api.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument("--db", type=Path, help="SQLite file to photograph (e.g. the study's)")
+    parser.add_argument("--sweep", type=int, default=1, help="with --db: the sweep's id")
+    parser.add_argument("--compare-to", help="with --db: the baseline row, e.g. tag:lora")
+    parser.add_argument("--job-tag", help="with --db: the job page shows a job of this tag")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.db is not None and not args.db.is_file():
+        parser.error(f"--db {args.db}: no such file")
+    for path in shoot_database(args) if args.db else shoot_invented(args):
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 if __name__ == "__main__":

@@ -98,8 +98,12 @@ class AdapterSpectra:
     constructions: tuple[ConstructionSpectra, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types; NaN (the statistics of an all-zero tensor) becomes None."""
-        return _finite(asdict(self))
+        """Plain JSON types; NaN (the statistics of an all-zero tensor) becomes None. Each
+        construction also carries its ``summary`` (``mode_summary``), what tables show."""
+        data = asdict(self)
+        for construction, own in zip(data["constructions"], self.constructions, strict=True):
+            construction["summary"] = own.mode_summary()
+        return _finite(data)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

@@ -123,3 +123,27 @@ def test_pack_section_says_bench_missing_without_it(tmp_path: Path,
         packbench.run_section(section, CPU, tmp_path, deadline=float("inf"))
     assert report.sections[0].status == "skipped"
     assert "bench missing" in (report.sections[0].error or "")
+
+
+def test_estimates_are_compared_per_job_alone_and_per_pack() -> None:
+    from scheduler.memory import pack_memory_mb
+
+    config = training.train_spec("lora", "tucker", GPU)
+    base, share = pack_memory_mb(TrainSpec.model_validate(config), {})
+
+    def job(job_id: int, pack_id: str | None, estimate: int, peak: float) -> dict:
+        return {"id": job_id, "kind": "train", "config": config, "pack_id": pack_id,
+                "memory_estimate_mb": estimate, "result": {"peak_memory_mb": peak}}
+
+    section = Section("e", "estimates")
+    service.compare_estimates(section, {"jobs": [
+        job(1, None, 1000, 1200.0), job(2, "p1", 1000, 1500.0), job(3, "p1", 1000, 1500.0),
+        {"id": 4, "kind": "synthetic", "config": {}, "memory_estimate_mb": 500, "result": {}},
+    ]})
+    assert section.tables["jobs alone"] == [{
+        "id": 1, "kind": "train", "adapter": "lora/tucker", "estimate_mb": 1000,
+        "peak_mb": 1200.0, "peak/estimate": 1.2, "under-estimated": True}]
+    [pack] = section.tables["packs"]
+    assert pack["jobs"] == 2 and pack["sum_of_job_estimates_mb"] == 2000
+    assert pack["formula_pack_mb"] == base + 2 * share
+    assert section.facts["compared (jobs alone + packs)"] == 2

@@ -10,6 +10,8 @@ chatter cannot corrupt the protocol):
     {"event": "metrics", "points": [...]}       a batch of {step, name, value}
     {"event": "result", "result": {...}}        success; the child then exits 0
     {"event": "error", "error": "..."}          failure; the child then exits non-zero
+
+A train job started with ``--adapter-dir`` saves its trained adapter there before its result.
 """
 
 from __future__ import annotations
@@ -62,9 +64,17 @@ class JobProcess:
 
 
 def start_job(
-    spec: dict[str, Any], device: str, log_path: Path, *, threads: int | None = None
+    spec: dict[str, Any],
+    device: str,
+    log_path: Path,
+    *,
+    threads: int | None = None,
+    adapter_dir: Path | None = None,
 ) -> JobProcess:
-    """Starts the child for ``spec`` on ``device`` (``cuda`` or ``cpu``); output to ``log_path``."""
+    """Starts the child for ``spec`` on ``device`` (``cuda`` or ``cpu``); output to ``log_path``.
+
+    A train job that succeeds leaves its adapter (``save_adapter``'s files and the mode
+    analysis) in ``adapter_dir``."""
     read_fd, write_fd = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
@@ -74,7 +84,8 @@ def start_job(
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.child", "--events-fd", str(write_fd),
-             "--device", device, "--parent-pid", str(os.getpid())],
+             "--device", device, "--parent-pid", str(os.getpid()),
+             *(["--adapter-dir", str(adapter_dir)] if adapter_dir else [])],
             stdin=subprocess.PIPE,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -136,7 +147,10 @@ def run_synthetic(spec: dict[str, Any], events: _Events) -> dict[str, Any]:
     return dict(spec.get("outcome") or {})
 
 
-def run_train(spec: Any, events: _Events, device: str) -> dict[str, Any]:
+def run_train(
+    spec: Any, events: _Events, device: str, adapter_dir: Path | None = None
+) -> dict[str, Any]:
+    """Trains; with ``adapter_dir``, saves the trained adapter there with its mode analysis."""
     from tenslora.training import run_training
 
     allocated = threading.Event()
@@ -150,7 +164,25 @@ def run_train(spec: Any, events: _Events, device: str) -> dict[str, Any]:
         mark_allocated()
         events.emit("metrics", points=list(points))
 
-    return run_training(spec, sink, device=device, progress=mark_allocated)
+    result = run_training(spec, sink, device=device, progress=mark_allocated,
+                          adapter_dir=adapter_dir)
+    if adapter_dir is not None:
+        _write_analysis(adapter_dir)
+    return result
+
+
+def _write_analysis(adapter_dir: Path) -> None:
+    """The adapter's HOSVD mode analysis beside it, for the dashboard's job page. Optional: a
+    failure costs the page its table, never the run its result or adapter."""
+    from tenslora.analysis import adapter_mode_spectra
+    from tenslora.contract import ADAPTER_ANALYSIS_FILE
+
+    try:
+        analysis = adapter_mode_spectra(adapter_dir).to_json(indent=None)
+    except Exception:
+        traceback.print_exc()
+        return
+    (adapter_dir / ADAPTER_ANALYSIS_FILE).write_text(analysis)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-fd", type=int, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--adapter-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     _arm_parent_death_signal(args.parent_pid)
     events = _Events(args.events_fd)
@@ -170,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from tenslora.spec import parse_spec
 
-            result = run_train(parse_spec(spec), events, args.device)
+            result = run_train(parse_spec(spec), events, args.device, args.adapter_dir)
     except BaseException as error:  # report everything, including KeyboardInterrupt
         traceback.print_exc()
         events.emit("error", error=_describe(error))

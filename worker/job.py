@@ -10,6 +10,7 @@ survives an unreachable API or a dying worker.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -54,7 +55,8 @@ class RunningJob:
         return self.outcome is not None
 
     def start(self, device: str, threads: int | None = None) -> None:
-        self._child = start_job(self.lease.spec, device, self._log_path(), threads=threads)
+        self._child = start_job(self.lease.spec, device, self._log_path(), threads=threads,
+                                adapter_dir=self._adapter_dir())
         self._keeper.start()
         self._thread.start()
 
@@ -129,8 +131,10 @@ class RunningJob:
 
     def _deliver(self, report: dict[str, Any]) -> None:
         if self._keeper.finish(report["outcome"], result=report.get("result"),
-                               error=report.get("error")):
+                               error=report.get("error"), adapter_dir=self._adapter_dir()):
             self._at["reported"] = time.monotonic()
+        # The spool holds the adapter's zip now (or the job saved none).
+        shutil.rmtree(self._adapter_dir(), ignore_errors=True)
         # Done only now: the job's memory is offered again once the API, too, saw the job end.
         self.outcome = report["outcome"]
 
@@ -140,6 +144,9 @@ class RunningJob:
             self._keeper.release()
         else:
             self._keeper.close()
+
+    def _adapter_dir(self) -> Path:
+        return self._log_dir / f"job-{self.lease.job_id}-attempt{self.lease.attempt}-adapter"
 
     def _log_path(self) -> Path:
         return self._log_dir / f"job-{self.lease.job_id}-attempt{self.lease.attempt}.log"

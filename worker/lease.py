@@ -8,7 +8,8 @@ finished run survives an unreachable API or a dying process. ``tenslora-worker``
 
 Keepers hold no shared state: several run side by side in one process, one per job. A report is
 a plain dict; ``finish(extra=...)`` adds fields to it that the spool keeps and
-``ApiClient.send_report`` may send (the place to add, say, an adapter file's upload).
+``ApiClient.send_report`` may send. ``finish(adapter_dir=...)`` zips the trained adapter into the
+spool beside the report: it is uploaded before the result, and survives an outage with it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from protocol.client import ApiClient, ApiError, ApiRejected, ApiUnavailable, Lease, LeaseLost
+from tenslora.archive import zip_adapter
+from tenslora.contract import ADAPTER_CONFIG_FILE
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,7 @@ class LeaseKeeper:
         result: dict[str, Any] | None = None,
         error: str | None = None,
         extra: dict[str, Any] | None = None,
+        adapter_dir: Path | None = None,
         retry_for_s: float | None = None,
         keep_trying_s: float = 0.0,
     ) -> bool:
@@ -91,7 +96,7 @@ class LeaseKeeper:
             **({"result": result or {}} if outcome == "complete" else {"error": error or ""}),
             **(extra or {}),
         }
-        path = self.spool.put(report)
+        path = self.spool.put(report, _adapter_zip(adapter_dir) if outcome == "complete" else None)
         deadline = time.monotonic() + keep_trying_s
         try:
             while True:
@@ -163,6 +168,18 @@ class LeaseKeeper:
                 self._points = batch + self._points
         except ApiRejected as error:
             log.warning("job %s: metrics refused: %s", self.lease.job_id, error)
+
+
+def _adapter_zip(folder: Path | None) -> bytes | None:
+    """The zip of the adapter the job saved in ``folder``; None when it saved none (a synthetic
+    job, or a run that failed before saving)."""
+    if folder is None or not (folder / ADAPTER_CONFIG_FILE).is_file():
+        return None
+    try:
+        return zip_adapter(folder)
+    except OSError as error:
+        log.warning("cannot read the adapter in %s: %s", folder, error)
+        return None
 
 
 def heartbeat_interval(lease: Lease) -> float:

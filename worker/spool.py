@@ -6,6 +6,9 @@ and the answer of the API, the file stays and ``flush`` resends it later, from t
 next one started on the host. Sending twice is harmless: the API ignores a second report of the
 same attempt. A report the API refuses for good (the lease was reaped and the job ran elsewhere)
 moves to ``rejected/`` rather than vanishing.
+
+A report may carry the job's trained adapter: a zip beside it (``<report>.adapter.zip``, written
+durably before the report that names it), sent with it and removed or moved with it.
 """
 
 from __future__ import annotations
@@ -29,16 +32,14 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def put(self, report: dict[str, Any]) -> Path:
-        """Stores ``report`` durably (fsync + rename) and returns its path."""
+    def put(self, report: dict[str, Any], adapter: bytes | None = None) -> Path:
+        """Stores ``report`` (and the ``adapter`` zip it carries) durably; returns its path."""
         name = f"job-{report['job_id']}-{_safe(report['lease_id'])}.json"
         path = self.directory / name
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as out:
-            json.dump({**report, "spooled_at": time.time()}, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        if adapter is not None:
+            _write_durably(_attachment(path), adapter)
+            report = {**report, "adapter_file": _attachment(path).name}
+        _write_durably(path, json.dumps({**report, "spooled_at": time.time()}).encode())
         return path
 
     def pending(self) -> list[Path]:
@@ -46,6 +47,7 @@ class Spool:
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
+        _attachment(path).unlink(missing_ok=True)
 
     def send(self, client: ApiClient, path: Path, *, retry_for_s: float | None = None) -> bool:
         """Sends one spooled report; True when it left the spool (taken or rejected for good).
@@ -60,8 +62,9 @@ class Spool:
             self._reject(path, "unreadable report")
             return True
         retry = {} if retry_for_s is None else {"retry_for_s": retry_for_s}
+        adapter = self._adapter(path, report)
         try:
-            client.send_report(report, **retry)
+            client.send_report(report, adapter, **retry)
         except ApiRejected as error:  # LeaseLost included
             self._reject(path, str(error))
             return True
@@ -80,12 +83,36 @@ class Spool:
             log.info("resent spooled report %s", path.name)
         return sent
 
+    def _adapter(self, path: Path, report: dict[str, Any]) -> bytes | None:
+        if not report.get("adapter_file"):
+            return None
+        try:
+            return _attachment(path).read_bytes()
+        except OSError as error:  # the result still goes; the job then has no adapter
+            log.warning("spooled report %s: its adapter is unreadable: %s", path.name, error)
+            return None
+
     def _reject(self, path: Path, why: str) -> None:
         rejected = self.directory / "rejected"
         rejected.mkdir(exist_ok=True)
         log.warning("the API refused spooled report %s for good: %s", path.name, why)
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(path, rejected / path.name)
+        for item in (_attachment(path), path):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(item, rejected / item.name)
+
+
+def _attachment(report_path: Path) -> Path:
+    return report_path.with_suffix(".adapter.zip")
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """fsync, then rename: a crash leaves the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 def _safe(text: str) -> str:

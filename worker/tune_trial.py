@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -33,9 +34,13 @@ REPORT_PATIENCE_S = 120.0  # a trial keeps its lease and resends its result this
 STOPPED_REPORT_RETRY_S = 5.0  # Tune waits for a stopped trial: fail it quickly or spool it
 
 
+def _log_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "tenslora-tune"
+
+
 def spool_dir() -> Path:
     """Where this host's trials spool the reports the API did not take."""
-    return Path(tempfile.gettempdir()) / "tenslora-tune" / "spool"
+    return _log_dir() / "spool"
 
 
 def run_trial(config: dict[str, Any], api_url: str, token: str) -> None:
@@ -78,10 +83,15 @@ class _TrialRun:
         tune.report({**metrics, "job_id": self.lease.job_id, "lease_id": self.lease.lease_id,
                      "evaluations": self.n_evaluations})
 
+    @property
+    def adapter_dir(self) -> Path:
+        return _log_dir() / f"job-{self.lease.job_id}-attempt{self.lease.attempt}-adapter"
+
     def run(self) -> None:
         self.report({"claimed": 1})
-        log_dir = Path(tempfile.gettempdir()) / "tenslora-tune"
-        child = start_job(self.lease.spec, self.device, log_dir / f"job-{self.lease.job_id}.log")
+        log_dir = _log_dir()
+        child = start_job(self.lease.spec, self.device, log_dir / f"job-{self.lease.job_id}.log",
+                          adapter_dir=self.adapter_dir)
         self._child = child
         self.keeper.start()
         final: dict[str, Any] | None = None
@@ -112,7 +122,9 @@ class _TrialRun:
             return
         if final and final["event"] == "result" and code == 0:
             result = dict(final.get("result") or {})
-            taken = self.keeper.finish("complete", result=result, keep_trying_s=REPORT_PATIENCE_S)
+            taken = self.keeper.finish("complete", result=result, adapter_dir=self.adapter_dir,
+                                       keep_trying_s=REPORT_PATIENCE_S)
+            shutil.rmtree(self.adapter_dir, ignore_errors=True)  # the spool holds its zip
             self.n_evaluations = max(self.n_evaluations, 1)
             self.report({**final_metrics(result), **({} if taken else {"spooled": 1})})
             return

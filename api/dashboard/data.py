@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from api.dashboard.tables import SPEC_PATHS, method_of
-from scheduler import progress, queries, sweeps, tokens
+from api.dashboard.tables import LOWER_IS_BETTER, SPEC_PATHS, method_of
+from scheduler import artifacts, progress, queries, sweeps, tokens
 from scheduler import results as results_queries
 from scheduler import sessions as dashboard_sessions
 from scheduler.errors import NotFound
@@ -204,6 +204,37 @@ def list_jobs(
 def get_job(session: Session, job_id: int) -> dict[str, Any] | None:
     try:
         return job_dict(queries.get_job(session, job_id))
+    except NotFound:
+        return None
+
+
+def best_adapters(
+    session: Session, sweep_id: int, group_by: Sequence[str], metric: str | None
+) -> dict[str, int]:
+    """Per results row (``results_queries.group_key`` of its group): the job with the best
+    ``metric`` among the row's runs that kept an adapter."""
+    if not metric:
+        return {}
+    return results_queries.best_job_per_group(
+        session, sweep_id, list(group_by), metric, metric in LOWER_IS_BETTER,
+        where=[artifacts.has_adapter()],
+    )
+
+
+def job_adapter(session: Session, job_id: int) -> dict[str, Any] | None:
+    """The job's downloadable adapter (``size_bytes``, ``sha256``) and its mode ``analysis``
+    (None when the worker sent none); None when the job has no adapter."""
+    stored = artifacts.adapter_info(session, job_id)
+    if stored is None:
+        return None
+    return {"size_bytes": stored.size_bytes, "sha256": stored.sha256,
+            "analysis": artifacts.get_analysis(session, job_id)}
+
+
+def adapter_archive(session: Session, job_id: int) -> bytes | None:
+    """The zip ``GET /api/v1/jobs/{id}/adapter`` serves; None where it answers 404."""
+    try:
+        return artifacts.get_adapter(session, job_id)[1]
     except NotFound:
         return None
 

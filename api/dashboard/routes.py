@@ -28,7 +28,7 @@ from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
 from scheduler import states
 from scheduler.errors import Forbidden, InvalidInput
-from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by
+from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by, group_key
 from scheduler.sweeps import may_cancel
 from scheduler.tokens import TokenInfo
 
@@ -37,6 +37,7 @@ TEMPLATES.env.filters.update(FILTERS)
 STATUSES = tuple(status.value for status in states.ALL)
 TEMPLATES.env.globals["statuses"] = STATUSES
 TEMPLATES.env.globals["significant_p"] = SIGNIFICANT_P
+TEMPLATES.env.globals["group_key"] = group_key
 
 
 @pass_context
@@ -185,7 +186,8 @@ def sweep_page(
         jobs, jobs_total = data.list_jobs(
             session, sweep_id, status, JOBS_PER_PAGE, (jobs_page - 1) * JOBS_PER_PAGE
         )
-    metric = table.metric or (metric if metric in names else _default_metric(names))
+        metric = table.metric or (metric if metric in names else _default_metric(names))
+        best_adapters = data.best_adapters(session, sweep_id, keys, metric)
     pareto = plots.pareto_figure(table, None if columns == "tasks" else metric)
     table_query = urlencode({"group_by": ",".join(keys), "columns": columns,
                              "metric": metric or "", "compare_to": table.compare_to or ""})
@@ -197,7 +199,7 @@ def sweep_page(
         "pareto_html": pareto and plots.figure_html(pareto, "pareto-plot"),
         "jobs": jobs, "jobs_page": jobs_page, "jobs_pages": _pages(jobs_total, JOBS_PER_PAGE),
         "status_filter": status, "live": sweep["live"], "needs_plotly": True,
-        "table_error": table_error,
+        "table_error": table_error, "best_adapters": best_adapters,
         "can_cancel": sweep["live"] and _may_cancel(viewer, sweep["owner_token_id"]),
     })
 
@@ -253,11 +255,25 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
             raise PageNotFound(f"There is no job with id {job_id}.")
         points = data.job_metrics(session, job_id)
         pack = data.pack_jobs(session, job)
+        adapter = data.job_adapter(session, job_id)
     return render(request, "job.html", {
         "viewer": viewer, "job": job, "figures": plots.job_figures(points), "pack": pack,
+        "adapter": adapter,
         "suggestion": suggest.suggest(job["config"], job["result"], points),
         "live": job["status"] in states.ACTIVE, "needs_plotly": True,
     })
+
+
+@router.get("/jobs/{job_id}/adapter.zip", name="dashboard_job_adapter")
+def job_adapter_download(request: Request, job_id: int, viewer: ViewerDep) -> Response:
+    """``GET /api/v1/jobs/{id}/adapter`` for a signed-in browser (the API wants a bearer)."""
+    with data.read_session(request) as session:
+        archive = data.adapter_archive(session, job_id) if 0 < job_id <= MAX_ID else None
+    if archive is None:
+        raise PageNotFound(f"Job {job_id} has no adapter to download.")
+    filename = f"job-{job_id}-adapter.zip"
+    return Response(archive, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.post("/sweeps/{sweep_id}/cancel", name="dashboard_sweep_cancel", dependencies=SameOrigin)

@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "sections": args.sections})
     run_all(report, profile, args.sections, time.monotonic() + budget_s)
     statuses = {s.key: s.status for s in report.sections}
+    for section in report.sections:  # the figures again, for whoever reads only the output
+        print(f"{section.key}: {section.status} {section.error or ''}".rstrip())
+        for name, value in section.facts.items():
+            print(f"    {name}: {value}")
     log(f"done: {statuses}; see {args.out_dir}")
     return 1 if "failed" in statuses.values() else 0
 
@@ -122,8 +126,11 @@ def environment(section: Section, profile: Profile) -> None:
         section.fact("gpu", torch.cuda.get_device_name(0))
         section.fact("capability", ".".join(map(str, torch.cuda.get_device_capability(0))))
         section.fact("bf16", torch.cuda.is_bf16_supported())
-        smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-        section.fact("nvidia-smi", smi.stdout.strip() or smi.stderr.strip())
+        try:
+            smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+            section.fact("nvidia-smi", smi.stdout.strip() or smi.stderr.strip())
+        except (OSError, subprocess.TimeoutExpired) as error:
+            section.fact("nvidia-smi", f"did not run: {error}")
     for name in BUNDLED:
         try:
             section.fact(name, importlib.metadata.version(name))

@@ -10,9 +10,11 @@ with the peak its run observed.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -79,7 +81,8 @@ def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float
                      "the sweep ran without packs")
     section.fact("worker_flags", " ".join(flags))
     section.fact("pack_size", profile.pack_size if packs else "not supported")
-    cluster = LocalCluster(None, 0, flags)
+    data_dir = Path(tempfile.mkdtemp(prefix="gpu-check-service-"))
+    cluster = LocalCluster(data_dir, 0, flags)
     try:
         cluster.start()
         began = time.monotonic()
@@ -89,7 +92,8 @@ def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float
         jobs = [job for sweep_id in sweep_ids for job in cluster.jobs(sweep_id)]
     finally:
         cluster.stop()
-        _keep_logs(cluster.data_dir, out_dir)
+        _keep_logs(data_dir, out_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
     state["jobs"] = jobs
     _record(section, jobs, samples, wall_s)
 
@@ -147,10 +151,8 @@ def _record(section: Section, jobs: list[dict[str, Any]], samples: list[dict[str
 
 def _job_row(job: dict[str, Any]) -> dict[str, Any]:
     config, result = job["config"], job.get("result") or {}
-    adapter = config.get("adapter") or {}
     return {
-        "id": job["id"], "kind": job["kind"],
-        "adapter": f"{adapter.get('method')}/{adapter.get('factorization')}" if adapter else "",
+        "id": job["id"], "kind": job["kind"], "adapter": _adapter(job),
         "batch": (config.get("train") or {}).get("batch_size"),
         "status": job["status"], "pack_id": job.get("pack_id"), "device": job.get("device"),
         "estimate_mb": job.get("memory_estimate_mb"), "peak_mb": result.get("peak_memory_mb"),
@@ -170,29 +172,64 @@ def _keep_logs(data_dir: Path, out_dir: Path) -> None:
 
 
 def compare_estimates(section: Section, state: dict[str, Any]) -> None:
-    """Section e: each job's memory estimate (API) against its observed peak (its result)."""
+    """Section e: memory estimates (the API's) against observed peaks (the results').
+
+    A job that ran alone: its ``memory_estimate_mb`` against its ``peak_memory_mb``. A pack (its
+    jobs all report the pack process's peak): the pack's peak against the scheduler's formula for
+    a pack (backbone once + a share per job) and against the sum of its jobs' estimates.
+    """
     jobs = state.get("jobs")
     if not jobs:
         raise Skipped("no jobs: section c did not finish a sweep")
     ratios = []
+    packs: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
-        peak = (job.get("result") or {}).get("peak_memory_mb")
-        estimate = job.get("memory_estimate_mb")
-        if not isinstance(peak, int | float) or not estimate:
+        peak, estimate = _peak(job), job.get("memory_estimate_mb")
+        if peak is None or not estimate:
             continue
-        ratio = peak / estimate
-        ratios.append(ratio)
-        adapter = job["config"].get("adapter") or {}
-        section.row("jobs", {
-            "id": job["id"], "kind": job["kind"], "pack_id": job.get("pack_id"),
-            "adapter": f"{adapter.get('method')}/{adapter.get('factorization')}",
-            "estimate_mb": estimate, "peak_mb": round(peak, 1), "peak/estimate": round(ratio, 3),
-            "under-estimated": peak > estimate,
+        if job.get("pack_id"):
+            packs.setdefault(job["pack_id"], []).append(job)
+            continue
+        ratios.append(peak / estimate)
+        section.row("jobs alone", {
+            "id": job["id"], "kind": job["kind"], "adapter": _adapter(job),
+            "estimate_mb": estimate, "peak_mb": round(peak, 1),
+            "peak/estimate": round(peak / estimate, 3), "under-estimated": peak > estimate,
+        })
+    for pack_id, members in packs.items():
+        peak = max(p for p in map(_peak, members) if p is not None)
+        formula = _formula_pack_mb(members)
+        ratios.append(peak / formula)
+        section.row("packs", {
+            "pack_id": pack_id, "jobs": len(members), "peak_mb": round(peak, 1),
+            "formula_pack_mb": formula, "peak/formula": round(peak / formula, 3),
+            "sum_of_job_estimates_mb": sum(j["memory_estimate_mb"] for j in members),
+            "under-estimated": peak > formula,
         })
     if not ratios:
         raise Skipped("no job reported a peak_memory_mb")
-    section.fact("jobs_compared", len(ratios))
+    section.fact("compared (jobs alone + packs)", len(ratios))
     section.fact("under_estimated", sum(r > 1 for r in ratios))
     section.fact("peak/estimate min, median, max",
                  [round(min(ratios), 3), round(statistics.median(ratios), 3),
                   round(max(ratios), 3)])
+
+
+def _peak(job: dict[str, Any]) -> float | None:
+    peak = (job.get("result") or {}).get("peak_memory_mb")
+    return float(peak) if isinstance(peak, int | float) else None
+
+
+def _adapter(job: dict[str, Any]) -> str:
+    adapter = job["config"].get("adapter") or {}
+    return f"{adapter.get('method')}/{adapter.get('factorization')}" if adapter else ""
+
+
+def _formula_pack_mb(members: list[dict[str, Any]]) -> int:
+    """Backbone once plus each job's share, by the scheduler's own formula (nothing learned)."""
+    from scheduler.memory import pack_memory_mb
+    from tenslora.spec import TrainSpec
+
+    spec = TrainSpec.model_validate(members[0]["config"])
+    base, share = pack_memory_mb(spec, {})
+    return base + share * len(members)

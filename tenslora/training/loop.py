@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -241,7 +242,8 @@ def _train(run: PackRun) -> None:
 
 def run_pack(specs: Sequence[TrainSpec | Mapping[str, Any]],
              sinks: Sequence[JobSink | Sink | None], *, device: str | torch.device | None = None,
-             backbone: Backbone | None = None) -> list[JobResult]:
+             backbone: Backbone | None = None,
+             adapter_dirs: Sequence[str | Path | None] | None = None) -> list[JobResult]:
     """Train the jobs ``specs`` together in this process; one result per spec, in order.
 
     The specs must share a ``tenslora.packing.pack_key``. ``sinks[i]`` is job i's: a
@@ -249,6 +251,8 @@ def run_pack(specs: Sequence[TrainSpec | Mapping[str, Any]],
     plain metric sink. A job whose loss becomes non-finite, whose hook raises, or whose
     ``should_stop`` answers True leaves the pack at once (failed / cancelled); the others go on.
     ``backbone`` replaces the catalog's (a fresh one: the pack changes it in place).
+    ``adapter_dirs[i]``: where ``save_adapter`` writes job i's trained adapter (head included)
+    if it succeeds: the model whose last evaluation its result reports.
     """
     if not specs or len(specs) != len(sinks):
         raise ValueError(f"run_pack needs one sink per spec; got {len(specs)} specs and "
@@ -260,9 +264,18 @@ def run_pack(specs: Sequence[TrainSpec | Mapping[str, Any]],
     started = time.perf_counter()
     run = prepare(parsed, hooks, device, backbone)
     _train(run)
+    _save_adapters(run, adapter_dirs or [None] * len(run.jobs))
     wall_s = time.perf_counter() - started
     peak = runtime.peak_memory_mb(device)
     return [_result(run, job, wall_s, peak) for job in run.jobs]
+
+
+def _save_adapters(run: PackRun, folders: Sequence[str | Path | None]) -> None:
+    from tenslora.persist import save_adapter
+
+    for job, folder in zip(run.jobs, folders, strict=True):
+        if folder is not None and job.running:
+            save_adapter(job.job, folder)
 
 
 def _result(run: PackRun, job: JobRun, wall_s: float, peak_memory_mb: float) -> JobResult:
@@ -326,6 +339,7 @@ def run_training(
     *,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
+    adapter_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Fine-tune the spec's backbone with its adapter on its task; return a flat dict of numbers.
 
@@ -333,8 +347,11 @@ def run_training(
     ``{"step", "name", "value"}`` at every log step and after every evaluation.
     ``progress(step, total_steps, loss)`` is called after every step; what it or ``sink`` raises
     aborts the run and is raised here. A non-finite loss raises :class:`TrainingFailed`.
+    ``adapter_dir``: where ``save_adapter`` writes the trained adapter (head included), the one
+    whose final evaluation the result reports.
     """
-    result = run_pack([spec], [JobSink(sink, progress=progress)], device=device)[0]
+    result = run_pack([spec], [JobSink(sink, progress=progress)], device=device,
+                      adapter_dirs=[adapter_dir])[0]
     if result.exception is not None:
         raise result.exception
     if result.status != "succeeded":

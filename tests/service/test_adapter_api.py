@@ -4,6 +4,10 @@ real server over SQLite and Postgres."""
 from __future__ import annotations
 
 import io
+import json
+import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +25,7 @@ from scheduler.queue import claim_job
 from tenslora.config import AdapterConfig
 from tenslora.contract import ADAPTER_ANALYSIS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
 from tests.adapter_helpers import randomise, tiny_bert, token_batch
-from tests.helpers.processes import wait_for
+from tests.helpers.processes import REPO, project_env, wait_for
 from tests.helpers.server import Service, sqlite_url, start_service
 
 MAX_ADAPTER_MB = 0.25
@@ -40,7 +44,8 @@ def service(
     folder = tmp_path_factory.mktemp(f"adapters-{request.param}")
     url = (sqlite_url(folder) if request.param == "sqlite"
            else request.getfixturevalue("postgres").fresh_database())
-    running = start_service(folder, url, LEASE_SECONDS, TENSLORA_MAX_ADAPTER_MB=str(MAX_ADAPTER_MB))
+    running = start_service(folder, url, LEASE_SECONDS, TENSLORA_MAX_ADAPTER_MB=str(MAX_ADAPTER_MB),
+                            TENSLORA_DASHBOARD_PUBLIC="1")
     try:
         yield running
     finally:
@@ -236,3 +241,76 @@ def test_a_later_attempt_replaces_the_adapter_and_a_resent_upload_after_complete
             assert get_analysis(session, dead.job.id) == {"method": "att_qkv", "ranks": [None]}
     finally:
         database.dispose()
+
+
+def _cli(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args, "--url", service.url,
+         "--token", service.tokens["submitter"]],
+        cwd=REPO, env=project_env(COLUMNS="200"), capture_output=True, text=True, timeout=180,
+    )
+
+
+def test_cli_downloads_a_jobs_adapter_and_analyses_its_modes_by_job_id(
+    service: Service, tmp_path: Path
+) -> None:
+    model = _adapted_model()
+    claim = _claimed(service, TRAIN, "cli")
+    job_id = claim["job"]["id"]
+    with service.client("worker") as client:
+        folder = tenslora.save_adapter(model, tmp_path / "saved")
+        assert _put(client, job_id, claim["lease_id"], _zip_folder(folder)).status_code == 200
+        _complete(client, claim, {"accuracy": 0.5})
+    done = _cli(service, "job", "adapter", str(job_id), "--out", str(tmp_path / "got"))
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == tmp_path / "got"
+    for name in (ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE):
+        assert (tmp_path / "got" / name).read_bytes() == (folder / name).read_bytes()
+    analysed = _cli(service, "analyze", str(job_id), "--json")
+    assert analysed.returncode == 0, analysed.stderr
+    assert json.loads(analysed.stdout)["method"] == "att_qkv"
+    table = _cli(service, "analyze", str(job_id))
+    assert table.returncode == 0 and "HeadDim" in table.stdout and "rank @ 90%" in table.stdout
+    missing = _cli(service, "job", "adapter", str(2**31 - 1), "--out", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_the_dashboard_links_the_adapter_and_shows_its_mode_analysis(
+    service: Service, tmp_path: Path
+) -> None:
+    from tenslora.analysis import adapter_mode_spectra
+
+    folder = tenslora.save_adapter(_adapted_model(), tmp_path / "saved")
+    analysis = adapter_mode_spectra(folder)
+    with service.client("submitter") as client:
+        sweep = client.post("/api/v1/sweeps", json={"name": "dashboard", "base": TRAIN,
+                                                    "grid": {"seed": [1, 2]}}).json()
+    with service.client("worker") as client:
+        claims = [client.post("/api/v1/jobs/claim", json={"worker_id": "dash",
+                                                          "free_memory_mb": 10**6}).json()
+                  for _ in range(2)]
+        with_adapter, without = claims
+        body = _zip_folder(folder, {ADAPTER_ANALYSIS_FILE: analysis.to_json().encode()})
+        assert _put(client, with_adapter["job"]["id"], with_adapter["lease_id"],
+                    body).status_code == 200
+        _complete(client, with_adapter, {"accuracy": 0.6})
+        _complete(client, without, {"accuracy": 0.9})  # better, but it kept no adapter
+    job_id = with_adapter["job"]["id"]
+    with httpx.Client(base_url=service.url, timeout=30) as browser:  # no token: public pages
+        page = browser.get(f"/jobs/{job_id}").text
+        download = browser.get(f"/jobs/{job_id}/adapter.zip")
+        other = browser.get(f"/jobs/{without['job']['id']}").text
+        missing = browser.get(f"/jobs/{without['job']['id']}/adapter.zip")
+        results = browser.get(f"/sweeps/{sweep['id']}", params={"group_by": "adapter.method"})
+    assert f'href="/jobs/{job_id}/adapter.zip"' in page
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    with service.client("submitter") as client:
+        assert download.content == client.get(f"/api/v1/jobs/{job_id}/adapter").content
+    (construction,) = analysis.constructions
+    assert f'data-method="{construction.method}"' in page
+    for mode in construction.modes:
+        assert f'data-mode="{mode}"' in page
+    assert "no adapter" in other and missing.status_code == 404
+    best_cell = re.search(r'<td class="best-adapter">(.*?)</td>', results.text, re.S)
+    assert best_cell is not None and f'href="/jobs/{job_id}/adapter.zip"' in best_cell.group(1)

@@ -189,3 +189,15 @@ def test_cli_results_compare_to_as_markdown_and_csv(api: Server, scored_sweep: i
     refused = run_cli("results", str(scored_sweep), "--group-by", "tag",
                       "--compare-to", "tag:nope", **auth)
     assert refused.returncode == 2 and "matches no row" in refused.stderr
+
+
+def test_cli_results_metrics_keeps_the_named_columns(api: Server, scored_sweep: int) -> None:
+    auth = {"TENSLORA_API_URL": api.url, "TENSLORA_TOKEN": api.tokens["submitter"]}
+    args = ("results", str(scored_sweep), "--group-by", "tag,memory_mb", "--format", "markdown")
+    kept = run_cli(*args, "--metrics", "accuracy", **auth)
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.splitlines()[0] == "| tag | memory_mb | n | accuracy |"
+    # Names the runs never reported: the table keeps every metric rather than none.
+    unknown = run_cli(*args, "--metrics", "bleu", **auth)
+    assert unknown.returncode == 0, unknown.stderr
+    assert unknown.stdout.splitlines()[0] == "| tag | memory_mb | n | accuracy | wall_s |"

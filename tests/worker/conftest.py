@@ -102,6 +102,8 @@ class Scheduler:
     port: int = field(default_factory=free_port)
     server: RunningServer | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    #: Settings (``TENSLORA_...``) of the server, read at each ``start``.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -116,7 +118,8 @@ class Scheduler:
 
     def start(self) -> None:
         self.server = start_server(
-            self.database_url, self.folder / "server.log", self.port, self.lease_seconds
+            self.database_url, self.folder / "server.log", self.port, self.lease_seconds,
+            **self.env,
         )
 
     def stop(self) -> None:

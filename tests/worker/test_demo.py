@@ -49,6 +49,9 @@ def test_demo_runs_a_real_sweep_prints_results_and_stops_everything(tmp_path: Pa
     table = output[output.index("adapter.method"):]
     assert "lora" in table and "qkv_depth" in table and "accuracy" in table
     assert f"http://127.0.0.1:{port}/docs" in output
+    # The best run's adapter was downloaded and its modes analysed, as `tenslora analyze` does.
+    best = output[output.index("best run: job #"):]
+    assert "/adapter.zip" in best and "rank @ 90%" in best and "Input" in best
     assert port_is_closed(port)
     wait_for("every process of the demo to end", lambda: not still_running(seen), timeout=20)
 

@@ -1,0 +1,239 @@
+"""The figures of docs/results.md, drawn from a sweep's stored results.
+
+    python scripts/study_figure.py params SWEEP_ID [SWEEP_ID ...] --db study.db --out docs/img/x.png
+    python scripts/study_figure.py multiplier SWEEP_ID --db study.db --out docs/img/y.png
+    python scripts/study_figure.py curves SWEEP_ID --db study.db --out docs/img/w.png
+    python scripts/study_figure.py curve metrics.jsonl --out docs/img/z.png
+
+``params``: mean accuracy (+/- sample std over seeds) against the adapter's parameter count, one
+point per tag, coloured by regime (LoRA, isorank, isoparameters, related, allocated), the LoRA mean
+as a dashed line. ``multiplier``: accuracy and MCC against TensLoRA+'s core learning-rate
+multiplier. ``curves``: each tag's validation accuracy by step, averaged over its succeeded runs
+(the streams the runs posted). ``curve``: the validation accuracy and training loss a
+``tenslora train --metrics-out`` stream recorded, step by step.
+
+Results are read the way ``tenslora results`` reads them (``cli.sweep_client``): over HTTP with
+``--url`` / ``--token`` (TENSLORA_API_URL / TENSLORA_TOKEN), or from the SQLite file ``--db``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tenslora.contract import EVAL, TRAIN_LOSS  # noqa: E402
+
+#: Tag suffix -> (legend label, colour, marker); the suffixes `tenslora sweep preset` writes.
+REGIMES: dict[str, tuple[str, str, str]] = {
+    "lora": ("LoRA", "black", "*"),
+    "isorank": ("isorank", "tab:blue", "o"),
+    "isoparams": ("isoparameters", "tab:orange", "s"),
+    "allocated": ("allocated ranks", "tab:green", "D"),
+    "related": ("related methods", "tab:purple", "^"),
+}
+MULTIPLIER = re.compile(r"core_lr_x(\d+(?:\.\d+)?)$")
+
+
+def regime(tag: str) -> str:
+    if tag == "lora":
+        return "lora"
+    for suffix in ("isorank", "isoparams", "allocated"):
+        if tag.endswith("-" + suffix):
+            return suffix
+    return "related"
+
+
+def fetch_results(sweep_id: int, url: str | None, token: str | None, db: Path | None
+                  ) -> list[dict[str, Any]]:
+    """The sweep's rows grouped by tag, as ``tenslora results SWEEP_ID --group-by tag``."""
+    if db is not None:
+        os.environ["TENSLORA_DATABASE_URL"] = f"sqlite:///{db.resolve()}"
+    from cli.sweep_client import make_client
+
+    rows: list[dict[str, Any]] = make_client(url, token).results(sweep_id, ["tag"])["rows"]
+    return rows
+
+
+def fetch_curves(sweep_id: int, name: str, url: str | None, token: str | None, db: Path | None
+                 ) -> dict[str, dict[int, list[float]]]:
+    """tag -> step -> the values of metric ``name`` that the sweep's succeeded runs posted."""
+    curves: dict[str, dict[int, list[float]]] = {}
+
+    def add(tag: str, points: list[Any]) -> None:
+        for point in points:
+            if point.name == name and point.value is not None:
+                curves.setdefault(tag, {}).setdefault(point.step, []).append(point.value)
+
+    if db is None:
+        from protocol.client import ApiClient
+
+        with ApiClient(url or "", token) as client:
+            for job in client.iter_jobs(sweep_id=sweep_id, status="succeeded"):
+                add(str(job.config.get("tag")), client.job_metrics(job.id).points)
+        return curves
+    from scheduler.db import Database
+    from scheduler.metrics import get_metrics
+    from scheduler.queries import list_jobs
+
+    database = Database(f"sqlite:///{db.resolve()}")
+    try:
+        with database.session() as session:
+            stored, _ = list_jobs(session, sweep_id, "succeeded", limit=100_000)
+            for row in stored:
+                add(str(row.config.get("tag")), get_metrics(session, row.id, name))
+    finally:
+        database.dispose()
+    return curves
+
+
+def mean_std(row: dict[str, Any], metric: str) -> tuple[float, float] | None:
+    summary = row["metrics"].get(metric)
+    if not summary or summary["mean"] is None:
+        return None
+    return summary["mean"], summary["std"] or 0.0
+
+
+def params_figure(rows: list[dict[str, Any]], metric: str, out: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    seen: set[str] = set()
+    for row in rows:
+        tag = str(row["group"]["tag"])
+        point, params = mean_std(row, metric), mean_std(row, "adapter_params")
+        if point is None or params is None:
+            continue
+        kind = regime(tag)
+        label, colour, marker = REGIMES[kind]
+        ax.errorbar(params[0], point[0], yerr=point[1], fmt=marker, color=colour, capsize=3,
+                    markersize=11 if kind == "lora" else 7,
+                    label=None if kind in seen else label)
+        seen.add(kind)
+        if kind == "lora":
+            ax.axhline(point[0], color="black", linestyle="--", linewidth=0.8)
+        name = tag.rsplit("-", 1)[0] if kind in ("isorank", "isoparams", "allocated") else tag
+        ax.annotate(name, (params[0], point[0]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=7, color=colour)
+    ax.set_xscale("log")
+    ax.set_xlabel("adapter parameters (log scale)")
+    ax.set_ylabel(f"{metric} (mean +/- std over seeds)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    save(fig, out)
+
+
+def multiplier_figure(rows: list[dict[str, Any]], out: Path, title: str) -> None:
+    by_multiplier: dict[float, dict[str, Any]] = {}
+    for row in rows:
+        found = MULTIPLIER.search(str(row["group"]["tag"]))
+        if found:
+            by_multiplier[float(found.group(1))] = row
+    multipliers = sorted(by_multiplier)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, colour in (("accuracy", "tab:blue"), ("mcc", "tab:red")):
+        points = [(m, mean_std(by_multiplier[m], name)) for m in multipliers]
+        kept = [(m, p) for m, p in points if p is not None]
+        ax.errorbar([m for m, _ in kept], [p[0] for _, p in kept], yerr=[p[1] for _, p in kept],
+                    fmt="o-", color=colour, capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(multipliers, [f"x{m:g}" for m in multipliers])
+    ax.set_xlabel("core learning-rate multiplier")
+    ax.set_ylabel("mean +/- std over seeds")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, out)
+
+
+def curves_figure(curves: dict[str, dict[int, list[float]]], name: str, out: Path,
+                  title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for tag in sorted(curves):
+        steps = sorted(curves[tag])
+        means = [sum(curves[tag][s]) / len(curves[tag][s]) for s in steps]
+        ax.plot(steps, means, "o-", label=f"{tag} (n={len(curves[tag][steps[-1]])})")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{name}, mean over seeds")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    save(fig, out)
+
+
+def curve_figure(stream: Path, out: Path, title: str) -> None:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for line in stream.read_text().splitlines():
+        if line.strip():
+            point = json.loads(line)
+            if point["value"] is not None:
+                series.setdefault(point["name"], []).append((point["step"], point["value"]))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    accuracy = sorted(series.get(f"{EVAL}/accuracy", []))
+    ax.plot([s for s, _ in accuracy], [v for _, v in accuracy], "o-", color="tab:blue",
+            label="validation accuracy")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation accuracy")
+    loss_axis = ax.twinx()
+    loss = sorted(series.get(TRAIN_LOSS, []))
+    loss_axis.plot([s for s, _ in loss], [v for _, v in loss], color="tab:gray", alpha=0.6,
+                   label="training loss")
+    loss_axis.set_ylabel("training loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    handles = ax.get_legend_handles_labels()[0] + loss_axis.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    save(fig, out)
+
+
+def save(fig: Any, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figure", choices=("params", "multiplier", "curves", "curve"))
+    parser.add_argument("source", nargs="+", help="sweep ids, or the metrics .jsonl for curve")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--metric", default=None,
+                        help="the y axis: params' result metric (accuracy), curves' streamed "
+                        f"metric ({EVAL}/accuracy)")
+    parser.add_argument("--title", default="")
+    parser.add_argument("--db", type=Path, help="SQLite file of the sweeps (instead of --url)")
+    parser.add_argument("--url", default=os.environ.get("TENSLORA_API_URL"))
+    parser.add_argument("--token", default=os.environ.get("TENSLORA_TOKEN"))
+    args = parser.parse_args()
+    if args.figure == "curve":
+        curve_figure(Path(args.source[0]), args.out, args.title)
+        return
+    url = None if args.db else args.url
+    if args.figure == "curves":
+        name = args.metric or f"{EVAL}/accuracy"
+        curves = fetch_curves(int(args.source[0]), name, url, args.token, args.db)
+        curves_figure(curves, name, args.out, args.title)
+        return
+    rows = [row for sweep in args.source
+            for row in fetch_results(int(sweep), url, args.token, args.db)]
+    if args.figure == "params":
+        params_figure(rows, args.metric or "accuracy", args.out, args.title)
+    else:
+        multiplier_figure(rows, args.out, args.title)
+
+
+if __name__ == "__main__":
+    main()
