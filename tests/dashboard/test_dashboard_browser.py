@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.server
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from tests.dashboard.support import (
     sign_in,
     table2_sweep,
 )
+from tests.helpers.processes import REPO, project_env
 from tests.helpers.server import create_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -351,3 +354,29 @@ def test_live_refreshes_never_overlap(stack, page):
     held[1].continue_()
     page.unroute_all(behavior="ignoreErrors")
     stack.api.admin.post(f"/api/v1/sweeps/{sweep['id']}/cancel").raise_for_status()
+
+
+def test_screenshot_script_photographs_a_kept_database(tmp_path: Path) -> None:
+    """`scripts/dashboard_screenshots.py --db`: the README's pictures of a real sweep's runs."""
+    with running_server(tmp_path) as server:
+        api = Api(server.url, create_token(server.database_url, "admin", "alice"),
+                  create_token(server.database_url, "worker", "gpu-host-1"))
+        sweep = api.submit(table2_sweep("kept"))
+        run_all(api, sweep["n_jobs"])
+        api.close()
+        database = Path(server.database_url.removeprefix("sqlite:///"))
+    out = tmp_path / "img"
+    shot = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "dashboard_screenshots.py"), "--db", str(database),
+         "--sweep", str(sweep["id"]), "--compare-to", "tag:lora", "--job-tag", "qkv-isorank",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=180, env=project_env())
+    assert shot.returncode == 0, shot.stderr
+    names = sorted(path.name for path in out.iterdir())
+    assert names == [f"dashboard-{page}.png" for page in ("job", "sweep", "sweeps", "workers")]
+    assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in out.iterdir())
+    refused = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "dashboard_screenshots.py"), "--db",
+         str(tmp_path / "none.db")], capture_output=True, text=True, timeout=60,
+        env=project_env())
+    assert refused.returncode == 2 and "no such file" in refused.stderr
