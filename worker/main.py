@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes (jobs or packs) at once on one GPU")
     parser.add_argument("--pack-size", type=int, default=None,
                         help="most compatible train jobs trained in one process (a pack); 1 turns "
-                             "packs off (default: 8 on GPUs, 4 on CPU slots and fake GPUs)")
+                             "packs off (default: 8 on GPUs, 1 on CPU slots and fake GPUs)")
     parser.add_argument("--reserve-mb", type=int, default=None,
                         help="MiB per GPU never offered to jobs "
                              f"(default {DEFAULT_NVML_RESERVE_MB} on real GPUs, 0 otherwise)")

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_NVML_RESERVE_MB = 512  # CUDA context and allocator slack the estimates do not count
-# Jobs per pack when --pack-size is not given (see docs/workers.md): a GPU runs a pack of small
-# jobs in little more time than one (bench/pack_throughput.py); on CPU slots and fake GPUs the
-# gain is smaller, so they pack fewer.
-DEFAULT_PACK_SIZE = {"nvml": 8, "cpu": 4, "fake": 4}
+# Jobs per pack when --pack-size is not given (docs/workers.md). On a GPU one run of a small job
+# leaves most of the device idle, so a pack of 8 shares one backbone pass. On CPU the frozen
+# backbone's matrix products dominate a step and a pack gains little or loses
+# (bench/pack_throughput.py, docs/benchmarks.md: 0.85-1.27x against jobs one after another on
+# 2 cores), so CPU slots and fake GPUs (which run on the CPU) do not pack unless asked.
+DEFAULT_PACK_SIZE = {"nvml": 8, "cpu": 1, "fake": 1}
 
 
 @dataclass(frozen=True)
