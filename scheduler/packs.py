@@ -17,20 +17,11 @@ from sqlalchemy.orm import Session
 
 from scheduler.memory import observed_peaks, pack_memory_mb, shape_key, share_key
 from scheduler.models import JOBS, utcnow
-from scheduler.queue import Claim, reap_expired, record_worker
+from scheduler.queue import Claim, next_fitting_job, reap_expired, record_worker
 from scheduler.states import JobStatus, move
 from tenslora.spec import TrainSpec, parse_spec
 
-_NEXT_FIT = (
-    select(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
-    .where(
-        JOBS.c.status == JobStatus.queued.value,
-        JOBS.c.memory_estimate_mb <= bindparam("b_free"),
-    )
-    .order_by(JOBS.c.priority.desc(), JOBS.c.id)
-    .limit(1)
-    .with_for_update(skip_locked=True)
-)
+_NEXT_FIT = next_fitting_job(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
 _SAME_KEY = (
     select(JOBS.c.id)
     .where(

@@ -79,14 +79,7 @@ def claim(
     )
     if claimed is None:
         return Response(status_code=204)
-    answer = ClaimResponse(
-        job=JobOut.model_validate(claimed.job),
-        lease_id=claimed.lease_id,
-        lease_expires_at=claimed.lease_expires_at,
-    )
-    # Serialised by pydantic directly: without a response_model FastAPI would walk the object
-    # with jsonable_encoder, the slowest part of the hottest request.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return _json(_claim_out(claimed))
 
 
 @router.post(
@@ -119,18 +112,24 @@ def claim_pack(
     )
     if claimed is None:
         return Response(status_code=204)
-    answer = ClaimPackResponse(
+    return _json(ClaimPackResponse(
         pack_id=claimed.pack_id,
-        claims=[
-            ClaimResponse(
-                job=JobOut.model_validate(claim.job),
-                lease_id=claim.lease_id,
-                lease_expires_at=claim.lease_expires_at,
-            )
-            for claim in claimed.claims
-        ],
+        claims=[_claim_out(claim) for claim in claimed.claims],
         memory_estimate_mb=claimed.memory_estimate_mb,
+    ))
+
+
+def _claim_out(claim: queue.Claim) -> ClaimResponse:
+    return ClaimResponse(
+        job=JobOut.model_validate(claim.job),
+        lease_id=claim.lease_id,
+        lease_expires_at=claim.lease_expires_at,
     )
+
+
+def _json(answer: ClaimResponse | ClaimPackResponse) -> Response:
+    # Serialised by pydantic directly: without a response_model FastAPI would walk the object
+    # with jsonable_encoder, the slowest part of the hottest request.
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
