@@ -131,15 +131,12 @@ class ClaimPackRequest(Strict):
     )
 
 
-class PackClaimOut(BaseModel):
-    job: JobOut
-    lease_id: str
-    lease_expires_at: datetime
-
-
 class ClaimPackResponse(BaseModel):
     pack_id: str | None = Field(description="shared by the pack's jobs; null for a single job")
-    claims: list[PackClaimOut] = Field(description="1 to max_jobs jobs, in priority order")
+    claims: list[ClaimResponse] = Field(description="1 to max_jobs jobs, in priority order")
+    memory_estimate_mb: int = Field(
+        description="what the pack is expected to hold: the backbone once plus a share per job"
+    )
 
 
 class LeaseRequest(Strict):

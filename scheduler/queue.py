@@ -62,10 +62,11 @@ def _take_new_values(new: Any) -> dict[str, Any]:
     return {column.name: column for column in new if column.name != "worker_id"}
 
 
-# Built once: the claim is the hot path, and building a statement costs more than running it.
-def _claim_statement(*narrowed: Any) -> Any:
-    next_job = (
-        select(JOBS.c.id)
+def next_fitting_job(*columns: Any, narrowed: tuple[Any, ...] = ()) -> Any:
+    """``columns`` of the highest-priority, oldest queued job whose memory estimate fits
+    ``:b_free``, locked (SKIP LOCKED: racing claimers pick different rows)."""
+    return (
+        select(*columns)
         .where(
             JOBS.c.status == JobStatus.queued.value,
             JOBS.c.memory_estimate_mb <= bindparam("b_free"),
@@ -74,8 +75,12 @@ def _claim_statement(*narrowed: Any) -> Any:
         .order_by(JOBS.c.priority.desc(), JOBS.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
-        .cte("next_job")
     )
+
+
+# Built once: the claim is the hot path, and building a statement costs more than running it.
+def _claim_statement(*narrowed: Any) -> Any:
+    next_job = next_fitting_job(JOBS.c.id, narrowed=narrowed).cte("next_job")
     return move(
         JOBS,
         JobStatus.running,

@@ -27,7 +27,6 @@ from protocol.models import (
     MetricsOut,
     MetricsRequest,
     MetricsStored,
-    PackClaimOut,
 )
 from scheduler import artifacts, metrics, packs, queries, queue
 from scheduler.db import Database
@@ -88,14 +87,7 @@ def claim(
     )
     if claimed is None:
         return Response(status_code=204)
-    answer = ClaimResponse(
-        job=JobOut.model_validate(claimed.job),
-        lease_id=claimed.lease_id,
-        lease_expires_at=claimed.lease_expires_at,
-    )
-    # Serialised by pydantic directly: without a response_model FastAPI would walk the object
-    # with jsonable_encoder, the slowest part of the hottest request.
-    return model_response(answer)
+    return model_response(_claim_out(claimed))
 
 
 @router.post(
@@ -131,18 +123,21 @@ def claim_pack(
     )
     if claimed is None:
         return Response(status_code=204)
-    answer = ClaimPackResponse(
+    # Serialised by pydantic directly (model_response): without a response_model FastAPI would
+    # walk the object with jsonable_encoder, the slowest part of the hottest request.
+    return model_response(ClaimPackResponse(
         pack_id=claimed.pack_id,
-        claims=[
-            PackClaimOut(
-                job=JobOut.model_validate(claim.job),
-                lease_id=claim.lease_id,
-                lease_expires_at=claim.lease_expires_at,
-            )
-            for claim in claimed.claims
-        ],
+        claims=[_claim_out(claim) for claim in claimed.claims],
+        memory_estimate_mb=claimed.memory_estimate_mb,
+    ))
+
+
+def _claim_out(claim: queue.Claim) -> ClaimResponse:
+    return ClaimResponse(
+        job=JobOut.model_validate(claim.job),
+        lease_id=claim.lease_id,
+        lease_expires_at=claim.lease_expires_at,
     )
-    return model_response(answer)
 
 
 @router.get("/{job_id:int}", responses=NO_SUCH_JOB)
