@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
+from api.body_check import JsonBodyCheck
 from api.dashboard import mount_dashboard
 from api.middleware import BodyLimit, SecurityHeaders
+from api.responses import SafeJSONResponse
 from api.routes import health, jobs, sweeps, tokens, workers
 from scheduler.db import Database
 from scheduler.migrate import upgrade
@@ -86,13 +88,20 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
         version="1",
         description="Sweeps in, jobs out exactly once, results back.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
     app.state.token_cache = {}
     app.state.claim_reaps = Every(min(CLAIM_REAP_SECONDS, settings.lease_seconds / 4))
     errors.install(app)
-    # The last added runs first: security headers go on every answer, the 413 included.
-    app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 1024 * 1024))
+    # The last added runs first: security headers go on every answer, the 413 included; the
+    # body is counted before it is buffered and checked.
+    app.add_middleware(JsonBodyCheck, max_depth=settings.max_json_depth)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=int(settings.max_body_mb * 1024 * 1024),
+        own_limits=(jobs.ADAPTER_UPLOAD,),
+    )
     app.add_middleware(SecurityHeaders)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
     for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):

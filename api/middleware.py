@@ -7,6 +7,7 @@ without a Content-Length included, and nothing is buffered on the way.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -30,19 +31,24 @@ class BodyTooLarge(HTTPException):
 
 class BodyLimit:
     """413 for a body over ``max_bytes``: at once when Content-Length says so, else as soon as
-    the count of received bytes passes it (the route never sees the rest)."""
+    the count of received bytes passes it (the route never sees the rest). ``own_limits``: paths
+    (regular expressions) whose route reads its body against a limit of its own (an upload)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, own_limits: tuple[re.Pattern[str], ...] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.own_limits = own_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or any(p.match(scope["path"]) for p in self.own_limits):
             await self.app(scope, receive, send)
             return
+        max_bytes = self.max_bytes
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _send_error(send, BodyTooLarge(self.max_bytes))
+        if declared is not None and declared > max_bytes:
+            await _send_error(send, BodyTooLarge(max_bytes))
             return
         received = 0
         started = False
@@ -52,8 +58,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def watching_send(message: Message) -> None:

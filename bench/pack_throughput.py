@@ -5,8 +5,8 @@ The k jobs mix LoRA and tensor constructions in Tucker and CP (``JOBS``, cycled)
 own seed and lr. Every mode times the same steps per job after warm-up, on fixed batches (the
 longest snippets of the offline rotten_tomatoes task, cut at ``--seq-len`` tokens); a step is the
 runner's own (``pack_step``: forward, backward, each job's update, the finiteness check; metric
-logging off). Prints samples/s of each mode, (c)/(a) and (c)/(b), the machine's load, and on CUDA
-the peak memory per job.
+logging off). Prints samples/s of each mode, (c)/(a) and (c)/(b), the same per CPU-second (on a
+busy machine wall time says little), the machine's load, and on CUDA the peak memory per job.
 
     python bench/pack_throughput.py                       # 2-core CPU: MiniLM, k = 1 2 4
     python bench/pack_throughput.py --device cuda --backbone roberta-base-random --dtype bf16 \\
@@ -75,6 +75,7 @@ def make_backbone(args: argparse.Namespace, num_labels: int) -> Backbone:
 class Timing:
     seconds: float
     peak_mb: float
+    cpu_seconds: float  # this process's CPU time over the timed steps (robust to other load)
 
 
 def _sync(device: torch.device) -> None:
@@ -99,14 +100,14 @@ def timed(run: PackRun, args: argparse.Namespace) -> Timing:
     for step in range(1, args.warmup + 1):
         pack_step(run, run.jobs, 0, step)
     _sync(device)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for step in range(args.warmup + 1, args.warmup + args.steps + 1):
         pack_step(run, run.jobs, 0, step)
     _sync(device)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     assert all(job.running for job in run.jobs), [job.error for job in run.jobs]
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
-    return Timing(seconds, peak)
+    return Timing(seconds, peak, cpu)
 
 
 def run_in_process(indices: list[int], args: argparse.Namespace) -> Timing:
@@ -120,8 +121,9 @@ def run_in_process(indices: list[int], args: argparse.Namespace) -> Timing:
     return timing
 
 
-def concurrent(k: int, args: argparse.Namespace) -> float:
-    """Wall seconds of k processes, one job each, timed from a common start after warm-up."""
+def concurrent(k: int, args: argparse.Namespace) -> tuple[float, float]:
+    """Wall seconds of k processes, one job each, timed from a common start after warm-up, and
+    their CPU seconds over the timed steps, summed."""
     threads = max(1, args.threads // k)
     command = [sys.executable, __file__, *sys.argv[1:], "--child", "--threads", str(threads)]
     children = [subprocess.Popen([*command, "--job", str(i)], stdin=subprocess.PIPE,
@@ -133,9 +135,11 @@ def concurrent(k: int, args: argparse.Namespace) -> float:
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.flush()
-    # Each child prints when its last step ended (not when the interpreter finished exiting).
-    ended = [float(child.communicate(timeout=3600)[0].split()[-1]) for child in children]
-    return max(ended) - began
+    # Each child prints when its last step ended (not when the interpreter finished exiting)
+    # and the CPU time its steps took.
+    reports = [child.communicate(timeout=3600)[0].split()[-2:] for child in children]
+    return (max(float(end) for end, _ in reports) - began,
+            sum(float(cpu) for _, cpu in reports))
 
 
 def child(args: argparse.Namespace) -> None:
@@ -145,10 +149,11 @@ def child(args: argparse.Namespace) -> None:
     _sync(run.device)
     print("ready", flush=True)
     sys.stdin.readline()
+    cpu = time.process_time()
     for step in range(args.warmup + 1, args.warmup + args.steps + 1):
         pack_step(run, run.jobs, 0, step)
     _sync(run.device)
-    print(time.monotonic(), flush=True)
+    print(time.monotonic(), time.process_time() - cpu, flush=True)
 
 
 def main() -> None:
@@ -184,12 +189,15 @@ def report(args: argparse.Namespace) -> None:
         row: dict[str, float] = {"k": k}
         if solo:
             row["a"] = k * samples / sum(t.seconds for t in solo[:k])
+            row["a_cpu"] = k * samples / sum(t.cpu_seconds for t in solo[:k])
             row["peak_mb_per_job_alone"] = max(t.peak_mb for t in solo[:k])
         if "b" in args.modes:
-            row["b"] = k * samples / concurrent(k, args)
+            wall, cpu = concurrent(k, args)
+            row["b"], row["b_cpu"] = k * samples / wall, k * samples / cpu
         if "c" in args.modes:
             packed = run_in_process(list(range(k)), args)
             row["c"] = k * samples / packed.seconds
+            row["c_cpu"] = k * samples / packed.cpu_seconds
             row["peak_mb_per_job_packed"] = packed.peak_mb / k
         rows.append(row)
     print(f"{args.backbone}, {args.device}, {args.dtype}, batch {args.batch} x {args.seq_len} "
@@ -203,6 +211,10 @@ def report(args: argparse.Namespace) -> None:
         print(f"{row['k']:>3}{a:>12.1f}{b:>12.1f}{c:>12.1f}{c / a:>7.2f}{c / b:>7.2f}"
               f"{row.get('peak_mb_per_job_alone', 0):>14.0f}"
               f"{row.get('peak_mb_per_job_packed', 0):>13.0f}")
+    print("samples per CPU-second (the work each mode does, whatever else runs on the machine):")
+    for row in rows:
+        a, b, c = (row.get(f"{m}_cpu", float("nan")) for m in "abc")
+        print(f"{row['k']:>3}{a:>12.1f}{b:>12.1f}{c:>12.1f}{c / a:>7.2f}{c / b:>7.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"args": vars(args), "load": [load_before, os.getloadavg()], "rows": rows},

@@ -80,6 +80,15 @@ class Lease:
         return expires if expires.tzinfo else expires.replace(tzinfo=UTC)  # the API speaks UTC
 
 
+@dataclass(frozen=True)
+class PackLeases:
+    """A claimed pack: one lease per job, and the memory the pack is expected to hold."""
+
+    pack_id: str | None  # None when one job came alone
+    leases: list[Lease]
+    memory_estimate_mb: int
+
+
 def quiet_http_logs() -> None:
     """httpx logs one INFO line per request (one per claim poll); keep only its warnings."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -129,17 +138,18 @@ class ApiClient:
 
     def claim_pack(
         self, worker_id: str, device: str, free_memory_mb: int, max_jobs: int
-    ) -> tuple[str | None, list[Lease]]:
+    ) -> PackLeases | None:
         """Up to ``max_jobs`` jobs of one pack key that fit together, each with its own lease
-        (one ``worker.lease.LeaseKeeper`` per lease); ``(None, [])`` when nothing fits."""
+        (one ``worker.lease.LeaseKeeper`` per lease); None when nothing fits."""
         body = {"worker_id": worker_id, "device": device,
                 "free_memory_mb": int(free_memory_mb), "max_jobs": max_jobs}
         response = self._request("POST", "/api/v1/jobs/claim-pack", json=body)
         if response.status_code == 204:
-            return None, []
+            return None
         pack = ClaimPackResponse.model_validate(response.json())
-        leases = [Lease(ClaimResponse.model_validate(claim.model_dump())) for claim in pack.claims]
-        return pack.pack_id, leases
+        return PackLeases(
+            pack.pack_id, [Lease(claim) for claim in pack.claims], pack.memory_estimate_mb
+        )
 
     def heartbeat(self, lease: Lease, *, retry_for_s: float | None = None) -> HeartbeatResponse:
         """Extends the lease; ``.cancelled`` says the job's sweep was cancelled: stop it now."""
@@ -252,7 +262,9 @@ class ApiClient:
         self, sweep_id: int, group_by: Sequence[str], compare_to: Sequence[str] = (),
         **retry: float,
     ) -> ResultsOut:
-        params = {"group_by": list(group_by), "compare_to": list(compare_to)}
+        # The API takes one path per group_by (an enum); callers may also join them with commas.
+        paths = [path.strip() for value in group_by for path in value.split(",") if path.strip()]
+        params = {"group_by": paths, "compare_to": list(compare_to)}
         response = self._request("GET", f"/api/v1/sweeps/{sweep_id}/results", params=params,
                                  **retry)
         return ResultsOut.model_validate(response.json())

@@ -5,29 +5,55 @@ the CLI imports them for free."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from typing_extensions import TypeAliasType
+
+from tenslora.spec import spec_paths
 
 # No NUL characters: Postgres text cannot hold them.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 LeaseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 MAX_MEMORY_MB = 10**12
-MAX_STEP = 2**62
+MAX_STEP = 2**53 - 1  # the largest integer a float64 (and so any JSON reader) holds exactly
 MAX_PACK_JOBS = 64
 
 
+# Text of a free-form document (a spec, a result): no NUL either. ``api.body_check`` refuses the
+# rest of what no schema can say (lone surrogates, depth, numbers beyond a float64) for every body.
+# (An alias, so the schema names it: dict keys then get ``propertyNames``, which forbids.)
+JsonText = TypeAliasType("JsonText", Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")])
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "JsonText | int | float | bool | list[JsonValue] | dict[JsonText, JsonValue] | None",
+)
+JsonObject = dict[JsonText, JsonValue]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: no unknown fields, and no coercion (``false`` is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        """JSON Schema's integer: ``40.0`` is one (a JSON writer may put it so)."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 class SweepCreate(Strict):
     name: Name
-    base: dict[str, Any] = Field(description="a partial job spec every job starts from")
-    configs: list[dict[str, Any]] | None = Field(
-        None, description="partial specs, each deep-merged onto base (just base when absent)"
+    base: JsonObject = Field(description="a partial job spec every job starts from")
+    configs: list[JsonObject] | None = Field(
+        None, min_length=1,
+        description="partial specs, each deep-merged onto base (just base when absent)",
     )
-    grid: dict[str, list[Any]] | None = Field(
+    grid: dict[JsonText, Annotated[list[JsonValue], Field(min_length=1)]] | None = Field(
         None, description='dotted path -> values, e.g. {"optim.lr": [1e-4, 5e-4]}'
     )
     priority: int = Field(0, ge=-1_000_000, le=1_000_000, description="higher runs first")
@@ -105,15 +131,12 @@ class ClaimPackRequest(Strict):
     )
 
 
-class PackClaimOut(BaseModel):
-    job: JobOut
-    lease_id: str
-    lease_expires_at: datetime
-
-
 class ClaimPackResponse(BaseModel):
     pack_id: str | None = Field(description="shared by the pack's jobs; null for a single job")
-    claims: list[PackClaimOut] = Field(description="1 to max_jobs jobs, in priority order")
+    claims: list[ClaimResponse] = Field(description="1 to max_jobs jobs, in priority order")
+    memory_estimate_mb: int = Field(
+        description="what the pack is expected to hold: the backbone once plus a share per job"
+    )
 
 
 class LeaseRequest(Strict):
@@ -153,14 +176,14 @@ class MetricsOut(BaseModel):
 
 class CompleteRequest(Strict):
     lease_id: LeaseId
-    result: dict[str, Any] = Field(
+    result: JsonObject = Field(
         default_factory=dict, description="metrics and facts of the run, e.g. peak_memory_mb"
     )
 
 
 class FailRequest(Strict):
     lease_id: LeaseId
-    error: Annotated[str, StringConstraints(max_length=100_000)]
+    error: str = Field(description="kept up to TENSLORA_MAX_ERROR_KIB (64 KiB), the rest cut off")
 
 
 class AdapterStored(BaseModel):
@@ -245,3 +268,26 @@ class TokenOut(BaseModel):
 
 class TokenList(BaseModel):
     items: list[TokenOut]
+
+
+#: The paths results group by (``group_by``): the job spec's own, as an enum in the schema.
+GroupPath = StrEnum("GroupPath", [(path, path) for path in spec_paths()])  # type: ignore[misc]
+
+
+class ErrorOut(BaseModel):
+    """Every error answer but a 422 of the request's shape: what went wrong, in words."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description='where: ["body", "base", "tag"], ["query", "status"]')
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """422: the fields at fault (the request's shape), or a sentence naming the field (its
+    meaning: an unknown method, a name over its limit)."""
+
+    detail: list[ValidationIssue] | str

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from scheduler.errors import NotFound
+from scheduler.limits import Limits, check_names
 from scheduler.models import METRICS, Job, Metric
 from scheduler.queue import owned_job
 from scheduler.states import JobStatus
@@ -30,11 +31,14 @@ def add_metrics(
     points: Iterable[MetricPoint],
     now: datetime | None = None,
     token_id: int | None = None,
+    limits: Limits | None = None,
 ) -> int:
     """Store points of the job the lease owns; returns how many were stored.
 
     Points for a job cancelled under the worker are dropped (the worker stops soon).
     """
+    points = list(points)
+    check_names("metric name", (p.name for p in points), (limits or Limits()).metric_name_length)
     job = owned_job(session, job_id, lease_id, now, token_id)
     if job.status != JobStatus.running.value:
         return 0

@@ -17,20 +17,11 @@ from sqlalchemy.orm import Session
 
 from scheduler.memory import observed_peaks, pack_memory_mb, shape_key, share_key
 from scheduler.models import JOBS, utcnow
-from scheduler.queue import Claim, reap_expired, record_worker
+from scheduler.queue import Claim, next_fitting_job, reap_expired, record_worker
 from scheduler.states import JobStatus, move
 from tenslora.spec import TrainSpec, parse_spec
 
-_NEXT_FIT = (
-    select(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
-    .where(
-        JOBS.c.status == JobStatus.queued.value,
-        JOBS.c.memory_estimate_mb <= bindparam("b_free"),
-    )
-    .order_by(JOBS.c.priority.desc(), JOBS.c.id)
-    .limit(1)
-    .with_for_update(skip_locked=True)
-)
+_NEXT_FIT = next_fitting_job(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
 _SAME_KEY = (
     select(JOBS.c.id)
     .where(
@@ -60,14 +51,12 @@ _TAKE = move(
 class PackClaim:
     pack_id: str | None  # None when only one job was handed out
     claims: list[Claim]
+    memory_estimate_mb: int  # the pack's: the backbone once plus a share per job
 
 
-def _room_for(spec: TrainSpec, session: Session, free_memory_mb: int, max_jobs: int) -> int:
-    """How many jobs shaped like ``spec`` fit in one pack within ``free_memory_mb``."""
+def _pack_memory(session: Session, spec: TrainSpec) -> tuple[int, int]:
     key = shape_key(spec)
-    observed = observed_peaks(session, [share_key(key)]) if key else {}
-    base, share = pack_memory_mb(spec, observed)
-    return max(1, min(max_jobs, (free_memory_mb - base) // share))
+    return pack_memory_mb(spec, observed_peaks(session, [share_key(key)]) if key else {})
 
 
 def claim_pack(
@@ -97,10 +86,12 @@ def claim_pack(
     if first is None:
         return None
     ids = [first.id]
+    base_mb = share_mb = 0
     if first.pack_key is not None and max_jobs > 1:
         spec = parse_spec(first.config)
         assert isinstance(spec, TrainSpec)  # only train jobs have a pack key
-        more = _room_for(spec, session, free_memory_mb, max_jobs) - 1
+        base_mb, share_mb = _pack_memory(session, spec)
+        more = min(max_jobs, (free_memory_mb - base_mb) // share_mb) - 1
         if more > 0:
             ids += session.scalars(
                 _SAME_KEY, {"b_key": first.pack_key, "b_first": first.id, "b_more": more}
@@ -121,4 +112,8 @@ def claim_pack(
         .order_by(JOBS.c.priority.desc(), JOBS.c.id)
     ).all()
     claims = [Claim(row, leases[row.id], expires) for row in rows if row.lease_id == leases[row.id]]
-    return PackClaim(pack_id if len(claims) > 1 else None, claims) if claims else None
+    if not claims:
+        return None
+    if len(claims) == 1:
+        return PackClaim(None, claims, claims[0].job.memory_estimate_mb)
+    return PackClaim(pack_id, claims, base_mb + share_mb * len(claims))

@@ -18,6 +18,7 @@ from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.errors import Conflict, Forbidden, NotFound
+from scheduler.limits import Limits, check_count, check_names, truncate_text
 from scheduler.memory import pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import JobStatus, move
@@ -61,10 +62,11 @@ def _take_new_values(new: Any) -> dict[str, Any]:
     return {column.name: column for column in new if column.name != "worker_id"}
 
 
-# Built once: the claim is the hot path, and building a statement costs more than running it.
-def _claim_statement(*narrowed: Any) -> Any:
-    next_job = (
-        select(JOBS.c.id)
+def next_fitting_job(*columns: Any, narrowed: tuple[Any, ...] = ()) -> Any:
+    """``columns`` of the highest-priority, oldest queued job whose memory estimate fits
+    ``:b_free``, locked (SKIP LOCKED: racing claimers pick different rows)."""
+    return (
+        select(*columns)
         .where(
             JOBS.c.status == JobStatus.queued.value,
             JOBS.c.memory_estimate_mb <= bindparam("b_free"),
@@ -73,8 +75,12 @@ def _claim_statement(*narrowed: Any) -> Any:
         .order_by(JOBS.c.priority.desc(), JOBS.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
-        .cte("next_job")
     )
+
+
+# Built once: the claim is the hot path, and building a statement costs more than running it.
+def _claim_statement(*narrowed: Any) -> Any:
+    next_job = next_fitting_job(JOBS.c.id, narrowed=narrowed).cte("next_job")
     return move(
         JOBS,
         JobStatus.running,
@@ -253,15 +259,24 @@ def complete_job(
     result: dict[str, Any],
     now: datetime | None = None,
     token_id: int | None = None,
+    limits: Limits | None = None,
 ) -> JobRecord:
-    """Store the result once; a second complete with the same lease returns the stored job."""
+    """Store the result once; a second complete with the same lease returns the stored job.
+
+    ``InvalidInput`` (nothing stored) for a result over ``limits``: too many entries, or an entry
+    name too long.
+    """
     now = now or utcnow()
+    limits = limits or Limits()
     result = finite_json(result)
+    check_count("result", len(result), limits.result_entries)
+    values = numeric_entries(result)
+    check_count("result (numbers, nested ones included)", len(values), limits.result_entries)
+    check_names("result entry", values, limits.metric_name_length)
     job, changed = _finish(
         session, job_id, lease_id, JobStatus.succeeded, {"result": result}, now, token_id
     )
     if changed:
-        values = numeric_entries(result)
         if values:
             session.execute(
                 insert(RESULT_VALUES),
@@ -298,9 +313,15 @@ def fail_job(
     error: str,
     now: datetime | None = None,
     token_id: int | None = None,
+    limits: Limits | None = None,
 ) -> JobRecord:
-    """A failure the worker saw (exception, OOM, ``fail: true``) is final: no retry."""
+    """A failure the worker saw (exception, OOM, ``fail: true``) is final: no retry.
+
+    An error text over ``limits.error_bytes`` is kept truncated (a traceback's tail may be long;
+    refusing it would lose the failure).
+    """
     now = now or utcnow()
+    error = truncate_text(error, (limits or Limits()).error_bytes)
     job, _ = _finish(
         session, job_id, lease_id, JobStatus.failed, {"error": error}, now, token_id
     )
@@ -372,7 +393,7 @@ def numeric_entries(result: dict[str, Any], prefix: str = "", depth: int = 0) ->
         if isinstance(value, bool):
             continue
         if isinstance(value, int | float):
-            entries[name[:200]] = float(value)
+            entries[name] = float(value)
         elif isinstance(value, dict) and depth < 2:
             entries.update(numeric_entries(value, f"{name}.", depth + 1))
     return entries

@@ -25,8 +25,11 @@ from scheduler.errors import InvalidInput, NotFound
 from scheduler.expand import DOTTED_PATH
 from scheduler.models import Job, ResultValue, Sweep
 from scheduler.states import JobStatus
+from tenslora.spec import spec_paths
 
 MAX_GROUP_PATHS = 8
+#: What results group by: the job spec's own paths (the API's enum of ``group_by``).
+GROUP_PATHS: tuple[str, ...] = spec_paths()
 #: p-values below this are marked significant by the CLI, the dashboard and the exports.
 SIGNIFICANT_P = 0.05
 
@@ -52,9 +55,10 @@ def parse_group_by(values: Iterable[str]) -> list[str]:
             path = part.strip()
             if not path:
                 continue
-            if not DOTTED_PATH.match(path):
+            if path not in GROUP_PATHS:
                 raise InvalidInput(
-                    f"group_by {path!r} is not a dotted config path such as 'adapter.method'"
+                    f"group_by {path!r} is not a path of the job spec, such as "
+                    "'adapter.method' (GET /openapi.json lists them)"
                 )
             if path not in paths:
                 paths.append(path)

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scheduler.limits import NAME_LENGTH, Limits
+
 
 def default_database_url() -> str:
     """An SQLite file under the user's data directory (created on first use)."""
@@ -52,6 +54,33 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(
         16.0, gt=0, description="largest request body accepted (413 above it)"
     )
+    max_json_depth: int = Field(
+        32, ge=4, le=256, description="deepest nesting of a JSON body (422 below it)"
+    )
+    # Names are stored in 200-character columns: the limits may be lowered, not raised.
+    max_name_length: int = Field(
+        NAME_LENGTH, ge=1, le=NAME_LENGTH,
+        description="longest sweep name, tag, token name or worker id (422 above it)",
+    )
+    max_metric_name_length: int = Field(
+        NAME_LENGTH, ge=1, le=NAME_LENGTH,
+        description="longest metric name or result entry name (422 above it)",
+    )
+    max_result_entries: int = Field(
+        1000, ge=1, description="most entries in one job's result (422 above it)"
+    )
+    max_error_kib: int = Field(
+        64, ge=1, description="longest error text of a failed job; longer ones are truncated"
+    )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            name_length=self.max_name_length,
+            metric_name_length=self.max_metric_name_length,
+            result_entries=self.max_result_entries,
+            error_bytes=self.max_error_kib * 1024,
+        )
     cookie_secure: bool = Field(
         False, description="mark the dashboard's cookie Secure even when the request is plain "
         "HTTP (set it behind a TLS-terminating proxy)"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.errors import Forbidden, NotFound
 from scheduler.expand import expand_sweep
+from scheduler.limits import Limits, check_length
 from scheduler.memory import estimate_memory_mb, observed_peaks, shape_key
 from scheduler.models import JOBS, Job, Sweep, utcnow
 from scheduler.states import JobStatus, SweepStatus, move, sweep_status
@@ -37,9 +38,15 @@ def create_sweep(
     priority: int = 0,
     max_jobs: int = 10_000,
     owner_token_id: int | None = None,
+    limits: Limits | None = None,
 ) -> SweepView:
     """Validate and store a sweep and its distinct jobs; raises ``InvalidInput`` storing nothing."""
+    limits = limits or Limits()
+    check_length("name", name, limits.name_length)
     jobs = expand_sweep(base, configs, grid, max_jobs)
+    for index, job in enumerate(jobs):
+        check_length(f"tag (job {index + 1} of the sweep)", getattr(job.spec, "tag", None),
+                     limits.name_length)
     keys = [key for job in jobs if (key := shape_key(job.spec)) is not None]
     observed = observed_peaks(session, keys)
     now = utcnow()

@@ -122,3 +122,24 @@ def spec_hash(spec: TrainSpec | SyntheticSpec) -> str:
     """Content hash of a resolved spec: equal runs hash equally, whatever the key order."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def spec_paths() -> tuple[str, ...]:
+    """Every dotted path of a job spec, train or synthetic: each object and each of its fields
+    (``adapter``, ``adapter.method``, ...). What results may be grouped by. Read from the specs'
+    JSON schema, so models and dataclasses (``AdapterConfig``) alike are followed."""
+    paths: dict[str, None] = {}
+
+    def walk(node: dict[str, Any], defs: dict[str, Any], prefix: str) -> None:
+        for name, field in node.get("properties", {}).items():
+            paths[prefix + name] = None
+            ref = field.get("$ref") or next(
+                (part["$ref"] for part in field.get("allOf", []) if "$ref" in part), None
+            )
+            if ref is not None:
+                walk(defs[ref.rsplit("/", 1)[1]], defs, f"{prefix}{name}.")
+
+    for spec in (TrainSpec, SyntheticSpec):
+        schema = spec.model_json_schema()
+        walk(schema, schema.get("$defs", {}), "")
+    return tuple(paths)

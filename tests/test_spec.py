@@ -65,3 +65,12 @@ def test_torch_free_modules_do_not_import_torch():
         "tenslora.presets; assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_spec_paths_follow_models_and_dataclasses_alike() -> None:
+    from tenslora.spec import spec_paths
+
+    paths = spec_paths()
+    assert {"tag", "seed", "adapter", "adapter.method", "adapter.ranks", "optim.lr",
+            "optim.core_lr_multiplier", "train.batch_size", "outcome", "memory_mb"} <= set(paths)
+    assert len(paths) == len(set(paths))

@@ -148,6 +148,9 @@ def test_tune_runs_synthetic_and_train_jobs_and_records_them_through_the_api(ser
                 assert "stopped early by Ray Tune" in job["error"]
             else:
                 assert job["status"] == "succeeded" and "mcc" in job["result"]
+                # The trial's lease keeper uploaded its adapter, as a worker's does.
+                adapter = client.get(f"/api/v1/jobs/{job['id']}/adapter")
+                assert adapter.status_code == 200, adapter.text
             if job["config"]["tag"] == "diverges":  # ASHA stopped it long before its budget
                 assert job["status"] == "failed", job
                 evaluated = [p for p in points if p["name"] == "eval/loss"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from protocol.client import ApiClient, ApiRejected, ApiUnavailable, Lease, quiet_http_logs
+from protocol.client import ApiClient, ApiRejected, ApiUnavailable, PackLeases, quiet_http_logs
 from worker.job import RunningJob
 from worker.probe import CpuProbe, Device, FakeProbe, GpuProbe, NvmlProbe, ProbeError
 from worker.spool import Spool
@@ -39,7 +39,8 @@ class ActorConfig:
     spool_dir: str
     log_dir: str
     driver_pid: int  # the actor ends its jobs and itself if this process dies (kill -9)
-    max_jobs: int = 8
+    max_jobs: int = 8  # processes at once: jobs alone or packs
+    pack_size: int = 1  # the most jobs one process trains together
     reserve_mb: int = 0
     poll_interval_s: float = 2.0
     cpu_threads: int | None = None
@@ -102,7 +103,7 @@ class DeviceWorker:
         )
 
     def _claim_while_it_fits(self) -> bool:
-        """Claims and starts jobs until none fits (packing). True if it started any."""
+        """Claims and starts jobs (or packs) until none fits. True if it started any."""
         started = False
         while len(self.jobs) < self.config.max_jobs and not self._stopping.is_set():
             free_mb = self.probe.free_memory_mb(self.device.index)
@@ -111,32 +112,41 @@ class DeviceWorker:
                 break
             claim_sent_at = time.monotonic()
             try:
-                lease = self.client.claim(self.config.worker_id, self.device.name, offer_mb)
+                claimed = self._claim(offer_mb)
             except ApiUnavailable as error:
                 log.warning("claim failed, retrying in %.0fs: %s", CLAIM_BACKOFF_S, error)
                 self._stopping.wait(CLAIM_BACKOFF_S)
                 break
-            if lease is None:
+            if claimed is None:
                 break
             job = RunningJob(
-                lease, _reservation_mb(lease, offer_mb), self.client, self.spool,
-                Path(self.config.log_dir), self._wake, claim_sent_at,
+                claimed.leases, _reservation_mb(claimed, offer_mb), self.client, self.spool,
+                Path(self.config.log_dir), self._wake, claim_sent_at, pack_id=claimed.pack_id,
             )
             try:
                 job.start(self._child_device, threads=self.config.cpu_threads)
-            except OSError as error:  # no process could start: say so rather than hold the job
-                log.error("job %s: cannot start its process: %s", lease.job_id, error)
-                with contextlib.suppress(Exception):
-                    self.client.fail(lease.job_id, lease.lease_id, f"cannot start: {error}")
+            except OSError as error:  # no process could start: say so rather than hold the jobs
+                log.error("job %s: cannot start its process: %s", job.lease.job_id, error)
+                for lease in claimed.leases:
+                    with contextlib.suppress(Exception):
+                        self.client.fail(lease.job_id, lease.lease_id, f"cannot start: {error}")
                 break
             self.jobs.append(job)
             started = True
         return started
 
+    def _claim(self, offer_mb: int) -> PackLeases | None:
+        """A pack when packs are on (``pack_size`` > 1), else one job (as a pack of one)."""
+        worker_id, device = self.config.worker_id, self.device.name
+        if self.config.pack_size > 1:
+            return self.client.claim_pack(worker_id, device, offer_mb, self.config.pack_size)
+        lease = self.client.claim(worker_id, device, offer_mb)
+        return PackLeases(None, [lease], lease.job.memory_estimate_mb) if lease else None
+
     def _reap(self) -> None:
         for job in [job for job in self.jobs if job.done]:
             self.jobs.remove(job)
-            self.history.append(job.timings())
+            self.history.extend(job.timings())
 
     def _drain(self) -> None:
         """Lets running jobs finish until the drain deadline, then gives their leases back."""
@@ -165,10 +175,22 @@ class DeviceWorker:
             pass
 
 
-def _reservation_mb(lease: Lease, offer_mb: int) -> int:
-    """The job's memory estimate as the API or the spec states it; else all that was offered."""
-    if lease.job.memory_estimate_mb > 0:
-        return lease.job.memory_estimate_mb
+def pin_cuda_device(nvml_index: int) -> None:
+    """Makes the GPU that NVML numbers ``nvml_index`` the only one this actor's jobs see.
+
+    Ray counts one GPU per actor, but on a cluster this worker joined it may hand out another
+    physical GPU than the one ``--gpus`` named; the worker's own choice wins, in NVML's (PCI
+    bus) order, which CUDA follows only when told to.
+    """
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(nvml_index)
+
+
+def _reservation_mb(claimed: PackLeases, offer_mb: int) -> int:
+    """The memory the API expects the job (or pack) to hold; else all that was offered."""
+    if claimed.memory_estimate_mb > 0:
+        return claimed.memory_estimate_mb
+    lease = claimed.leases[0]
     spec_mb = lease.spec.get("memory_mb")
     if lease.spec.get("kind") == "synthetic":
         return int(spec_mb if spec_mb is not None else 100)
@@ -187,6 +209,8 @@ class GpuActor:
         quiet_http_logs()
         if device_index is None:  # Ray chose the GPU; its id is the device index
             device_index = int(ray.get_gpu_ids()[0])
+        if config.probe == "nvml":
+            pin_cuda_device(device_index)
         self._worker = DeviceWorker(config, device_index)
 
     def device_name(self) -> str:

@@ -11,7 +11,14 @@ chatter cannot corrupt the protocol):
     {"event": "result", "result": {...}}        success; the child then exits 0
     {"event": "error", "error": "..."}          failure; the child then exits non-zero
 
-A train job started with ``--adapter-dir`` saves its trained adapter there before its result.
+A pack (``start_pack``: ``{"pack": [spec, ...]}`` on stdin) trains its jobs in this one process
+(``tenslora.training.run_pack``); its metrics, results and errors carry ``"job": index``, and a
+job that ended early says so with ``{"event": "cancelled", "job": index}``. The parent stops one
+job of a running pack by writing ``{"stop": index}`` on stdin; the others go on. The child
+exits 0 once every job of the pack has reported.
+
+A train job given an adapter folder (``--adapter-dir``; for a pack, ``adapter_dirs`` beside the
+specs) saves its trained adapter there, with its mode analysis, before its result.
 """
 
 from __future__ import annotations
@@ -49,6 +56,13 @@ class JobProcess:
             with contextlib.suppress(ValueError):
                 yield json.loads(line)
 
+    def stop_job(self, index: int) -> None:
+        """Asks a pack's child to drop job ``index`` at its next step (the others go on)."""
+        if self.process.stdin:
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stdin.write(json.dumps({"stop": index}).encode() + b"\n")
+                self.process.stdin.flush()
+
     def kill(self) -> None:
         """Kills the child's whole process group (data loader workers included)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -75,6 +89,30 @@ def start_job(
 
     A train job that succeeds leaves its adapter (``save_adapter``'s files and the mode
     analysis) in ``adapter_dir``."""
+    flags = ["--adapter-dir", str(adapter_dir)] if adapter_dir else []
+    return _start(spec, device, log_path, threads, flags)
+
+
+def start_pack(
+    specs: list[dict[str, Any]],
+    device: str,
+    log_path: Path,
+    *,
+    threads: int | None = None,
+    adapter_dirs: list[Path] | None = None,
+) -> JobProcess:
+    """Starts one child that trains ``specs`` as a pack; events carry each job's index.
+
+    Job i's adapter, if it succeeds, goes to ``adapter_dirs[i]``."""
+    document: dict[str, Any] = {"pack": specs}
+    if adapter_dirs is not None:
+        document["adapter_dirs"] = [str(folder) for folder in adapter_dirs]
+    return _start(document, device, log_path, threads, [])
+
+
+def _start(
+    document: dict[str, Any], device: str, log_path: Path, threads: int | None, flags: list[str]
+) -> JobProcess:
     read_fd, write_fd = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
@@ -84,8 +122,7 @@ def start_job(
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.child", "--events-fd", str(write_fd),
-             "--device", device, "--parent-pid", str(os.getpid()),
-             *(["--adapter-dir", str(adapter_dir)] if adapter_dir else [])],
+             "--device", device, "--parent-pid", str(os.getpid()), *flags],
             stdin=subprocess.PIPE,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -95,7 +132,7 @@ def start_job(
         )
     os.close(write_fd)
     assert process.stdin is not None
-    process.stdin.write(json.dumps(spec).encode() + b"\n")
+    process.stdin.write(json.dumps(document).encode() + b"\n")
     process.stdin.flush()
     return JobProcess(process, read_fd)
 
@@ -122,12 +159,18 @@ def _arm_parent_death_signal(parent_pid: int) -> None:
         os._exit(70)
 
 
-def _watch_stdin() -> None:
-    """Backs the parent-death signal up (it follows the thread that forked, not the process)."""
+def _watch_stdin(stopped: set[int] | None = None) -> None:
+    """Backs the parent-death signal up (it follows the thread that forked, not the process).
+
+    Also reads the parent's ``{"stop": index}`` lines into ``stopped`` (a pack's jobs to drop).
+    """
 
     def watch() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
+        for line in sys.stdin.buffer:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                index = json.loads(line).get("stop")
+                if stopped is not None and isinstance(index, int):
+                    stopped.add(index)
         os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
@@ -185,6 +228,44 @@ def _write_analysis(adapter_dir: Path) -> None:
     (adapter_dir / ADAPTER_ANALYSIS_FILE).write_text(analysis)
 
 
+def run_pack(
+    specs: list[Any],
+    events: _Events,
+    device: str,
+    stopped: set[int],
+    adapter_dirs: list[Path] | None = None,
+) -> None:
+    """Trains a pack; each job reports its own result, error or early end as it finishes."""
+    from tenslora.training import JobSink
+    from tenslora.training import run_pack as train_pack
+
+    allocated = threading.Event()
+
+    def mark_allocated(*_: Any, **__: Any) -> None:
+        if not allocated.is_set():
+            allocated.set()
+            events.emit("allocated")
+
+    def job_sink(index: int) -> JobSink:
+        def sink(points: list[dict[str, Any]]) -> None:
+            mark_allocated()
+            events.emit("metrics", job=index, points=list(points))
+
+        return JobSink(sink, progress=mark_allocated, should_stop=lambda: index in stopped)
+
+    results = train_pack(specs, [job_sink(i) for i in range(len(specs))], device=device,
+                         adapter_dirs=adapter_dirs)
+    for index, outcome in enumerate(results):
+        if outcome.status == "succeeded" and adapter_dirs:
+            _write_analysis(adapter_dirs[index])
+        if outcome.status == "succeeded":
+            events.emit("result", job=index, result=outcome.metrics)
+        elif outcome.status == "cancelled":
+            events.emit("cancelled", job=index)
+        else:
+            events.emit("error", job=index, error=outcome.error or "failed")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.child")
     parser.add_argument("--events-fd", type=int, required=True)
@@ -195,9 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     _arm_parent_death_signal(args.parent_pid)
     events = _Events(args.events_fd)
     spec_line = sys.stdin.buffer.readline()
-    _watch_stdin()
+    stopped: set[int] = set()
+    _watch_stdin(stopped)
     try:
         spec = json.loads(spec_line)
+        if "pack" in spec:
+            from tenslora.spec import parse_spec
+
+            folders = [Path(folder) for folder in spec.get("adapter_dirs") or []] or None
+            run_pack([parse_spec(one) for one in spec["pack"]], events, args.device, stopped,
+                     folders)
+            return 0
         if spec.get("kind") == "synthetic":
             result = run_synthetic(spec, events)
         else:

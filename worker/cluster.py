@@ -112,6 +112,7 @@ class Cluster:
             log_dir=str(self.spool.directory / "logs"),
             driver_pid=os.getpid(),
             max_jobs=args.max_jobs_per_gpu,
+            pack_size=args.pack_size_for(self.probe_kind),
             reserve_mb=args.reserve_for(self.probe_kind),
             poll_interval_s=args.poll_interval,
             # Fake GPUs run their jobs on the CPU: one thread each keeps packed jobs from fighting.
@@ -120,8 +121,8 @@ class Cluster:
         # Pinned to this host: the actors watch this process and spool to this disk.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         for device in self.devices:
-            # A fake GPU's index is ours to pick; a real one is whichever Ray assigned.
-            index = device.index if self.probe_kind != "nvml" else None
+            # Each actor runs on the GPU --gpus named (Ray only counts one per actor).
+            index = device.index
             self._launchers.append(
                 partial(GpuActor.options(scheduling_strategy=here).remote,  # type: ignore[attr-defined]
                         base, index)
@@ -129,6 +130,7 @@ class Cluster:
         if args.cpu_slots:
             cpu = ActorConfig(**{
                 **base.__dict__, "probe": "cpu", "max_jobs": args.cpu_slots, "reserve_mb": 0,
+                "pack_size": args.pack_size_for("cpu"),
                 "cpu_threads": max(1, (os.cpu_count() or 1) // args.cpu_slots),
             })
             launch = GpuActor.options(  # type: ignore[attr-defined]

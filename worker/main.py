@@ -14,6 +14,7 @@ import socket
 import sys
 
 from protocol.client import quiet_http_logs
+from protocol.models import MAX_PACK_JOBS
 from worker.probe import Device, FakeProbe, NvmlProbe, ProbeError
 from worker.settings import DEFAULT_NVML_RESERVE_MB, WorkerSettings
 
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-slots", type=int, default=0,
                         help="also run up to N jobs at once on the CPU")
     parser.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
-    parser.add_argument("--max-jobs-per-gpu", type=int, default=8)
+    parser.add_argument("--max-jobs-per-gpu", type=int, default=8,
+                        help="processes (jobs or packs) at once on one GPU")
+    parser.add_argument("--pack-size", type=int, default=None,
+                        help="most compatible train jobs trained in one process (a pack); 1 turns "
+                             "packs off (default: 8 on GPUs, 1 on CPU slots and fake GPUs)")
     parser.add_argument("--reserve-mb", type=int, default=None,
                         help="MiB per GPU never offered to jobs "
                              f"(default {DEFAULT_NVML_RESERVE_MB} on real GPUs, 0 otherwise)")
@@ -93,9 +98,12 @@ def check_args(args: WorkerSettings) -> None:
         raise UsageError("no token: pass --token or set TENSLORA_TOKEN "
                          "(tenslora token create --role worker --name NAME)")
     for flag, value in (("--max-jobs-per-gpu", args.max_jobs_per_gpu),
-                        ("--poll-interval", args.poll_interval)):
+                        ("--poll-interval", args.poll_interval),
+                        ("--pack-size", 1 if args.pack_size is None else args.pack_size)):
         if value <= 0:
             raise UsageError(f"{flag} must be positive; got {value}")
+    if args.pack_size is not None and args.pack_size > MAX_PACK_JOBS:
+        raise UsageError(f"--pack-size must be at most {MAX_PACK_JOBS}; got {args.pack_size}")
     if args.cpu_slots < 0 or args.drain_timeout < 0 or (args.reserve_mb or 0) < 0:
         raise UsageError("--cpu-slots, --drain-timeout and --reserve-mb must not be negative")
 

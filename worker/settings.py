@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_NVML_RESERVE_MB = 512  # CUDA context and allocator slack the estimates do not count
+# Jobs per pack when --pack-size is not given (docs/workers.md). On a GPU one run of a small job
+# leaves most of the device idle, so a pack of 8 shares one backbone pass. On CPU the frozen
+# backbone's matrix products dominate a step and a pack gains little or loses
+# (bench/pack_throughput.py, docs/benchmarks.md: 0.85-1.27x against jobs one after another on
+# 2 cores), so CPU slots and fake GPUs (which run on the CPU) do not pack unless asked.
+DEFAULT_PACK_SIZE = {"nvml": 8, "cpu": 1, "fake": 1}
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class WorkerSettings:
     cpu_slots: int = 0
     ray_address: str | None = None
     max_jobs_per_gpu: int = 8
+    pack_size: int | None = None
     reserve_mb: int | None = None
     poll_interval: float = 2.0
     drain_timeout: float = 60.0
@@ -43,6 +50,13 @@ class WorkerSettings:
         if self.reserve_mb is not None:
             return self.reserve_mb
         return DEFAULT_NVML_RESERVE_MB if probe_kind == "nvml" else 0
+
+    def pack_size_for(self, probe_kind: str) -> int:
+        """Most jobs in one pack on a device of ``probe_kind``: the flag, else the default."""
+        if self.pack_size is not None:
+            return self.pack_size
+        # "none" (no GPU actor at all, CPU slots only) packs as CPU slots do.
+        return DEFAULT_PACK_SIZE.get(probe_kind.split(":")[0], DEFAULT_PACK_SIZE["cpu"])
 
     def spool_path(self) -> Path:
         return Path(self.spool_dir) if self.spool_dir else default_data_dir() / "worker-spool"

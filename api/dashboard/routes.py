@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
+from markupsafe import Markup
 
 from api.dashboard import data, exports, plots, suggest
 from api.dashboard.auth import (
@@ -26,14 +27,26 @@ from api.dashboard.auth import (
 )
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
+from api.responses import scrub_text
 from scheduler import states
 from scheduler.errors import Forbidden, InvalidInput
 from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by, group_key
 from scheduler.sweeps import may_cancel
 from scheduler.tokens import TokenInfo
 
+
+def _printable(value: Any) -> Any:
+    """Every value a template prints, as valid Unicode: a page must render even when a stored
+    value holds a lone surrogate (kept by SQLite before the API refused them)."""
+    if isinstance(value, str) and not value.isascii():
+        scrubbed = scrub_text(value)
+        return Markup(scrubbed) if isinstance(value, Markup) else scrubbed
+    return value
+
+
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(FILTERS)
+TEMPLATES.env.finalize = _printable
 STATUSES = tuple(status.value for status in states.ALL)
 TEMPLATES.env.globals["statuses"] = STATUSES
 TEMPLATES.env.globals["significant_p"] = SIGNIFICANT_P

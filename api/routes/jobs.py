@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Annotated
 
@@ -7,6 +8,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
+from api.errors import error_responses
+from api.responses import model_response
 from protocol.models import (
     AdapterStored,
     ClaimPackRequest,
@@ -24,18 +27,20 @@ from protocol.models import (
     MetricsOut,
     MetricsRequest,
     MetricsStored,
-    PackClaimOut,
 )
 from scheduler import artifacts, metrics, packs, queries, queue
 from scheduler.db import Database
+from scheduler.states import JobStatus
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-LEASE_ERRORS: dict[int | str, dict[str, str]] = {
-    403: {"description": "the lease was claimed by another token"},
-    404: {"description": "no such job"},
-    409: {"description": "the lease is not the job's live lease"},
-}
+# A worker's call on a lease: another token's lease (403), no such job, not the live lease.
+LEASE_ERRORS = error_responses(
+    403, 404, 409, 413, s403="not a worker or admin token, or the lease is another token's",
+    s404="no such job", s409="the lease is not the job's live lease",
+)
+CLAIM_ERRORS = error_responses(403, 413, s403="not a worker or admin token")
+NO_SUCH_JOB = error_responses(404, s404="no such job")
 
 
 @router.get("")
@@ -43,7 +48,7 @@ def list_jobs(
     session: ReadSessionDep,
     _token: AnyToken,
     sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     pack_id: Annotated[
@@ -56,7 +61,9 @@ def list_jobs(
 
 @router.post(
     "/claim",
-    responses={200: {"model": ClaimResponse}, 204: {"description": "no queued job fits"}},
+    responses={
+        200: {"model": ClaimResponse}, 204: {"description": "no queued job fits"}, **CLAIM_ERRORS
+    },
     response_model=None,
 )
 def claim(
@@ -80,19 +87,15 @@ def claim(
     )
     if claimed is None:
         return Response(status_code=204)
-    answer = ClaimResponse(
-        job=JobOut.model_validate(claimed.job),
-        lease_id=claimed.lease_id,
-        lease_expires_at=claimed.lease_expires_at,
-    )
-    # Serialised by pydantic directly: without a response_model FastAPI would walk the object
-    # with jsonable_encoder, the slowest part of the hottest request.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return model_response(_claim_out(claimed))
 
 
 @router.post(
     "/claim-pack",
-    responses={200: {"model": ClaimPackResponse}, 204: {"description": "no queued job fits"}},
+    responses={
+        200: {"model": ClaimPackResponse}, 204: {"description": "no queued job fits"},
+        **CLAIM_ERRORS,
+    },
     response_model=None,
 )
 def claim_pack(
@@ -120,26 +123,29 @@ def claim_pack(
     )
     if claimed is None:
         return Response(status_code=204)
-    answer = ClaimPackResponse(
+    # Serialised by pydantic directly (model_response): without a response_model FastAPI would
+    # walk the object with jsonable_encoder, the slowest part of the hottest request.
+    return model_response(ClaimPackResponse(
         pack_id=claimed.pack_id,
-        claims=[
-            PackClaimOut(
-                job=JobOut.model_validate(claim.job),
-                lease_id=claim.lease_id,
-                lease_expires_at=claim.lease_expires_at,
-            )
-            for claim in claimed.claims
-        ],
+        claims=[_claim_out(claim) for claim in claimed.claims],
+        memory_estimate_mb=claimed.memory_estimate_mb,
+    ))
+
+
+def _claim_out(claim: queue.Claim) -> ClaimResponse:
+    return ClaimResponse(
+        job=JobOut.model_validate(claim.job),
+        lease_id=claim.lease_id,
+        lease_expires_at=claim.lease_expires_at,
     )
-    return Response(answer.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{job_id}", responses={404: {"description": "no such job"}})
+@router.get("/{job_id:int}", responses=NO_SUCH_JOB)
 def get_job(job_id: JobId, session: ReadSessionDep, _token: AnyToken) -> JobOut:
     return JobOut.model_validate(queries.get_job(session, job_id))
 
 
-@router.post("/{job_id}/heartbeat", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/heartbeat", responses=LEASE_ERRORS)
 def heartbeat(
     job_id: JobId,
     body: LeaseRequest,
@@ -158,16 +164,22 @@ def heartbeat(
     )
 
 
-@router.post("/{job_id}/metrics", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/metrics", responses=LEASE_ERRORS)
 def post_metrics(
-    job_id: JobId, body: MetricsRequest, session: SessionDep, token: WorkerToken
+    job_id: JobId,
+    body: MetricsRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
 ) -> MetricsStored:
     points = [metrics.MetricPoint(p.step, p.name, p.value) for p in body.points]
-    stored = metrics.add_metrics(session, job_id, body.lease_id, points, token_id=token.id)
+    stored = metrics.add_metrics(
+        session, job_id, body.lease_id, points, token_id=token.id, limits=settings.limits
+    )
     return MetricsStored(stored=stored)
 
 
-@router.get("/{job_id}/metrics", responses={404: {"description": "no such job"}})
+@router.get("/{job_id:int}/metrics", responses=NO_SUCH_JOB)
 def get_metrics(
     job_id: JobId,
     session: ReadSessionDep,
@@ -180,28 +192,46 @@ def get_metrics(
     )
 
 
-@router.post("/{job_id}/complete", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/complete", responses=LEASE_ERRORS)
 def complete(
-    job_id: JobId, body: CompleteRequest, session: SessionDep, token: WorkerToken
+    job_id: JobId,
+    body: CompleteRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
 ) -> JobOut:
     """Store the result once; repeating it with the same lease is a no-op."""
-    job = queue.complete_job(session, job_id, body.lease_id, body.result, token_id=token.id)
+    job = queue.complete_job(
+        session, job_id, body.lease_id, body.result, token_id=token.id, limits=settings.limits
+    )
     return JobOut.model_validate(job)
 
 
-@router.post("/{job_id}/fail", responses=LEASE_ERRORS)
-def fail(job_id: JobId, body: FailRequest, session: SessionDep, token: WorkerToken) -> JobOut:
-    job = queue.fail_job(session, job_id, body.lease_id, body.error, token_id=token.id)
+@router.post("/{job_id:int}/fail", responses=LEASE_ERRORS)
+def fail(
+    job_id: JobId,
+    body: FailRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: WorkerToken,
+) -> JobOut:
+    """Fail the job for good; an error text over TENSLORA_MAX_ERROR_KIB is kept truncated."""
+    job = queue.fail_job(
+        session, job_id, body.lease_id, body.error, token_id=token.id, limits=settings.limits
+    )
     return JobOut.model_validate(job)
 
 
-@router.post("/{job_id}/release", responses=LEASE_ERRORS)
+@router.post("/{job_id:int}/release", responses=LEASE_ERRORS)
 def release(job_id: JobId, body: LeaseRequest, session: SessionDep, token: WorkerToken) -> JobOut:
     """Give the lease back: the job is queued again with its attempt unchanged."""
     job = queue.release_job(session, job_id, body.lease_id, token_id=token.id)
     return JobOut.model_validate(job)
 
 
+#: The upload whose route reads its body against its own limit (TENSLORA_MAX_ADAPTER_MB), not
+#: TENSLORA_MAX_BODY_MB.
+ADAPTER_UPLOAD = re.compile(r"^/api/v1/jobs/[0-9]+/adapter$")
 ZIP_BODY = {
     "requestBody": {
         "required": True,
@@ -217,8 +247,10 @@ ZIP_BODY = {
     openapi_extra=ZIP_BODY,
     responses={
         **LEASE_ERRORS,
-        413: {"description": "over TENSLORA_MAX_ADAPTER_MB"},
-        422: {"description": "not a zip of adapter_model.safetensors + adapter_config.json"},
+        **error_responses(
+            413, 422, s413="over TENSLORA_MAX_ADAPTER_MB",
+            s422="not a zip of adapter_model.safetensors + adapter_config.json",
+        ),
     },
 )
 async def put_adapter(
@@ -243,7 +275,7 @@ async def put_adapter(
     response_class=Response,
     responses={
         200: {"content": {"application/zip": {}}, "description": "the two adapter files"},
-        404: {"description": "no such job, or it has no adapter"},
+        **error_responses(404, s404="no such job, or it has no adapter"),
     },
 )
 def get_adapter(job_id: JobId, session: ReadSessionDep, _token: AnyToken) -> Response:

@@ -5,10 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
-from protocol.models import ResultsOut, SweepCreate, SweepList, SweepOut
+from api.errors import error_responses
+from protocol.models import GroupPath, ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
 
-router = APIRouter(prefix="/api/v1/sweeps", tags=["sweeps"])
+router = APIRouter(
+    prefix="/api/v1/sweeps", tags=["sweeps"], responses=error_responses(401, 422, 503)
+)
+NO_SUCH_SWEEP = error_responses(404, s404="no such sweep")
 SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
@@ -25,7 +29,14 @@ def sweep_out(view: sweeps.SweepView) -> SweepOut:
     )
 
 
-@router.post("", status_code=201, responses={422: {"description": "invalid sweep"}})
+@router.post(
+    "",
+    status_code=201,
+    responses=error_responses(
+        403, 413, 422, s403="not a submitter or admin token",
+        s422="an invalid sweep (the detail names the field); nothing was stored",
+    ),
+)
 def create_sweep(
     body: SweepCreate, session: SessionDep, settings: SettingsDep, token: SubmitterToken
 ) -> SweepOut:
@@ -39,6 +50,7 @@ def create_sweep(
         priority=body.priority,
         max_jobs=settings.max_sweep_jobs,
         owner_token_id=token.id,
+        limits=settings.limits,
     )
     return sweep_out(view)
 
@@ -54,17 +66,17 @@ def list_sweeps(
     return SweepList(items=[sweep_out(view) for view in views], total=total)
 
 
-@router.get("/{sweep_id}", responses={404: {"description": "no such sweep"}})
+@router.get("/{sweep_id:int}", responses=NO_SUCH_SWEEP)
 def get_sweep(sweep_id: SweepId, session: ReadSessionDep, _token: AnyToken) -> SweepOut:
     return sweep_out(sweeps.get_sweep(session, sweep_id))
 
 
 @router.post(
-    "/{sweep_id}/cancel",
-    responses={
-        403: {"description": "a submitter cancelling another token's sweep"},
-        404: {"description": "no such sweep"},
-    },
+    "/{sweep_id:int}/cancel",
+    responses=error_responses(
+        403, 404, s403="not a submitter or admin token, or another token's sweep",
+        s404="no such sweep",
+    ),
 )
 def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: SubmitterToken) -> SweepOut:
     """Cancel queued jobs now and running ones at their next heartbeat (a submitter: only its
@@ -73,19 +85,20 @@ def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: SubmitterToken) 
 
 
 @router.get(
-    "/{sweep_id}/results",
-    responses={
-        404: {"description": "no such sweep"},
-        422: {"description": "a malformed group_by, or a compare_to that names no row"},
-    },
+    "/{sweep_id:int}/results",
+    responses=error_responses(
+        404, 422, s404="no such sweep",
+        s422="an unknown group_by path, or a compare_to that names no row",
+    ),
 )
 def sweep_results(
     sweep_id: SweepId,
     session: ReadSessionDep,
     _token: AnyToken,
     group_by: Annotated[
-        list[str] | None,
-        Query(description="dotted config paths, repeated or comma-separated, e.g. adapter.method"),
+        list[GroupPath] | None,
+        Query(description="paths of the job spec to group by, the parameter repeated for "
+              "several: group_by=tag&group_by=adapter.method"),
     ] = None,
     compare_to: Annotated[
         list[str] | None,

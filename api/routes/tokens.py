@@ -5,14 +5,20 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from api.deps import AdminToken, DatabaseDep, ReadSessionDep, SessionDep, forget_token
+from api.errors import error_responses
 from protocol.models import TokenCreate, TokenCreated, TokenList, TokenOut
 from scheduler import tokens
+from scheduler.errors import Conflict
 
-router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
+router = APIRouter(
+    prefix="/api/v1/tokens",
+    tags=["tokens"],
+    responses=error_responses(401, 403, 422, 503, s403="not an admin token"),
+)
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(413))
 def create_token(body: TokenCreate, session: SessionDep, admin: AdminToken) -> TokenCreated:
     """Mint a token (admin only); the response is the only place the token appears."""
     raw = tokens.create_token(session, body.role, body.name, created_by_id=admin.id)
@@ -32,12 +38,19 @@ def list_tokens(
     return TokenList(items=[TokenOut.model_validate(record) for record in records])
 
 
-@router.delete("/{token_id}", responses={404: {"description": "no such token"}})
+@router.delete(
+    "/{token_id:int}",
+    responses=error_responses(404, 409, s404="no such token", s409="a token revoking itself"),
+)
 def revoke_token(
-    token_id: TokenId, request: Request, database: DatabaseDep, _admin: AdminToken
+    token_id: TokenId, request: Request, database: DatabaseDep, admin: AdminToken
 ) -> TokenOut:
     """Revoke a token (admin only): this server refuses it from its next request on; other
     servers within their token cache's lifetime (``TENSLORA_TOKEN_CACHE_SECONDS``)."""
+    if token_id == admin.id:
+        # Most likely a slip that would lock the caller out; the CLI can still do it.
+        raise Conflict("a token cannot revoke itself: use another admin token, or "
+                       "`tenslora token revoke` on the API host")
     # Committed before the cache entry goes, so no request can re-cache the token in between.
     with database.session() as session:
         record = tokens.revoke_token(session, token_id)

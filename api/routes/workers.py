@@ -5,10 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import AnyToken, ReadSessionDep, SettingsDep
+from api.errors import error_responses
 from protocol.models import WorkerList, WorkerOut
 from scheduler import queries
 
-router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+router = APIRouter(
+    prefix="/api/v1/workers", tags=["workers"], responses=error_responses(401, 422, 503)
+)
 
 
 @router.get("")

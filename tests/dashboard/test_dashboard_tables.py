@@ -307,9 +307,12 @@ def test_the_table_is_linear_in_metric_names_and_task_columns():
     metrics_rows = [_row({"tag": "lora"}, 1, adapter_params=(10.0, 0.0), **names)]
     task_rows = [_row({"tag": "lora", "task": f"t{i:05d}"}, 1, accuracy=(0.5, None))
                  for i in range(20_000)]
-    start = time.perf_counter()
-    by_metric = build_table(metrics_rows, ["tag"])
-    by_task = build_table(task_rows, ["tag"], metric="accuracy", columns="tasks")
-    assert time.perf_counter() - start < 2.0
+    timings = []
+    for _ in range(3):  # best of three: a busy machine's hiccup is not the code's
+        start = time.perf_counter()
+        by_metric = build_table(metrics_rows, ["tag"])
+        by_task = build_table(task_rows, ["tag"], metric="accuracy", columns="tasks")
+        timings.append(time.perf_counter() - start)
+    assert min(timings) < 2.0, timings
     assert len(by_metric.columns) == 20_000 and "adapter_params" not in by_metric.columns
     assert len(by_task.columns) == 20_000 and all(by_task.rows[0].cells)

@@ -14,8 +14,10 @@ def test_a_pack_claim_gives_one_typed_lease_per_job_and_each_reports_alone(api: 
     methods = [{"adapter": {"method": m}} for m in ("lora", "qkv", "depth")]
     sweep = submit(api, {"name": "client-pack", "base": PACKABLE, "configs": methods})
     with ApiClient(api.url, api.tokens["worker"], retry_for_s=0) as client:
-        pack_id, leases = client.claim_pack("packer", "cuda:0", 10**6, max_jobs=3)
-        assert pack_id and len(leases) == 3 and all(isinstance(x, Lease) for x in leases)
+        pack = client.claim_pack("packer", "cuda:0", 10**6, max_jobs=3)
+        assert pack is not None and pack.pack_id and pack.memory_estimate_mb > 0
+        leases = pack.leases
+        assert len(leases) == 3 and all(isinstance(x, Lease) for x in leases)
         assert len({lease.lease_id for lease in leases}) == 3
         first = leases[0]
         assert not client.heartbeat(first).cancelled
@@ -24,7 +26,7 @@ def test_a_pack_claim_gives_one_typed_lease_per_job_and_each_reports_alone(api: 
         )
         with pytest.raises(LeaseLost):  # 409: not the lease of that job
             client.fail(first.job_id, "not-the-lease", "x")
-        assert client.claim_pack("packer", "cuda:0", 10**6, max_jobs=3) == (None, [])
+        assert client.claim_pack("packer", "cuda:0", 10**6, max_jobs=3) is None
     with ApiClient(api.url, api.tokens["admin"], retry_for_s=0) as admin:
         jobs = admin.jobs(sweep["id"])
         assert sorted(job.status for job in jobs) == ["running", "running", "succeeded"]

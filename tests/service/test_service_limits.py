@@ -102,3 +102,19 @@ def test_database_failures_answer_503_with_a_generic_detail(
         for secret in ("127.0.0.1", "postgres", "psycopg", "sqlite", "locked", url):
             assert secret not in response.text
     assert "storage error" in log.read_text()  # the specifics are for the operator
+
+
+def test_an_adapter_upload_has_its_own_larger_limit(api: Server) -> None:
+    """TENSLORA_MAX_BODY_MB does not cut an adapter upload short: the route's own limit
+    (TENSLORA_MAX_ADAPTER_MB, 64) applies, so 17 MiB that are no zip get 422, not 413."""
+    with api.client("submitter") as client:
+        sweep = client.post("/api/v1/sweeps", json={"name": "upload", "base": SYNTHETIC}).json()
+    with api.client("worker") as worker:
+        (job,) = worker.get("/api/v1/jobs", params={"sweep_id": sweep["id"]}).json()["items"]
+        claim = worker.post("/api/v1/jobs/claim", json={
+            "worker_id": "w", "free_memory_mb": 10_000, "job_id": job["id"]}).json()
+        answer = worker.put(f"/api/v1/jobs/{job['id']}/adapter",
+                            params={"lease_id": claim["lease_id"]},
+                            content=b"\0" * (MAX_BODY_BYTES + (1 << 20)),
+                            headers={"Content-Type": "application/zip"})
+    assert answer.status_code == 422, answer.text

@@ -63,9 +63,11 @@ def _stored_values(api: Server, sweep_id: int) -> dict[tuple[str, int], list[flo
     return values
 
 
-def _results(api: Server, sweep_id: int, **params: str) -> Any:
+def _results(api: Server, sweep_id: int, group_by: str, **params: str) -> Any:
+    """``group_by`` comma-separated here, as the parameter repeated on the wire."""
     with api.client("worker") as client:
-        return client.get(f"/api/v1/sweeps/{sweep_id}/results", params=params)
+        return client.get(f"/api/v1/sweeps/{sweep_id}/results",
+                          params={"group_by": group_by.split(","), **params})
 
 
 def test_compare_to_gives_delta_and_welch_p_against_each_levels_baseline(

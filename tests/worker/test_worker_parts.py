@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -71,6 +72,23 @@ def test_flags_become_typed_settings_with_the_reserve_default_of_each_probe() ->
     assert settings.reserve_for("nvml") == DEFAULT_NVML_RESERVE_MB
     assert settings.reserve_for("fake:1x100") == 0
     assert WorkerSettings(reserve_mb=7).reserve_for("nvml") == 7
+
+
+def test_the_pack_size_is_the_flag_else_a_default_for_every_kind_of_device() -> None:
+    from worker.main import build_parser, check_args
+    from worker.settings import DEFAULT_PACK_SIZE, WorkerSettings
+
+    defaults = WorkerSettings()
+    assert defaults.pack_size_for("nvml") == DEFAULT_PACK_SIZE["nvml"]
+    assert defaults.pack_size_for("fake:2x4000") == DEFAULT_PACK_SIZE["fake"]
+    for cpu_only in ("cpu", "none"):  # "none": CPU slots and no GPU actor
+        assert defaults.pack_size_for(cpu_only) == DEFAULT_PACK_SIZE["cpu"]
+    args = build_parser().parse_args(["--api", "http://x", "--token", "t", "--pack-size", "1"])
+    assert WorkerSettings.from_namespace(args).pack_size_for("nvml") == 1
+    for bad in ("0", "1000"):
+        args = build_parser().parse_args(["--api", "http://x", "--token", "t", "--pack-size", bad])
+        with pytest.raises(Exception, match="--pack-size"):
+            check_args(WorkerSettings.from_namespace(args))
 
 
 @pytest.mark.parametrize("variable", ["TENSLORA_API_URL", "TENSLORA_API"])
@@ -148,3 +166,15 @@ def test_a_report_stays_spooled_while_the_api_is_unreachable(tmp_path: Path) -> 
     assert spool.flush(client, retry_for_s=0.2) == 0
     assert spool.pending() == [path]
     assert json.loads(path.read_text())["result"] == {"accuracy": 1.0}
+
+
+def test_a_real_gpu_actor_pins_its_jobs_to_the_gpu_named_by_nvml_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.actor import pin_cuda_device
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")  # what a joined Ray node may leave
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    pin_cuda_device(2)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # NVML's numbering, not CUDA's
