@@ -144,8 +144,13 @@ def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
     try:
         child_pid = int(parent.stdout.readline())
         log = tmp_path / "job.log"
-        alive = job_children({child_pid}) == {child_pid}
-        assert alive, f"the child ended early: {log.read_text() if log.exists() else 'no log'}"
+        # Right after exec /proc may show an empty command line for a moment: wait for it.
+        try:
+            wait_for("the child to run", lambda: job_children({child_pid}) == {child_pid}, 10)
+        except AssertionError as error:
+            raise AssertionError(
+                f"the child ended early: {log.read_text() if log.exists() else 'no log'}"
+            ) from error
         parent.kill()
         parent.wait(timeout=10)
         wait_for("the child to die", lambda: not job_children({child_pid}), 30)
