@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 
 from scheduler.memory import observed_peaks, pack_memory_mb, shape_key, share_key
 from scheduler.models import JOBS, utcnow
-from scheduler.queue import Claim, next_fitting_job, reap_expired, record_worker
+from scheduler.queue import (
+    CLAIM_VALUES,
+    Claim,
+    next_fitting_job,
+    reap_expired,
+    record_worker,
+)
 from scheduler.states import JobStatus, move
 from tenslora.spec import TrainSpec, parse_spec
 
@@ -34,16 +40,8 @@ _SAME_KEY = (
     .with_for_update(skip_locked=True)
 )
 _TAKE = move(
-    JOBS,
-    JobStatus.running,
-    JOBS.c.id == bindparam("b_id"),
-    now=bindparam("b_now"),
-    lease_id=bindparam("b_lease"),
-    lease_expires_at=bindparam("b_expires"),
-    worker_id=bindparam("b_worker"),
-    device=bindparam("b_device"),
+    JOBS, JobStatus.running, JOBS.c.id == bindparam("b_id"), **CLAIM_VALUES,
     pack_id=bindparam("b_pack"),
-    lease_token_id=bindparam("b_token"),
 )
 
 

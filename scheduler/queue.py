@@ -78,19 +78,22 @@ def next_fitting_job(*columns: Any, narrowed: tuple[Any, ...] = ()) -> Any:
     )
 
 
+# What every claim (single or pack) writes into the job it takes, bound per claim.
+CLAIM_VALUES: dict[str, Any] = {
+    "now": bindparam("b_now"),
+    "lease_id": bindparam("b_lease"),
+    "lease_expires_at": bindparam("b_expires"),
+    "worker_id": bindparam("b_worker"),
+    "device": bindparam("b_device"),
+    "lease_token_id": bindparam("b_token"),
+}
+
+
 # Built once: the claim is the hot path, and building a statement costs more than running it.
 def _claim_statement(*narrowed: Any) -> Any:
     next_job = next_fitting_job(JOBS.c.id, narrowed=narrowed).cte("next_job")
     return move(
-        JOBS,
-        JobStatus.running,
-        JOBS.c.id.in_(select(next_job.c.id)),
-        now=bindparam("b_now"),
-        lease_id=bindparam("b_lease"),
-        lease_expires_at=bindparam("b_expires"),
-        worker_id=bindparam("b_worker"),
-        device=bindparam("b_device"),
-        lease_token_id=bindparam("b_token"),
+        JOBS, JobStatus.running, JOBS.c.id.in_(select(next_job.c.id)), **CLAIM_VALUES
     ).returning(*JOBS.c)
 
 
