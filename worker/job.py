@@ -82,13 +82,6 @@ class RunningJob:
     def done(self) -> bool:
         return all(slot.outcome is not None for slot in self._slots) and not self._thread.is_alive()
 
-    @property
-    def outcome(self) -> str | None:
-        """How the run ended: the job's outcome, or for a pack the outcomes joined by commas."""
-        if any(slot.outcome is None for slot in self._slots):
-            return None
-        return ",".join(sorted({slot.outcome or "" for slot in self._slots}))
-
     def start(self, device: str, threads: int | None = None) -> None:
         specs = [lease.spec for lease in self.leases]
         folders = [_adapter_dir(self._log_dir, lease) for lease in self.leases]
