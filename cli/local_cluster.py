@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,33 @@ class LocalCluster:
         self.tokens: dict[str, str] = {}
         self.server: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
+        #: Set by Ctrl-C under ``ctrl_c_stops()``; the waits raise KeyboardInterrupt when set.
+        self.interrupted = threading.Event()
+
+    @contextlib.contextmanager
+    def ctrl_c_stops(self) -> Iterator[None]:
+        """Ctrl-C sets ``interrupted`` instead of raising wherever the main thread happens to be.
+
+        An interrupt raised asynchronously can land inside an HTTP client's lock and leave it
+        held, so the client's close hangs and the worker and server are never stopped; the
+        waits below raise KeyboardInterrupt at a safe point instead. A second Ctrl-C interrupts
+        at once, as usual. Main thread only (Python delivers signals there).
+        """
+
+        def on_ctrl_c(_signum: int, _frame: Any) -> None:
+            self.interrupted.set()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``; KeyboardInterrupt if Ctrl-C came (before or during)."""
+        if self.interrupted.wait(seconds):
+            raise KeyboardInterrupt
 
     # ---- start ---------------------------------------------------------------------------------
 
@@ -103,7 +132,7 @@ class LocalCluster:
             with ApiClient(self.url, None) as api:
                 if api.healthy():
                     return
-            time.sleep(0.2)
+            self.pause(0.2)
         raise ClusterError(f"the server did not answer within 60 s; see {self.data_dir}/server.log")
 
     # ---- run -----------------------------------------------------------------------------------
@@ -144,7 +173,7 @@ class LocalCluster:
                     return
                 if time.monotonic() > deadline:
                     raise ClusterError("the sweep did not finish in time (see --timeout)")
-                time.sleep(POLL_S)
+                self.pause(POLL_S)
 
     def print_results(
         self,
@@ -216,7 +245,7 @@ class LocalCluster:
         print("serving; Ctrl-C stops")
         with contextlib.suppress(KeyboardInterrupt):
             while self.server and self.server.poll() is None:
-                time.sleep(1)
+                self.pause(1)
 
     def _check_alive(self) -> None:
         for name, process in (("server", self.server), ("worker", self.worker)):

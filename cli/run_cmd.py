@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from protocol.models import MAX_PACK_JOBS
+
 #: What the final table shows of a training run's result (all metrics when none is there).
 HEADLINE_METRICS = ("accuracy", "mcc", "adapter_params", "percent_of_lora")
 
@@ -26,6 +28,7 @@ def run_locally(
     data_dir: Path | None,
     database_url: str | None = None,
     workers: int,
+    pack_size: int | None = None,
     port: int,
     keep_serving: bool,
     timeout: float,
@@ -37,22 +40,29 @@ def run_locally(
 
     ``data_dir`` holds the logs and the worker's spool (and the database when ``database_url``
     is None; a new temporary folder when both are None). ``metrics``: the result metrics the
-    table shows (all when None or none of them is there). Exits 2 when the sweep is refused,
+    table shows (all when None or none of them is there). ``pack_size``: the worker's
+    ``--pack-size`` (None: its default for CPU slots). Exits 2 when the sweep is refused,
     130 on Ctrl-C.
     """
     from cli.local_cluster import ClusterError, LocalCluster
 
     worker_flags = ["--cpu-slots", str(workers), "--poll-interval", "1"]
+    if pack_size is not None:
+        worker_flags += ["--pack-size", str(pack_size)]
     cluster = LocalCluster(data_dir, port, worker_flags, database_url=database_url)
     try:
-        cluster.start()
-        sweep_id = cluster.submit(body)
-        cluster.follow(sweep_id, deadline=time.monotonic() + timeout)
-        cluster.print_results(sweep_id, group_by, compare_to, metrics)
-        cluster.print_best_adapter(sweep_id)
-        cluster.print_where()
-        if keep_serving:
-            cluster.serve_until_interrupted()
+        with cluster.ctrl_c_stops():
+            cluster.start()
+            sweep_id = cluster.submit(body)
+            cluster.follow(sweep_id, deadline=time.monotonic() + timeout)
+            cluster.pause(0)
+            cluster.print_results(sweep_id, group_by, compare_to, metrics)
+            cluster.print_best_adapter(sweep_id)
+            cluster.print_where()
+            if keep_serving:
+                cluster.serve_until_interrupted()
+            else:
+                cluster.pause(0)  # a Ctrl-C while the results printed still exits 130
     except ClusterError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
@@ -97,6 +107,15 @@ def run(
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=64, help="runs at once on this machine's CPU")
     ] = 1,
+    pack_size: Annotated[
+        int | None,
+        typer.Option(
+            "--pack-size", min=1, max=MAX_PACK_JOBS,
+            help="most compatible train jobs trained together in one process (a pack over one "
+            "frozen backbone), in each of the --workers slots; 1 turns packs off (default 1: on "
+            "a CPU a pack saves little, see docs/benchmarks.md)",
+        ),
+    ] = None,
     db: Annotated[
         Path | None,
         typer.Option(
@@ -140,7 +159,8 @@ def run(
     paths = _check_table_options(body, group_by, compare_to)
     database_url, logs = _database(db)
     run_locally(
-        body, data_dir=logs, database_url=database_url, workers=workers, port=port,
+        body, data_dir=logs, database_url=database_url, workers=workers, pack_size=pack_size,
+        port=port,
         keep_serving=keep_serving, timeout=timeout or math.inf, group_by=paths,
         compare_to=compare_to, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
     )

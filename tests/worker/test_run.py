@@ -97,12 +97,13 @@ def test_run_of_a_synthetic_sweep_keeps_it_in_the_database_serve_opens(tmp_path:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_run_of_a_tiny_train_sweep_with_db_trains_both_and_prints_the_table(
+def test_run_of_a_tiny_train_sweep_in_one_pack_trains_both_and_prints_the_table(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "train.yaml").write_text(TRAIN_SWEEP)
-    code, output = run_command(tmp_path, "train.yaml", "--db", "runs/train.db", "--workers", "2",
-                               "--compare-to", "tag:lora", "--port", str(free_port()))
+    code, output = run_command(tmp_path, "train.yaml", "--db", "runs/train.db", "--workers", "1",
+                               "--pack-size", "2", "--compare-to", "tag:lora",
+                               "--port", str(free_port()))
     assert code == 0, output
     assert "submitted sweep 1: 2 jobs" in output
     # Grouped as the dashboard groups a tagged training sweep: tag, then adapter.method; the
@@ -118,6 +119,9 @@ def test_run_of_a_tiny_train_sweep_with_db_trains_both_and_prints_the_table(
     assert {job["config"]["adapter"]["method"] for job in jobs[1]} == {"lora", "qkv_depth"}
     assert all(job["status"] == "succeeded" and 0 <= job["result"]["accuracy"] <= 1
                for job in jobs[1])
+    # Both jobs share a pack key, so the one slot trained them together, as one pack.
+    pack_ids = {job["pack_id"] for job in jobs[1]}
+    assert len(pack_ids) == 1 and None not in pack_ids, pack_ids
 
 
 @pytest.mark.parametrize(
@@ -126,6 +130,8 @@ def test_run_of_a_tiny_train_sweep_with_db_trains_both_and_prints_the_table(
         (["sweep.yaml", "--compare-to", "seed:1"], "not one of group_by"),
         (["sweep.yaml", "--group-by", "tag,a..b"], "a..b"),
         (["missing.yaml"], "cannot read"),
+        (["sweep.yaml", "--pack-size", "0"], "--pack-size"),
+        (["sweep.yaml", "--pack-size", "65"], "--pack-size"),
     ],
 )
 def test_run_refuses_bad_options_before_starting_anything(
@@ -144,3 +150,25 @@ def test_run_and_demo_are_listed_by_the_command() -> None:
     done = subprocess.run([sys.executable, "-m", "cli", "--help"], cwd=REPO, env=project_env(),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and " run " in done.stdout and " demo " in done.stdout
+
+
+def test_ctrl_c_during_a_run_is_taken_at_a_safe_point_and_a_second_one_at_once(
+    tmp_path: Path,
+) -> None:
+    """The first Ctrl-C only sets a flag (an interrupt raised inside an HTTP client's lock could
+    leave it held and hang the stop); the next wait raises. A second Ctrl-C raises at once."""
+    import os
+    import signal
+
+    from cli.local_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path, 0, [])
+    with cluster.ctrl_c_stops():
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_for("the handler to run", cluster.interrupted.is_set, timeout=5)
+        with pytest.raises(KeyboardInterrupt):
+            cluster.pause(0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            wait_for("the second Ctrl-C", lambda: False, timeout=5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
