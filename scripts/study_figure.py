@@ -4,13 +4,17 @@
     python scripts/study_figure.py multiplier SWEEP_ID --db study.db --out docs/img/y.png
     python scripts/study_figure.py curves SWEEP_ID --db study.db --out docs/img/w.png
     python scripts/study_figure.py curve metrics.jsonl --out docs/img/z.png
+    python scripts/study_figure.py compare SWEEP_A SWEEP_B --db study.db --suffix -allocated
 
 ``params``: mean accuracy (+/- sample std over seeds) against the adapter's parameter count, one
 point per tag, coloured by regime (LoRA, isorank, isoparameters, related, allocated), the LoRA mean
 as a dashed line. ``multiplier``: accuracy and MCC against TensLoRA+'s core learning-rate
 multiplier. ``curves``: the validation accuracy each succeeded run posted, by step, and each
 tag's mean. ``curve``: the validation accuracy and training loss a
-``tenslora train --metrics-out`` stream recorded, step by step.
+``tenslora train --metrics-out`` stream recorded, step by step. ``compare`` (a Markdown table
+on stdout, no figure): each row of sweep B whose tag is a tag of sweep A plus ``--suffix``, against
+that row of A: means, delta and Welch's p, computed as the service computes them
+(``scheduler.results.welch_p_value``), for rows that a single sweep's ``compare_to`` cannot pair.
 
 Results are read the way ``tenslora results`` reads them (``cli.sweep_client``): over HTTP with
 ``--url`` / ``--token`` (TENSLORA_API_URL / TENSLORA_TOKEN), or from the SQLite file ``--db``.
@@ -207,6 +211,37 @@ def curve_figure(stream: Path, out: Path, title: str) -> None:
     save(fig, out)
 
 
+def compare_table(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], suffix: str,
+                  metrics: list[str]) -> str:
+    """Markdown: each row of B tagged ``<tag><suffix>`` against A's ``<tag>`` row."""
+    from scheduler.results import welch_p_value
+
+    by_tag = {row["group"]["tag"]: row for row in rows_a}
+    header = ["row of B", "n", "row of A", "n"]
+    for metric in metrics:
+        header += [f"{metric} (B)", f"{metric} (A)", "Δ", "p"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in sorted(rows_b, key=lambda r: r["group"]["tag"]):
+        tag = row["group"]["tag"]
+        source = by_tag.get(tag.removesuffix(suffix)) if tag.endswith(suffix) else None
+        if source is None:
+            continue
+        cells = [tag, str(row["n"]), source["group"]["tag"], str(source["n"])]
+        for metric in metrics:
+            b, a = row["metrics"].get(metric), source["metrics"].get(metric)
+            if not b or not a or b["mean"] is None or a["mean"] is None:
+                cells += ["-", "-", "-", "-"]
+                continue
+            p = welch_p_value(b["mean"], b["std"] or 0.0, b["n"],
+                              a["mean"], a["std"] or 0.0, a["n"])
+            cells += [f"{b['mean']:.4f} ± {b['std'] or 0.0:.4f}",
+                      f"{a['mean']:.4f} ± {a['std'] or 0.0:.4f}",
+                      f"{b['mean'] - a['mean']:+.4f}",
+                      "n/a" if p is None else f"{p:.2g}" + ("\\*" if p < 0.05 else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def save(fig: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -217,9 +252,12 @@ def save(fig: Any, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=("params", "multiplier", "curves", "curve"))
+    parser.add_argument("figure", choices=("params", "multiplier", "curves", "curve", "compare"))
     parser.add_argument("source", nargs="+", help="sweep ids, or the metrics .jsonl for curve")
-    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--out", type=Path, help="PNG to write (every figure but compare)")
+    parser.add_argument("--suffix", default="-allocated",
+                        help="compare: the tag suffix of B's rows (A's tag + suffix)")
+    parser.add_argument("--metrics", default="accuracy,mcc", help="compare: result metrics")
     parser.add_argument("--metric", default=None,
                         help="the y axis: params' result metric (accuracy), curves' streamed "
                         f"metric ({EVAL}/accuracy)")
@@ -228,6 +266,8 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("TENSLORA_API_URL"))
     parser.add_argument("--token", default=os.environ.get("TENSLORA_TOKEN"))
     args = parser.parse_args()
+    if args.figure != "compare" and args.out is None:
+        parser.error(f"{args.figure} needs --out")
     if args.figure == "curve":
         curve_figure(Path(args.source[0]), args.out, args.title)
         return
@@ -236,6 +276,13 @@ def main() -> None:
         name = args.metric or f"{EVAL}/accuracy"
         curves = fetch_curves(int(args.source[0]), name, url, args.token, args.db)
         curves_figure(curves, name, args.out, args.title)
+        return
+    if args.figure == "compare":
+        if len(args.source) != 2:
+            parser.error("compare takes two sweep ids: A (the source rows) and B")
+        rows_a, rows_b = (fetch_results(int(sweep), url, args.token, args.db)
+                          for sweep in args.source)
+        print(compare_table(rows_a, rows_b, args.suffix, args.metrics.split(",")))
         return
     rows = [row for sweep in args.source
             for row in fetch_results(int(sweep), url, args.token, args.db)]
