@@ -168,7 +168,7 @@ def curves_figure(curves: dict[str, list[Curve]], name: str, out: Path, title: s
     """Each run thin, the mean over a tag's runs at each step bold, in the tag's colour."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, tag in enumerate(sorted(curves)):
-        colour = f"C{index}"
+        colour = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")(index % 20)
         by_step: dict[int, list[float]] = {}
         for curve in curves[tag]:
             ax.plot([s for s, _ in curve], [v for _, v in curve], color=colour, alpha=0.3,
@@ -262,6 +262,8 @@ def main() -> None:
                         help="the y axis: params' result metric (accuracy), curves' streamed "
                         f"metric ({EVAL}/accuracy)")
     parser.add_argument("--title", default="")
+    parser.add_argument("--tags", default=None,
+                        help="curves: only these tags (comma-separated; default every tag)")
     parser.add_argument("--db", type=Path, help="SQLite file of the sweeps (instead of --url)")
     parser.add_argument("--url", default=os.environ.get("TENSLORA_API_URL"))
     parser.add_argument("--token", default=os.environ.get("TENSLORA_TOKEN"))
@@ -275,6 +277,9 @@ def main() -> None:
     if args.figure == "curves":
         name = args.metric or f"{EVAL}/accuracy"
         curves = fetch_curves(int(args.source[0]), name, url, args.token, args.db)
+        if args.tags:
+            wanted = set(args.tags.split(","))
+            curves = {tag: runs for tag, runs in curves.items() if tag in wanted}
         curves_figure(curves, name, args.out, args.title)
         return
     if args.figure == "compare":
