@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from tenslora.allocation import GROW_ENTROPY, SHRINK_TOP1
+
 
 def preset(
     name: Annotated[str, typer.Argument(help="paper-table2 | core-lr | allocate")],
@@ -23,6 +25,23 @@ def preset(
     from_sweep: Annotated[
         int | None, typer.Option("--from-sweep", help="allocate: the finished sweep to read")
     ] = None,
+    shrink_top1: Annotated[
+        float,
+        typer.Option("--shrink-top1", min=0.0, max=1.0,
+                     help="allocate: a mode with at least this top-1 energy is redundant and "
+                     "shrinks to rank 1 or 2, freeing budget for the others"),
+    ] = SHRINK_TOP1,
+    grow_entropy: Annotated[
+        float,
+        typer.Option("--grow-entropy", min=0.0, max=1.0,
+                     help="allocate: modes with at least this normalised SVD entropy grow into "
+                     "the budget left"),
+    ] = GROW_ENTROPY,
+    only_changed: Annotated[
+        bool,
+        typer.Option("--only-changed", help="allocate: leave out the rows whose ranks the "
+                     "allocator kept (they would repeat the source runs)"),
+    ] = False,
     sweep_name: Annotated[str | None, typer.Option("--name", help="sweep name")] = None,
     priority: Annotated[int | None, typer.Option(help="higher runs first")] = None,
     overrides: Annotated[
@@ -42,7 +61,8 @@ def preset(
 ) -> None:
     """Write a preset sweep file (YAML on stdout by default) or submit it with --submit."""
     if name == "allocate":
-        sweep = _allocate_or_exit(from_sweep, seeds, url, token)
+        thresholds = {"shrink_top1": shrink_top1, "grow_entropy": grow_entropy}
+        sweep = _allocate_or_exit(from_sweep, seeds, url, token, thresholds, only_changed)
     else:
         sweep = _build_or_exit(name, task, backbone, seeds, lora_rank, related)
     if sweep_name:
@@ -83,7 +103,12 @@ def _build_or_exit(
 
 
 def _allocate_or_exit(
-    from_sweep: int | None, seeds: int, url: str | None, token: str | None
+    from_sweep: int | None,
+    seeds: int,
+    url: str | None,
+    token: str | None,
+    thresholds: dict[str, float],
+    only_changed: bool,
 ) -> dict[str, Any]:
     from cli.allocate_source import fetch_finished_runs
     from tenslora.sweep_presets import allocate
@@ -92,7 +117,8 @@ def _allocate_or_exit(
         raise _fail("preset allocate needs --from-sweep ID, a finished sweep to read spectra from")
     try:
         runs = fetch_finished_runs(url, token, from_sweep)
-        return allocate(runs, seeds, name=f"allocate-from-sweep-{from_sweep}")
+        return allocate(runs, seeds, name=f"allocate-from-sweep-{from_sweep}",
+                        only_changed=only_changed, **thresholds)
     except (LookupError, ValueError) as exc:
         raise _fail(f"sweep {from_sweep}: {exc}") from None
 

@@ -5,6 +5,7 @@
     python scripts/study_figure.py curves SWEEP_ID --db study.db --out docs/img/w.png
     python scripts/study_figure.py curve metrics.jsonl --out docs/img/z.png
     python scripts/study_figure.py compare SWEEP_A SWEEP_B --db study.db --suffix -allocated
+    python scripts/study_figure.py spectra SWEEP_ID --db study.db --tags a-isoparams,b-isoparams
 
 ``params``: mean accuracy (+/- sample std over seeds) against the adapter's parameter count, one
 point per tag, coloured by regime (LoRA, isorank, isoparameters, related, allocated), the LoRA mean
@@ -15,6 +16,9 @@ tag's mean. ``curve``: the validation accuracy and training loss a
 on stdout, no figure): each row of sweep B whose tag is a tag of sweep A plus ``--suffix``, against
 that row of A: means, delta and Welch's p, computed as the service computes them
 (``scheduler.results.welch_p_value``), for rows that a single sweep's ``compare_to`` cannot pair.
+``spectra`` (Markdown, no figure): what the rank allocator reads for each tag's adapter, its
+modes' top-1 energy, normalised entropy and effective rank averaged over the tag's seeds
+(``tenslora.contract.allocator_input``, as ``tenslora sweep preset allocate`` reads them).
 
 Results are read the way ``tenslora results`` reads them (``cli.sweep_client``): over HTTP with
 ``--url`` / ``--token`` (TENSLORA_API_URL / TENSLORA_TOKEN), or from the SQLite file ``--db``.
@@ -242,6 +246,29 @@ def compare_table(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], su
     return "\n".join(lines)
 
 
+def spectra_table(runs: list[dict[str, Any]], tags: list[str] | None) -> str:
+    """Markdown: per tag and mode, the allocator's input averaged over the tag's seeds."""
+    from tenslora.config import AdapterConfig
+    from tenslora.contract import allocator_input
+
+    by_tag: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_tag.setdefault(str(run["config"].get("tag")), []).append(run)
+    lines = ["| row | seeds | mode | rank | top-1 energy | normalised entropy | effective rank |",
+             "|---|--:|---|--:|--:|--:|--:|"]
+    for tag in tags or sorted(by_tag):
+        group = by_tag.get(tag)
+        if not group or (group[0]["config"].get("adapter") or {}).get("method") == "lora":
+            continue
+        ranks = AdapterConfig.from_dict(group[0]["config"]["adapter"]).mode_ranks()
+        spectra = allocator_input([run["spectra_metrics"] for run in group], ranks)
+        for mode, stats in spectra.items():
+            lines.append(f"| {tag} | {len(group)} | {mode} | {stats['rank']} | "
+                         f"{stats['top1_energy']:.3f} | {stats['entropy_norm']:.3f} | "
+                         f"{stats['effective_rank']:.2f} |")
+    return "\n".join(lines)
+
+
 def save(fig: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -252,9 +279,10 @@ def save(fig: Any, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=("params", "multiplier", "curves", "curve", "compare"))
+    parser.add_argument(
+        "figure", choices=("params", "multiplier", "curves", "curve", "compare", "spectra"))
     parser.add_argument("source", nargs="+", help="sweep ids, or the metrics .jsonl for curve")
-    parser.add_argument("--out", type=Path, help="PNG to write (every figure but compare)")
+    parser.add_argument("--out", type=Path, help="PNG to write (all but compare, spectra)")
     parser.add_argument("--suffix", default="-allocated",
                         help="compare: the tag suffix of B's rows (A's tag + suffix)")
     parser.add_argument("--metrics", default="accuracy,mcc", help="compare: result metrics")
@@ -263,17 +291,26 @@ def main() -> None:
                         f"metric ({EVAL}/accuracy)")
     parser.add_argument("--title", default="")
     parser.add_argument("--tags", default=None,
-                        help="curves: only these tags (comma-separated; default every tag)")
+                        help="curves, spectra: only these tags (comma-separated; default every "
+                        "tag)")
     parser.add_argument("--db", type=Path, help="SQLite file of the sweeps (instead of --url)")
     parser.add_argument("--url", default=os.environ.get("TENSLORA_API_URL"))
     parser.add_argument("--token", default=os.environ.get("TENSLORA_TOKEN"))
     args = parser.parse_args()
-    if args.figure != "compare" and args.out is None:
+    if args.figure not in ("compare", "spectra") and args.out is None:
         parser.error(f"{args.figure} needs --out")
     if args.figure == "curve":
         curve_figure(Path(args.source[0]), args.out, args.title)
         return
     url = None if args.db else args.url
+    if args.figure == "spectra":
+        if args.db is not None:
+            os.environ["TENSLORA_DATABASE_URL"] = f"sqlite:///{args.db.resolve()}"
+        from cli.allocate_source import fetch_finished_runs
+
+        runs = fetch_finished_runs(url, args.token, int(args.source[0]))
+        print(spectra_table(runs, args.tags.split(",") if args.tags else None))
+        return
     if args.figure == "curves":
         name = args.metric or f"{EVAL}/accuracy"
         curves = fetch_curves(int(args.source[0]), name, url, args.token, args.db)

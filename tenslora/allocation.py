@@ -15,6 +15,11 @@ from tenslora.config import AdapterConfig
 from tenslora.methods import PROJECTIONS, Shape, get_method
 from tenslora.presets import predict_parameters
 
+#: A mode at least this much of whose energy is in its top singular value is redundant.
+SHRINK_TOP1 = 0.9
+#: Modes with at least this normalised SVD entropy may grow into the budget that is left.
+GROW_ENTROPY = 0.5
+
 
 def _budget_parameters(method: str, factorization: str, ranks: Sequence[int],
                        shape: Shape) -> int:
@@ -46,8 +51,8 @@ def allocate_ranks(
     *,
     factorization: str = "tucker",
     n_projections: int = 3,
-    shrink_top1: float = 0.9,
-    grow_entropy: float = 0.5,
+    shrink_top1: float = SHRINK_TOP1,
+    grow_entropy: float = GROW_ENTROPY,
 ) -> dict[str, int]:
     """TensLoRA+ heterogeneous ranks from the spectra of a trained adapter.
 

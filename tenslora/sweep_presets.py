@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from tenslora.allocation import allocate_ranks
+from tenslora.allocation import GROW_ENTROPY, SHRINK_TOP1, allocate_ranks
 from tenslora.catalog import get_backbone, get_task
 from tenslora.config import AdapterConfig
 from tenslora.contract import SPECTRUM_PREFIXES, allocator_input
@@ -197,15 +197,25 @@ def core_lr(
     }
 
 
-def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "allocate"
-             ) -> dict[str, Any]:
+def allocate(
+    runs: Sequence[Mapping[str, Any]],
+    seeds: int = 5,
+    name: str = "allocate",
+    *,
+    shrink_top1: float = SHRINK_TOP1,
+    grow_entropy: float = GROW_ENTROPY,
+    only_changed: bool = False,
+) -> dict[str, Any]:
     """A sweep of the allocator's ranks for each Tucker adapter among finished ``runs``.
 
     ``runs``: ``[{"config": job spec, "spectra_metrics": {metric name: last value}}]``. Runs
     that differ only in seed are one adapter; their spectra are averaged
-    (``tenslora.contract.allocator_input``). Raises ValueError when
-    no run is a Tucker tensor adapter with spectrum metrics.
+    (``tenslora.contract.allocator_input``). ``shrink_top1`` and ``grow_entropy`` are
+    ``allocate_ranks``'s thresholds. ``only_changed``: leave out the adapters whose ranks the
+    allocator kept (their rows would repeat the source runs). Raises ValueError when no run is a
+    Tucker tensor adapter with spectrum metrics, or when ``only_changed`` leaves no row.
     """
+    thresholds = {"shrink_top1": shrink_top1, "grow_entropy": grow_entropy}
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for run in runs:
         spec = run["config"]
@@ -215,12 +225,21 @@ def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "all
             continue
         key = json.dumps({k: v for k, v in spec.items() if k != "seed"}, sort_keys=True)
         groups.setdefault(key, []).append(run)
-    configs = [entry for group in groups.values() if (entry := _allocated_entry(group))]
+    configs = [entry for group in groups.values()
+               if (entry := _allocated_entry(group, thresholds))]
     if not configs:
         raise ValueError(
             "the sweep has no succeeded Tucker tensor-adapter job with spectrum metrics "
             f"({', '.join(p + '*' for p in SPECTRUM_PREFIXES)}) to allocate ranks from"
         )
+    changed = [entry for entry in configs if entry.pop("changed")]
+    if only_changed:
+        configs = changed
+        if not configs:
+            raise ValueError(
+                "the allocator kept the ranks of every adapter (no mode has a top-1 energy of "
+                f"{shrink_top1} or more): nothing to run; a lower shrink_top1 compresses more"
+            )
     base = {k: v for k, v in configs[0].pop("spec").items() if k not in ("tag", "seed", "adapter")}
     for entry in configs[1:]:
         spec = entry.pop("spec")
@@ -229,7 +248,8 @@ def allocate(runs: Sequence[Mapping[str, Any]], seeds: int = 5, name: str = "all
     return {"name": name, "base": base, "configs": configs, "grid": {"seed": _seed_list(seeds)}}
 
 
-def _allocated_entry(group: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+def _allocated_entry(group: list[Mapping[str, Any]], thresholds: Mapping[str, float]
+                     ) -> dict[str, Any] | None:
     spec = group[0]["config"]
     config = AdapterConfig.from_dict(spec["adapter"])
     current = config.mode_ranks()
@@ -239,10 +259,13 @@ def _allocated_entry(group: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     info = get_backbone(spec["backbone"])
     budget = predict_parameters(config, info.d_model, info.n_layers, info.n_heads)
     ranks = allocate_ranks(spectra, config.method, budget, info.d_model, info.n_layers,
-                           info.n_heads, n_projections=config.n_projections)
+                           info.n_heads, n_projections=config.n_projections,
+                           shrink_top1=thresholds["shrink_top1"],
+                           grow_entropy=thresholds["grow_entropy"])
     tag = spec.get("tag") or config.method
     adapter = {**spec["adapter"], "ranks": [ranks[mode] for mode in config.modes]}
-    return {"tag": f"{tag}-allocated", "adapter": adapter, "spec": dict(spec)}
+    return {"tag": f"{tag}-allocated", "adapter": adapter, "spec": dict(spec),
+            "changed": ranks != current}
 
 
 def _seed_list(seeds: int) -> list[int]:

@@ -141,3 +141,29 @@ def test_allocate_from_an_unknown_sweep_exits_2(tmp_path):
     done = _preset("allocate", "--from-sweep", "999",
                    database_url=f"sqlite:///{tmp_path / 'empty.db'}")
     assert done.returncode == 2 and "999" in done.stderr
+
+
+def test_allocate_thresholds_decide_what_is_redundant_and_only_changed_drops_kept_rows(
+    finished_sweep, tmp_path
+):
+    url, sweep_id = finished_sweep
+    # At the default threshold (0.9) Input (top-1 energy 0.97) is redundant: the row changes.
+    out = tmp_path / "changed.yaml"
+    done = _preset("allocate", "--from-sweep", str(sweep_id), "--seeds", "1", "--only-changed",
+                   "--out", str(out), database_url=url)
+    assert done.returncode == 0, done.stderr
+    [job] = [parse_spec(job) for job in expand_jobs(yaml.safe_load(out.read_text()))]
+    assert job.adapter.mode_ranks()["Input"] < 4
+    # Above every mode's top-1 energy nothing is redundant, and at its own budget nothing grows.
+    kept = tmp_path / "kept.yaml"
+    done = _preset("allocate", "--from-sweep", str(sweep_id), "--seeds", "1",
+                   "--shrink-top1", "0.99", "--out", str(kept), database_url=url)
+    assert done.returncode == 0, done.stderr
+    [job] = [parse_spec(job) for job in expand_jobs(yaml.safe_load(kept.read_text()))]
+    assert job.adapter.mode_ranks() == {"Input": 4, "Output": 4, "QKV": 3, "Layers": 4}
+    done = _preset("allocate", "--from-sweep", str(sweep_id), "--shrink-top1", "0.99",
+                   "--only-changed", database_url=url)
+    assert done.returncode == 2 and "kept the ranks of every adapter" in done.stderr
+    done = _preset("allocate", "--from-sweep", str(sweep_id), "--shrink-top1", "1.5",
+                   database_url=url)
+    assert done.returncode == 2 and "--shrink-top1" in done.stderr
