@@ -65,6 +65,9 @@ class LocalCluster:
             self.interrupted.set()
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with Ctrl-C off (nohup &)
+            yield
+            return
         previous = signal.signal(signal.SIGINT, on_ctrl_c)
         try:
             yield

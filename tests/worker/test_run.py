@@ -163,12 +163,35 @@ def test_ctrl_c_during_a_run_is_taken_at_a_safe_point_and_a_second_one_at_once(
     from cli.local_cluster import LocalCluster
 
     cluster = LocalCluster(tmp_path, 0, [])
-    with cluster.ctrl_c_stops():
-        os.kill(os.getpid(), signal.SIGINT)
-        wait_for("the handler to run", cluster.interrupted.is_set, timeout=5)
-        with pytest.raises(KeyboardInterrupt):
-            cluster.pause(0)
-        with pytest.raises(KeyboardInterrupt):
+    # As in a terminal (a suite started in the background inherits Ctrl-C ignored).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with cluster.ctrl_c_stops():
             os.kill(os.getpid(), signal.SIGINT)
-            wait_for("the second Ctrl-C", lambda: False, timeout=5)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            wait_for("the handler to run", cluster.interrupted.is_set, timeout=5)
+            with pytest.raises(KeyboardInterrupt):
+                cluster.pause(0)
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                wait_for("the second Ctrl-C", lambda: False, timeout=5)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_run_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from cli.local_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path, 0, [])
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup tenslora run ... &` is
+    try:
+        with cluster.ctrl_c_stops():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            cluster.pause(0.2)  # nothing was set, nothing raises
+        assert not cluster.interrupted.is_set()
+    finally:
+        signal.signal(signal.SIGINT, before)
