@@ -4,7 +4,7 @@
     python scripts/study_figure.py multiplier SWEEP_ID --db study.db --out docs/img/y.png
     python scripts/study_figure.py curves SWEEP_ID --db study.db --out docs/img/w.png
     python scripts/study_figure.py curve metrics.jsonl --out docs/img/z.png
-    python scripts/study_figure.py compare SWEEP_A SWEEP_B --db study.db --suffix -allocated
+    python scripts/study_figure.py compare SWEEP_A SWEEP_B --db study.db --suffix=-allocated
     python scripts/study_figure.py spectra SWEEP_ID --db study.db --tags a-isoparams,b-isoparams
 
 ``params``: mean accuracy (+/- sample std over seeds) against the adapter's parameter count, one
