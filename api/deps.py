@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import Role
 from scheduler.db import Database
 from scheduler.errors import Forbidden, SchedulerError, Unauthenticated
 from scheduler.settings import Settings
@@ -105,14 +106,14 @@ def _still_live(database: Database, token_id: int) -> bool:
         return is_live(session, token_id)
 
 
-def require_role(*roles: str) -> Callable[[TokenInfo], Coroutine[None, None, TokenInfo]]:
+def require_role(*roles: Role) -> Callable[[TokenInfo], Coroutine[None, None, TokenInfo]]:
     """A dependency that lets ``roles`` (and admin) through and answers 403 to the rest."""
 
     async def check(token: Annotated[TokenInfo, Depends(get_token)]) -> TokenInfo:
-        if token.role != "admin" and token.role not in roles:
+        if token.role != Role.admin and token.role not in roles:
             raise Forbidden(
                 f"a {token.role} token may not do this; it needs the role "
-                f"{' or '.join((*roles, 'admin'))}"
+                f"{' or '.join((*roles, Role.admin))}"
             )
         return token
 
@@ -120,7 +121,7 @@ def require_role(*roles: str) -> Callable[[TokenInfo], Coroutine[None, None, Tok
 
 
 async def fresh_admin(
-    request: Request, token: Annotated[TokenInfo, Depends(require_role("admin"))]
+    request: Request, token: Annotated[TokenInfo, Depends(require_role(Role.admin))]
 ) -> TokenInfo:
     """An admin token checked against the database on every call, not the cache: a revoked
     admin token must not mint or revoke anything on any server, even within the cache's life."""
@@ -132,5 +133,5 @@ async def fresh_admin(
 
 AnyToken = Annotated[TokenInfo, Depends(get_token)]
 AdminToken = Annotated[TokenInfo, Depends(fresh_admin)]
-SubmitterToken = Annotated[TokenInfo, Depends(require_role("submitter"))]
-WorkerToken = Annotated[TokenInfo, Depends(require_role("worker"))]
+SubmitterToken = Annotated[TokenInfo, Depends(require_role(Role.submitter))]
+WorkerToken = Annotated[TokenInfo, Depends(require_role(Role.worker))]

@@ -26,7 +26,7 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tenslora import AdapterConfig, apply_adapter, count_adapter_parameters
-from tenslora.methods import TENSOR_METHODS
+from tenslora.core.methods import TENSOR_METHODS
 
 BATCH, TOKENS = 8, 64
 PEFT, FROZEN = "PEFT LoRA", "frozen backbone"

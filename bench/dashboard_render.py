@@ -31,7 +31,7 @@ from scheduler.results import aggregate_results
 from scheduler.settings import Settings
 from scheduler.sweeps import create_sweep
 from scheduler.tokens import create_token
-from tenslora.contract import GRAD_NORM, LR, SPECTRUM_METRICS, TRAIN_LOSS, metric_name
+from tenslora.core.metric_contract import GRAD_NORM, LR, SPECTRUM_METRICS, TRAIN_LOSS, metric_name
 
 GOAL_S = 0.5
 METHODS = ("att", "qkv", "depth", "att_qkv", "att_depth", "qkv_depth", "att_qkv_depth")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tenslora.backbones import Backbone, load_backbone, text_encoder
-from tenslora.spec import TrainSpec
+from tenslora.core.job_spec import TrainSpec
+from tenslora.training.backbones import Backbone, load_backbone, text_encoder
 from tenslora.training.jobs import JobSink
 from tenslora.training.loop import PackRun, pack_step, prepare
 
@@ -84,7 +84,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _prepared(indices: list[int], args: argparse.Namespace) -> PackRun:
-    from tenslora.tasks import load_task
+    from tenslora.training.tasks import load_task
 
     device = torch.device(args.device)
     specs = [job_spec(i, args) for i in indices]

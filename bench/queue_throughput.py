@@ -33,7 +33,7 @@ from tests.helpers.server import mint_tokens, start_server
 
 GOAL_JOBS_PER_S = 300.0
 GOAL_PACKED_JOBS_PER_S = 1000.0
-# Train jobs share a pack key when only the seed differs (see tenslora/packing.py).
+# Train jobs share a pack key when only the seed differs (see tenslora/core/pack_key.py).
 PACKABLE_JOB = {
     "kind": "train", "task": "synthetic_text", "backbone": "minilm",
     "train": {"max_steps": 1, "batch_size": 4, "max_length": 16},

@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from tenslora.methods import METHODS
-from tenslora.spec import TrainLoopSpec, TrainSpec
+from tenslora.core.job_spec import TrainLoopSpec, TrainSpec
+from tenslora.core.methods import METHODS
 from tenslora.training.jobs import JobSink, optimizer_step, post_step_values, pre_step_values
 from tenslora.training.loop import PackRun, prepare, train_step
 
@@ -73,7 +73,7 @@ def main() -> None:
     print(f"{'method':<15}{'params':>9}{'step ms':>9}{'samples/s':>11}{'vs LoRA':>9}"
           f"{'metrics ms':>12}{'% of step @log_every=' + str(log_every):>27}")
     for method, run in runs.items():
-        from tenslora.model import count_adapter_parameters
+        from tenslora.adapters.model import count_adapter_parameters
 
         step = statistics.median(step_s[method])
         # The timed metric block includes one optimiser step; subtract the step's share of it.

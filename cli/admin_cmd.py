@@ -22,7 +22,8 @@ def create(
     name: Annotated[str, typer.Option(help="who or what holds the token")],
 ) -> None:
     """Mint a token; it is printed on the last line and never stored in clear."""
-    from scheduler.tokens import ROLES, create_token
+    from protocol.vocabulary import ROLES
+    from scheduler.tokens import create_token
 
     if role not in ROLES:
         typer.echo(f"error: --role must be one of {', '.join(ROLES)}; got {role!r}", err=True)

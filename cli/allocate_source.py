@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from tenslora.contract import SPECTRUM_PREFIXES, last_values
+from tenslora.core.metric_contract import SPECTRUM_PREFIXES, last_values
 
 
 def fetch_finished_runs(url: str | None, token: str | None, sweep_id: int) -> list[dict[str, Any]]:

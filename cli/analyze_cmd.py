@@ -14,7 +14,7 @@ import typer
 from cli.sweep_cmd import Token, Url
 
 if TYPE_CHECKING:
-    from tenslora.hosvd import AdapterSpectra
+    from tenslora.analysis.hosvd import AdapterSpectra
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -53,7 +53,7 @@ def analyze(
 
 
 def _analyse(folder: Path) -> AdapterSpectra:
-    from tenslora.analysis import adapter_mode_spectra
+    from tenslora.analysis.hosvd import adapter_mode_spectra
 
     try:
         return adapter_mode_spectra(folder)

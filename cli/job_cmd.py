@@ -18,7 +18,7 @@ job_app = typer.Typer(help="Read what a job left behind.", no_args_is_help=True)
 def fetch_adapter(job_id: int, out: Path, url: str | None, token: str | None) -> Path:
     """Download job ``job_id``'s adapter into ``out``; a refusal exits with the API's reason."""
     from cli.sweep_client import ClientError, make_client
-    from tenslora.archive import extract_adapter
+    from tenslora.core.archive import extract_adapter
 
     try:
         archive = make_client(url, token).adapter(job_id)

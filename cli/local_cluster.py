@@ -18,6 +18,7 @@ from typing import Any
 
 from protocol.client import ApiClient
 from protocol.errors import ApiRejected
+from protocol.vocabulary import Role
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 POLL_S = 1.0
@@ -101,7 +102,7 @@ class LocalCluster:
             [sys.executable, "-m", "worker", "--api", self.url, "--name", "local",
              "--drain-timeout", "0", "--spool-dir", str(self.data_dir / "spool"),
              *self.worker_flags],
-            TENSLORA_TOKEN=self.tokens["worker"],
+            TENSLORA_TOKEN=self.tokens[Role.worker],
         )
 
     def _mint_tokens(self) -> None:
@@ -113,7 +114,7 @@ class LocalCluster:
         database = Database(self.database_url)
         try:
             with database.session() as session:
-                for role in ("admin", "worker"):
+                for role in (Role.admin, Role.worker):
                     self.tokens[role] = create_token(session, role, f"local {role}")
         finally:
             database.dispose()
@@ -141,7 +142,7 @@ class LocalCluster:
     # ---- run -----------------------------------------------------------------------------------
 
     def _api(self) -> ApiClient:
-        return ApiClient(self.url, self.tokens["admin"], timeout_s=30, retry_for_s=0)
+        return ApiClient(self.url, self.tokens[Role.admin], timeout_s=30, retry_for_s=0)
 
     def submit(self, body: dict[str, Any]) -> int:
         with self._api() as api:
@@ -221,8 +222,8 @@ class LocalCluster:
                 print("no succeeded run kept an adapter")
                 return
         from cli.analyze_cmd import print_spectra
-        from tenslora.analysis import adapter_mode_spectra
-        from tenslora.archive import extract_adapter
+        from tenslora.analysis.hosvd import adapter_mode_spectra
+        from tenslora.core.archive import extract_adapter
 
         folder = extract_adapter(archive, self.data_dir / f"job-{job.id}-adapter")
         method = job.config.get("adapter", {}).get("method", "?")

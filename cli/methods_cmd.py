@@ -23,8 +23,8 @@ def methods(
     from rich.console import Console
     from rich.table import Table
 
-    from tenslora.methods import METHODS
-    from tenslora.reporting import method_rows
+    from tenslora.core.methods import METHODS
+    from tenslora.core.parameter_table import method_rows
 
     projections = ("q", "k", "v", "o") if with_o else ("q", "k", "v")
     try:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tenslora.allocation import GROW_ENTROPY, SHRINK_TOP1
+from tenslora.core.allocation import GROW_ENTROPY, SHRINK_TOP1
 
 
 def preset(
@@ -111,7 +111,7 @@ def _allocate_or_exit(
     only_changed: bool,
 ) -> dict[str, Any]:
     from cli.allocate_source import fetch_finished_runs
-    from tenslora.sweep_presets import allocate
+    from tenslora.sweeps.presets import allocate
 
     if from_sweep is None:
         raise _fail("preset allocate needs --from-sweep ID, a finished sweep to read spectra from")
@@ -126,8 +126,8 @@ def _allocate_or_exit(
 def _apply_overrides_or_exit(sweep: dict[str, Any], overrides: list[str]) -> None:
     from pydantic import ValidationError
 
-    from tenslora.spec import parse_spec
-    from tenslora.sweep_presets import expand_jobs, set_base_value
+    from tenslora.core.job_spec import parse_spec
+    from tenslora.sweeps.presets import expand_jobs, set_base_value
 
     try:
         for assignment in overrides:
@@ -142,7 +142,7 @@ def _print_summary(sweep: dict[str, Any], lora_rank: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tenslora.sweep_presets import adapter_parameters
+    from tenslora.sweeps.presets import adapter_parameters
 
     backbone = sweep["base"]["backbone"]
     lora = adapter_parameters({"method": "lora", "ranks": lora_rank}, backbone)

@@ -12,7 +12,7 @@ def tasks(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """List the tasks a train spec may name; offline ones work with no hub."""
-    from tenslora.tasks import task_rows
+    from tenslora.training.tasks import task_rows
 
     rows = task_rows()
     if as_json:

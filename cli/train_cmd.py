@@ -19,7 +19,7 @@ def load_train_spec(path: Path) -> Any:
     import yaml
     from pydantic import ValidationError
 
-    from tenslora.spec import TrainSpec
+    from tenslora.core.job_spec import TrainSpec
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -56,9 +56,9 @@ def train(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tenslora.backbones import BackboneUnavailableError
-    from tenslora.tasks import HubUnavailableError, MissingDataError
     from tenslora.training import TrainingFailed, run_training
+    from tenslora.training.backbones import BackboneUnavailableError
+    from tenslora.training.tasks import HubUnavailableError, MissingDataError
 
     try:
         out = metrics_out.open("w", encoding="utf-8") if metrics_out else None

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
-from tenslora.spec import spec_paths
+from tenslora.core.job_spec import spec_paths
 
 # No NUL characters: Postgres text cannot hold them.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]

@@ -23,13 +23,17 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus
 from scheduler.errors import InvalidInput, NotFound, TooLarge
 from scheduler.models import JOB_ADAPTERS, JOBS, Job, utcnow
 from scheduler.queue import finite_json, owned_job
-from scheduler.states import JobStatus
 from scheduler.upsert import upsert
-from tenslora.archive import ADAPTER_FILES, pack_adapter
-from tenslora.contract import ADAPTER_ANALYSIS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
+from tenslora.core.archive import ADAPTER_FILES, pack_adapter
+from tenslora.core.metric_contract import (
+    ADAPTER_ANALYSIS_FILE,
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_WEIGHTS_FILE,
+)
 
 LIMIT_SETTING = "TENSLORA_MAX_ADAPTER_MB"
 

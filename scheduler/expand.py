@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from scheduler.errors import InvalidInput
-from tenslora.spec import SyntheticSpec, TrainSpec, parse_spec, spec_hash
-from tenslora.sweep_document import deep_merge, set_path
+from tenslora.core.job_spec import SyntheticSpec, TrainSpec, parse_spec, spec_hash
+from tenslora.sweeps.documents import deep_merge, set_path
 
 DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 

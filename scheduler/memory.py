@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus
 from scheduler.models import OBSERVED_MEMORY, Job, ObservedMemory, utcnow
-from scheduler.states import JobStatus
 from scheduler.upsert import upsert
-from tenslora.catalog import BACKBONES
-from tenslora.spec import SyntheticSpec, TrainSpec
+from tenslora.core.catalog import BACKBONES
+from tenslora.core.job_spec import SyntheticSpec, TrainSpec
 
 # A CUDA context, the allocator's slack and the framework: paid once per process.
 RUNTIME_OVERHEAD_MB = 500

@@ -10,11 +10,11 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus
 from scheduler.errors import NotFound
 from scheduler.limits import Limits, check_names
 from scheduler.models import METRICS, Job, Metric
 from scheduler.queue import owned_job
-from scheduler.states import JobStatus
 
 
 @dataclass(frozen=True)

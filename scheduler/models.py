@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from scheduler.states import JobStatus
+from protocol.vocabulary import JobStatus
 
 NAME_LENGTH = 200
 
@@ -103,8 +103,8 @@ class Job(Base):
     memory_estimate_mb: Mapped[int] = mapped_column(BigInteger)
     # Jobs of one shape share an observed memory peak (see scheduler.memory).
     shape_key: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
-    # Jobs with equal pack keys may train in one process (see tenslora.packing); a job that ran in
-    # a pack keeps the pack's id.
+    # Jobs with equal pack keys may train in one process (see tenslora.core.pack_key); a job that
+    # ran in a pack keeps the pack's id.
     pack_key: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
     pack_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     lease_id: Mapped[str | None] = mapped_column(String(32), nullable=True)

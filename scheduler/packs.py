@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus
 from scheduler.memory import observed_peaks, pack_memory_mb, shape_key, share_key
 from scheduler.models import JOBS, utcnow
 from scheduler.queue import (
@@ -24,8 +25,8 @@ from scheduler.queue import (
     reap_expired,
     record_worker,
 )
-from scheduler.states import JobStatus, move
-from tenslora.spec import TrainSpec, parse_spec
+from scheduler.states import move
+from tenslora.core.job_spec import TrainSpec, parse_spec
 
 _NEXT_FIT = next_fitting_job(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
 _SAME_KEY = (

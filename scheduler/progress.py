@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import TERMINAL
 from scheduler.models import Job
-from scheduler.states import TERMINAL
 
 FINISHED: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL))
 

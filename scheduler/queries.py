@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import Job, Worker, utcnow
-from scheduler.states import JobStatus
 
 
 @dataclass(frozen=True)

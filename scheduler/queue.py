@@ -17,13 +17,14 @@ from typing import Any
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus
 from scheduler.errors import Conflict, Forbidden, NotFound
 from scheduler.limits import Limits, check_count, check_names, truncate_text
 from scheduler.memory import pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
-from scheduler.states import JobStatus, move
+from scheduler.states import move
 from scheduler.upsert import upsert
-from tenslora.spec import TrainSpec, parse_spec
+from tenslora.core.job_spec import TrainSpec, parse_spec
 
 # A job as an ORM object or as a row of the jobs table: both have one attribute per column.
 JobRecord = Job | Row[Any]

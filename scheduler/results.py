@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.expand import DOTTED_PATH
 from scheduler.models import Job, ResultValue, Sweep
-from scheduler.states import JobStatus
-from tenslora.spec import spec_paths
+from tenslora.core.job_spec import spec_paths
 
 MAX_GROUP_PATHS = 8
 #: What results group by: the job spec's own paths (the API's enum of ``group_by``).

@@ -2,41 +2,18 @@
 
 Every statement that changes ``jobs.status`` is built by ``move``: it filters on ``sources(to)``
 (so a transition that is not listed here cannot happen, whatever the route or the race) and applies
-the field resets of entering ``to``. The status sets below are the only lists of statuses.
+the field resets of entering ``to``. The statuses and their sets
+are defined once, in ``protocol.vocabulary``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Table, Update, or_, update
 
-
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-#: Every job status, in lifecycle order (filters, pickers, counts).
-ALL: tuple[JobStatus, ...] = tuple(JobStatus)
-#: A job that may still run: it holds its sweep open.
-ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.queued, JobStatus.running})
-#: A job that is done for good.
-TERMINAL: frozenset[JobStatus] = frozenset(
-    {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}
-)
-
-
-class SweepStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    finished = "finished"
-    cancelled = "cancelled"
+from protocol.vocabulary import JobStatus, SweepStatus
 
 
 def sweep_status(cancelled: bool, counts: Mapping[str, int]) -> SweepStatus:
@@ -65,10 +42,6 @@ TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = {
 def sources(to: JobStatus) -> tuple[str, ...]:
     """The states a job may be in to move to ``to`` (for a ``WHERE status IN (...)``)."""
     return tuple(frm.value for frm, dst in TRANSITIONS if dst == to)
-
-
-def allowed(frm: JobStatus | str, to: JobStatus | str) -> bool:
-    return (JobStatus(frm), JobStatus(to)) in TRANSITIONS
 
 
 _LEASE_CLEARED = {"lease_id": None, "lease_expires_at": None, "worker_id": None, "device": None,

@@ -9,14 +9,15 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from protocol.vocabulary import JobStatus, Role, SweepStatus
 from scheduler.errors import Forbidden, NotFound
 from scheduler.expand import expand_sweep
 from scheduler.limits import Limits, check_length
 from scheduler.memory import estimate_memory_mb, observed_peaks, shape_key
 from scheduler.models import JOBS, Job, Sweep, utcnow
-from scheduler.states import JobStatus, SweepStatus, move, sweep_status
+from scheduler.states import move, sweep_status
 from scheduler.tokens import TokenInfo
-from tenslora.packing import pack_key
+from tenslora.core.pack_key import pack_key
 
 
 @dataclass
@@ -118,7 +119,9 @@ def list_sweeps(session: Session, limit: int = 50, offset: int = 0) -> tuple[lis
 
 def may_cancel(owner_token_id: int | None, by: TokenInfo | None) -> bool:
     """Admins (and the host's own CLI, ``by=None``) cancel any sweep; submitters their own."""
-    return by is None or by.role == "admin" or (by.role == "submitter" and owner_token_id == by.id)
+    if by is None or by.role == Role.admin:
+        return True
+    return by.role == Role.submitter and owner_token_id == by.id
 
 
 def cancel_sweep(session: Session, sweep_id: int, by: TokenInfo | None = None) -> SweepView:

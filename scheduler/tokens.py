@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, aliased
 
+from protocol.vocabulary import ROLES
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import ApiToken, DashboardSession, utcnow
 
-ROLES: tuple[str, ...] = ("admin", "submitter", "worker")
 TOKEN_PREFIX = "tl_"
 # `last_used_at` is written at most this often per token: a lookup is a read, not a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)

@@ -28,9 +28,9 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tenslora.config import AdapterConfig  # noqa: E402
-from tenslora.presets import predict_parameters  # noqa: E402
-from tenslora.reporting import method_rows  # noqa: E402
+from tenslora.core.adapter_config import AdapterConfig  # noqa: E402
+from tenslora.core.parameter_table import method_rows  # noqa: E402
+from tenslora.core.regimes import predict_parameters  # noqa: E402
 from tests.dashboard.support import (  # noqa: E402
     SESSION_COOKIE,
     Api,

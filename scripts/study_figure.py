@@ -18,7 +18,8 @@ that row of A: means, delta and Welch's p, computed as the service computes them
 (``scheduler.results.welch_p_value``), for rows that a single sweep's ``compare_to`` cannot pair.
 ``spectra`` (Markdown, no figure): what the rank allocator reads for each tag's adapter, its
 modes' top-1 energy, normalised entropy and effective rank averaged over the tag's seeds
-(``tenslora.contract.allocator_input``, as ``tenslora sweep preset allocate`` reads them).
+(``tenslora.core.metric_contract.allocator_input``, as ``tenslora sweep preset allocate`` reads
+them).
 
 Results are read the way ``tenslora results`` reads them (``cli.sweep_client``): over HTTP with
 ``--url`` / ``--token`` (TENSLORA_API_URL / TENSLORA_TOKEN), or from the SQLite file ``--db``.
@@ -42,7 +43,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tenslora.contract import EVAL, TRAIN_LOSS  # noqa: E402
+from tenslora.core.metric_contract import EVAL, TRAIN_LOSS  # noqa: E402
 
 #: Tag suffix -> (legend label, colour, marker); the suffixes `tenslora sweep preset` writes.
 REGIMES: dict[str, tuple[str, str, str]] = {
@@ -248,8 +249,8 @@ def compare_table(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], su
 
 def spectra_table(runs: list[dict[str, Any]], tags: list[str] | None) -> str:
     """Markdown: per tag and mode, the allocator's input averaged over the tag's seeds."""
-    from tenslora.config import AdapterConfig
-    from tenslora.contract import allocator_input
+    from tenslora.core.adapter_config import AdapterConfig
+    from tenslora.core.metric_contract import allocator_input
 
     by_tag: dict[str, list[dict[str, Any]]] = {}
     for run in runs:

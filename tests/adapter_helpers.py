@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 import transformers
 
-from tenslora.methods import METHODS
+from tenslora.core.methods import METHODS
 
 D_MODEL, N_LAYERS, N_HEADS = 48, 3, 4
 VOCAB = 64

@@ -14,11 +14,11 @@ import torch
 from adapter_helpers import GRID, GRID_IDS, N_HEADS, N_LAYERS, randomise, tiny_bert
 
 import tenslora
-from tenslora.analysis import adapter_mode_spectra
-from tenslora.config import AdapterConfig
-from tenslora.methods import LAYERS, METHODS, TENSOR_METHODS
-from tenslora.model import adapter_tensors, count_adapter_parameters, get_adapter
-from tenslora.presets import predict_parameters
+from tenslora.adapters.model import adapter_tensors, count_adapter_parameters, get_adapter
+from tenslora.analysis.hosvd import adapter_mode_spectra
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.methods import LAYERS, METHODS, TENSOR_METHODS
+from tenslora.core.regimes import predict_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 D_MODEL = 48
@@ -88,7 +88,7 @@ def test_the_analysed_tensors_are_the_updates_the_model_adds_split_by_the_backbo
     """A TensLoRA adapter's analysed tensors, read back slice by slice with the backbone's head
     split, are exactly the updates its projections add (and a LoRA's updates stacked the same
     way are what its constructions analyse)."""
-    from tenslora.hosvd import stack_updates
+    from tenslora.analysis.hosvd import stack_updates
 
     model = _adapted(method, "tucker", scaling=2.0)
     adapter = get_adapter(model)

@@ -6,13 +6,13 @@ import torch
 from adapter_helpers import GRID, GRID_IDS, N_HEADS, N_LAYERS, tiny_bert
 
 from tenslora import AdapterConfig, apply_adapter
-from tenslora.methods import METHODS, Shape
-from tenslora.model import (
+from tenslora.adapters.model import (
     adapter_config,
     adapter_tensors,
     count_adapter_parameters,
     mode_parameters,
 )
+from tenslora.core.methods import METHODS, Shape
 
 
 @pytest.mark.parametrize(("method", "factorization"), GRID, ids=GRID_IDS)

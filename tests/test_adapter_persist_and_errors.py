@@ -15,7 +15,7 @@ from tenslora import (
     merge_adapter,
     save_adapter,
 )
-from tenslora.model import get_adapter
+from tenslora.adapters.model import get_adapter
 
 
 def _logits(model):

@@ -23,8 +23,8 @@ from tenslora import (
     predict_parameters,
     unmerge_adapter,
 )
-from tenslora.methods import METHODS
-from tenslora.model import adapter_tensors, get_adapter
+from tenslora.adapters.model import adapter_tensors, get_adapter
+from tenslora.core.methods import METHODS
 
 
 def _config(method, factorization, **kwargs):

@@ -15,7 +15,7 @@ from tenslora import (
     predict_parameters,
     save_adapter,
 )
-from tenslora.model import get_adapter, mode_parameters
+from tenslora.adapters.model import get_adapter, mode_parameters
 
 pytestmark = pytest.mark.slow
 

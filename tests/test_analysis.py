@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from tenslora.analysis import (
-    allocate_ranks,
-    grad_norms,
-    matrix_spectra,
-    spectrum_stats,
-    unfold,
-)
-from tenslora.config import AdapterConfig
-from tenslora.presets import predict_parameters
+from tenslora.analysis.signals import grad_norms, matrix_spectra
+from tenslora.analysis.spectrum import spectrum_stats, unfold
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.allocation import allocate_ranks
+from tenslora.core.regimes import predict_parameters
 
 
 def _independent_stats(matrix: np.ndarray) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tenslora.config import AdapterConfig
+from tenslora.core.adapter_config import AdapterConfig
 
 
 def test_ranks_accept_int_list_and_dict_in_mode_order():

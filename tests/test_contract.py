@@ -3,7 +3,7 @@
 import math
 
 from tenslora import contract
-from tenslora.methods import METHODS
+from tenslora.core.methods import METHODS
 
 
 def test_every_mode_of_every_method_has_a_metric_name_and_a_plot_colour():

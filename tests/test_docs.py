@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from cli.main import app
-from tenslora.spec import AdapterSpec, OptimSpec, SyntheticSpec, TrainLoopSpec, TrainSpec
-from tenslora.sweep_presets import adapter_parameters, paper_table2
+from tenslora.core.job_spec import AdapterSpec, OptimSpec, SyntheticSpec, TrainLoopSpec, TrainSpec
+from tenslora.sweeps.presets import adapter_parameters, paper_table2
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 # Pages other parts of the project write; links to them are checked once they exist.

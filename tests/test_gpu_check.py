@@ -20,8 +20,8 @@ from bench.gpu_check import packbench, service, training
 from bench.gpu_check.profile import CPU, GPU
 from bench.gpu_check.report import JSON_NAME, MARKDOWN_NAME, Report, Section, Skipped
 from scheduler.expand import expand_sweep
-from tenslora.methods import METHODS, TENSOR_METHODS
-from tenslora.spec import TrainSpec
+from tenslora.core.job_spec import TrainSpec
+from tenslora.core.methods import METHODS, TENSOR_METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,11 +19,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tenslora.backbones import BackboneUnavailableError, _load_hub, load_backbone
-from tenslora.config import AdapterConfig
-from tenslora.model import apply_adapter, count_adapter_parameters
-from tenslora.presets import predict_parameters
-from tenslora.tasks import hub
+from tenslora.adapters.model import apply_adapter, count_adapter_parameters
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.regimes import predict_parameters
+from tenslora.training.backbones import BackboneUnavailableError, _load_hub, load_backbone
+from tenslora.training.tasks import hub
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_an_image_task_without_validation_split_uses_test_and_unit_range_rgb(mon
 
 
 def test_a_task_with_no_hub_and_no_cache_says_what_works_offline(tmp_path):
-    code = "from tenslora.tasks import hub; hub.load_hub_task('cola')"
+    code = "from tenslora.training.tasks import hub; hub.load_hub_task('cola')"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from tenslora.config import AdapterConfig
-from tenslora.methods import METHODS, TENSOR_METHODS, Shape, method_parameters
-from tenslora.presets import isoparameters, isorank, predict_parameters
-from tenslora.reporting import method_rows
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.methods import METHODS, TENSOR_METHODS, Shape, method_parameters
+from tenslora.core.parameter_table import method_rows
+from tenslora.core.regimes import isoparameters, isorank, predict_parameters
 
 PAPER_TUCKER_ISORANK_R4 = {
     "lora": 221_184,

@@ -12,10 +12,10 @@ import torch
 from adapter_helpers import randomise, tiny_bert, token_batch, torch_threads
 
 from tenslora import AdapterConfig, apply_adapter
-from tenslora.model import get_adapter
-from tenslora.pack import build_pack
-from tenslora.packing import pack_key
-from tenslora.spec import TrainSpec
+from tenslora.adapters.model import get_adapter
+from tenslora.adapters.pack import build_pack
+from tenslora.core.job_spec import TrainSpec
+from tenslora.core.pack_key import pack_key
 from tenslora.training import JobSink, TrainingFailed, run_pack, run_training
 
 STEPS = 50

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tenslora.spec import OptimSpec
+from tenslora.core.job_spec import OptimSpec
 from tenslora.training.groups import plan_param_groups
 
 

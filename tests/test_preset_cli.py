@@ -14,10 +14,10 @@ from scheduler.metrics import MetricPoint, add_metrics
 from scheduler.migrate import upgrade
 from scheduler.queue import claim_job, complete_job
 from scheduler.sweeps import create_sweep, list_sweeps
-from tenslora.config import AdapterConfig
-from tenslora.presets import predict_parameters
-from tenslora.spec import parse_spec
-from tenslora.sweep_presets import expand_jobs
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.job_spec import parse_spec
+from tenslora.core.regimes import predict_parameters
+from tenslora.sweeps.presets import expand_jobs
 from tests.helpers.processes import REPO, project_env
 
 
@@ -116,7 +116,7 @@ def finished_sweep(tmp_path):
 def test_allocate_suggests_ranks_from_a_finished_sweep_at_the_same_budget(
     finished_sweep, tmp_path
 ):
-    from tenslora.analysis import allocate_ranks
+    from tenslora.core.allocation import allocate_ranks
 
     url, sweep_id = finished_sweep
     out = tmp_path / "allocated.yaml"

@@ -1,20 +1,13 @@
 """The scheduler's states: status sets, a sweep's status, and the one transition statement."""
 
+from protocol.vocabulary import ACTIVE, JOB_STATUSES, TERMINAL, JobStatus, SweepStatus
 from scheduler.models import JOBS
-from scheduler.states import (
-    ACTIVE,
-    ALL,
-    TERMINAL,
-    JobStatus,
-    SweepStatus,
-    move,
-    sweep_status,
-)
+from scheduler.states import move, sweep_status
 
 
 def test_status_sets_partition_every_status():
-    assert set(ALL) == ACTIVE | TERMINAL and not ACTIVE & TERMINAL
-    assert ALL[0] == JobStatus.queued
+    assert set(JOB_STATUSES) == ACTIVE | TERMINAL and not ACTIVE & TERMINAL
+    assert JOB_STATUSES[0] == JobStatus.queued
 
 
 def test_sweep_status_from_its_counts():

@@ -6,7 +6,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from tenslora.spec import SyntheticSpec, TrainSpec, parse_spec, spec_hash
+from tenslora.core.job_spec import SyntheticSpec, TrainSpec, parse_spec, spec_hash
 
 
 def _train(**over):
@@ -61,14 +61,16 @@ def test_equal_runs_hash_equally_whatever_the_spelling():
 
 def test_torch_free_modules_do_not_import_torch():
     code = (
-        "import sys, tenslora, tenslora.methods, tenslora.config, tenslora.spec, "
-        "tenslora.presets; assert 'torch' not in sys.modules, 'torch was imported'"
+        "import sys, tenslora, tenslora.core, tenslora.sweeps, tenslora.core.methods, "
+        "tenslora.core.adapter_config, tenslora.core.job_spec, tenslora.core.regimes, "
+        "tenslora.core.catalog, tenslora.core.allocation, tenslora.core.archive, "
+        "tenslora.sweeps.presets; assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_spec_paths_follow_models_and_dataclasses_alike() -> None:
-    from tenslora.spec import spec_paths
+    from tenslora.core.job_spec import spec_paths
 
     paths = spec_paths()
     assert {"tag", "seed", "adapter", "adapter.method", "adapter.ranks", "optim.lr",

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from tenslora.config import AdapterConfig
-from tenslora.methods import TENSOR_METHODS
-from tenslora.presets import isoparameters, isorank, predict_parameters
-from tenslora.spec import TrainSpec, parse_spec, spec_hash
-from tenslora.sweep_presets import (
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.job_spec import TrainSpec, parse_spec, spec_hash
+from tenslora.core.methods import TENSOR_METHODS
+from tenslora.core.regimes import isoparameters, isorank, predict_parameters
+from tenslora.sweeps.presets import (
     CORE_LR_MULTIPLIERS,
     adapter_parameters,
     core_lr,
@@ -149,5 +149,5 @@ def test_zero_seeds_is_refused():
 
 
 def test_presets_stay_torch_free():
-    code = "import tenslora.sweep_presets, sys; assert 'torch' not in sys.modules"
+    code = "import tenslora.sweeps.presets, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tenslora.catalog import BACKBONES, TASKS
-from tenslora.tasks import load_task, majority_baseline
-from tenslora.tasks.base import Split, split_train_validation
+from tenslora.core.catalog import BACKBONES, TASKS
+from tenslora.training.tasks import load_task, majority_baseline
+from tenslora.training.tasks.base import Split, split_train_validation
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = [name for name, info in TASKS.items() if info.offline]
@@ -23,7 +23,7 @@ def test_the_paper_tasks_and_backbones_stay_registered():
 
 
 def test_every_registry_entry_names_a_loader_that_exists():
-    from tenslora.catalog import load_reference
+    from tenslora.core.catalog import load_reference
 
     for info in TASKS.values():
         assert (info.hub is None) != (info.loader is None), info.name
@@ -36,7 +36,7 @@ def test_every_registry_entry_names_a_loader_that_exists():
 
 
 def test_a_task_entry_must_say_where_its_data_comes_from():
-    from tenslora.catalog import HubSource, TaskInfo
+    from tenslora.core.catalog import HubSource, TaskInfo
 
     with pytest.raises(ValueError, match="exactly one of hub and loader"):
         TaskInfo("nowhere", "text", 2, True, False, "nothing")

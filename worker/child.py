@@ -217,8 +217,8 @@ def run_train(
 def _write_analysis(adapter_dir: Path) -> None:
     """The adapter's HOSVD mode analysis beside it, for the dashboard's job page. Optional: a
     failure costs the page its table, never the run its result or adapter."""
-    from tenslora.analysis import adapter_mode_spectra
-    from tenslora.contract import ADAPTER_ANALYSIS_FILE
+    from tenslora.analysis.hosvd import adapter_mode_spectra
+    from tenslora.core.metric_contract import ADAPTER_ANALYSIS_FILE
 
     try:
         analysis = adapter_mode_spectra(adapter_dir).to_json(indent=None)
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = json.loads(spec_line)
         if "pack" in spec:
-            from tenslora.spec import parse_spec
+            from tenslora.core.job_spec import parse_spec
 
             folders = [Path(folder) for folder in spec.get("adapter_dirs") or []] or None
             run_pack([parse_spec(one) for one in spec["pack"]], events, args.device, stopped,
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec.get("kind") == "synthetic":
             result = run_synthetic(spec, events)
         else:
-            from tenslora.spec import parse_spec
+            from tenslora.core.job_spec import parse_spec
 
             result = run_train(parse_spec(spec), events, args.device, args.adapter_dir)
     except BaseException as error:  # report everything, including KeyboardInterrupt

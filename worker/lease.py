@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from protocol.client import ApiClient, ApiError, ApiRejected, ApiUnavailable, Lease, LeaseLost
-from tenslora.archive import zip_adapter
-from tenslora.contract import ADAPTER_CONFIG_FILE
+from tenslora.core.archive import zip_adapter
+from tenslora.core.metric_contract import ADAPTER_CONFIG_FILE
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,13 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from api.dashboard.tables import LOWER_IS_BETTER, SPEC_PATHS, method_of
+from protocol.vocabulary import ACTIVE, JobStatus
 from scheduler import artifacts, progress, queries, sweeps, tokens
 from scheduler import results as results_queries
 from scheduler import sessions as dashboard_sessions
 from scheduler.errors import NotFound
 from scheduler.metrics import get_metrics
 from scheduler.models import Job
-from scheduler.states import ACTIVE, JobStatus
 
 #: Config paths offered in the group-by picker (any dotted path of the job spec works).
 GROUP_KEYS: tuple[str, ...] = (

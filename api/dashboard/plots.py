@@ -12,7 +12,7 @@ from typing import Any
 import plotly.io as pio
 
 from api.dashboard.tables import ResultsTable
-from tenslora.contract import (
+from tenslora.core.metric_contract import (
     EVAL,
     GRAD_NORM,
     LR,

@@ -28,7 +28,7 @@ from api.dashboard.auth import (
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
 from api.responses import scrub_text
-from scheduler import states
+from protocol.vocabulary import ACTIVE, JOB_STATUSES, WRITER_ROLES
 from scheduler.errors import Forbidden, InvalidInput
 from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by, group_key
 from scheduler.sweeps import may_cancel
@@ -47,7 +47,7 @@ def _printable(value: Any) -> Any:
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(FILTERS)
 TEMPLATES.env.finalize = _printable
-STATUSES = tuple(status.value for status in states.ALL)
+STATUSES = tuple(status.value for status in JOB_STATUSES)
 TEMPLATES.env.globals["statuses"] = STATUSES
 TEMPLATES.env.globals["significant_p"] = SIGNIFICANT_P
 TEMPLATES.env.globals["group_key"] = group_key
@@ -90,7 +90,6 @@ class PageForbidden(PageError):
     title = "Forbidden"
 
 
-WRITER_ROLES = ("admin", "submitter")
 
 
 def render(
@@ -273,7 +272,7 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
         "viewer": viewer, "job": job, "figures": plots.job_figures(points), "pack": pack,
         "adapter": adapter,
         "suggestion": suggest.suggest(job["config"], job["result"], points),
-        "live": job["status"] in states.ACTIVE, "needs_plotly": True,
+        "live": job["status"] in ACTIVE, "needs_plotly": True,
     })
 
 

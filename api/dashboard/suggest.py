@@ -1,8 +1,8 @@
 """The "suggested ranks" panel: the TensLoRA+ rank allocator fed with a run's last spectra.
 
-The allocator (``tenslora.allocation``) is torch-free, so the server runs it in-process; its input
-comes from the streamed metrics through ``tenslora.contract``. The panel says why it is empty
-instead of failing the page when the run's spectra are missing.
+The allocator (``tenslora.core.allocation``) is torch-free, so the server runs it in-process;
+its input comes from the streamed metrics through ``tenslora.core.metric_contract``. The panel says
+why it is empty instead of failing the page when the run's spectra are missing.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenslora.allocation import allocate_ranks
-from tenslora.catalog import BACKBONES
-from tenslora.config import AdapterConfig
-from tenslora.contract import SPECTRUM_PREFIXES, allocator_input, last_values
-from tenslora.presets import predict_parameters
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.allocation import allocate_ranks
+from tenslora.core.catalog import BACKBONES
+from tenslora.core.metric_contract import SPECTRUM_PREFIXES, allocator_input, last_values
+from tenslora.core.regimes import predict_parameters
 
 log = logging.getLogger(__name__)
 

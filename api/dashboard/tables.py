@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.results import SIGNIFICANT_P
-from tenslora.contract import TRAIN_LOSS
-from tenslora.methods import METHODS
-from tenslora.presets import REGIMES
+from tenslora.core.methods import METHODS
+from tenslora.core.metric_contract import TRAIN_LOSS
+from tenslora.core.regimes import REGIMES
 
 #: Metrics where a smaller value is the better one (everything else: larger is better).
 LOWER_IS_BETTER: frozenset[str] = frozenset(
@@ -30,7 +30,7 @@ PREFERRED_METRICS: tuple[str, ...] = (
     "accuracy", "mcc", "f1", "best_accuracy", "best_mcc", "adapter_params", "trainable_params",
 )
 SECTIONS: tuple[str, ...] = ("LoRA", "Isorank", "Isoparameters", "")
-#: The section of each rank regime of the job spec (``tenslora.presets.REGIMES``); related
+#: The section of each rank regime of the job spec (``tenslora.core.regimes.REGIMES``); related
 #: methods go with everything else, after the paper's two regimes.
 REGIME_SECTIONS: dict[str, str] = dict(zip(REGIMES, ("LoRA", "Isorank", "Isoparameters", ""),
                                             strict=True))

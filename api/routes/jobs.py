@@ -28,9 +28,9 @@ from protocol.models import (
     MetricsRequest,
     MetricsStored,
 )
+from protocol.vocabulary import JobStatus
 from scheduler import artifacts, metrics, packs, queries, queue
 from scheduler.db import Database
-from scheduler.states import JobStatus
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]

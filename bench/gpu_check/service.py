@@ -228,7 +228,7 @@ def _adapter(job: dict[str, Any]) -> str:
 def _formula_pack_mb(members: list[dict[str, Any]]) -> int:
     """Backbone once plus each job's share, by the scheduler's own formula (nothing learned)."""
     from scheduler.memory import pack_memory_mb
-    from tenslora.spec import TrainSpec
+    from tenslora.core.job_spec import TrainSpec
 
     spec = TrainSpec.model_validate(members[0]["config"])
     base, share = pack_memory_mb(spec, {})

@@ -21,7 +21,7 @@ LEARNING_RATE = 5.0e-3
 
 def method_runs(profile: Profile) -> list[tuple[str, str]]:
     """LoRA once (it has no factorization) and every tensor construction with each one."""
-    from tenslora.methods import FACTORIZATIONS, METHODS
+    from tenslora.core.methods import FACTORIZATIONS, METHODS
 
     if profile.methods is not None:
         return list(profile.methods)

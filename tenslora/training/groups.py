@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import nn
 
-from tenslora.methods import CORE
-from tenslora.spec import OptimSpec
+from tenslora.core.job_spec import OptimSpec
+from tenslora.core.methods import CORE
 
 
 def plan_param_groups(
@@ -60,7 +60,7 @@ def plan_param_groups(
 def param_groups(model: nn.Module, head_params: Sequence[nn.Parameter],
                  optim: OptimSpec) -> list[dict[str, Any]]:
     """``plan_param_groups`` over a model the adapter was applied to."""
-    from tenslora.model import mode_parameters
+    from tenslora.adapters.model import mode_parameters
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     return plan_param_groups(mode_parameters(model), head_params, optim, trainable)

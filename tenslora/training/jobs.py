@@ -11,14 +11,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tenslora.analysis import mode_grad_norms, mode_spectra
-from tenslora.backbones import head_parameters
-from tenslora.contract import GRAD_NORM, LR, metric_name
-from tenslora.pack import PackJob
-from tenslora.spec import TrainSpec
-from tenslora.tasks import Split
+from tenslora.adapters.model import head_parameters
+from tenslora.adapters.pack import PackJob
+from tenslora.analysis.signals import mode_grad_norms, mode_spectra
+from tenslora.core.job_spec import TrainSpec
+from tenslora.core.metric_contract import GRAD_NORM, LR, metric_name
 from tenslora.training.groups import param_groups
 from tenslora.training.schedule import schedule
+from tenslora.training.tasks import Split
 from tenslora.training.telemetry import MetricPoint, Sink, prefixed, spectrum_values
 
 #: progress(step, total_steps, loss or None) after every step; loss at log steps only.

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from tenslora.backbones import Backbone, head_parameters, load_backbone
-from tenslora.contract import EVAL, TRAIN_LOSS
-from tenslora.pack import Pack, build_pack
-from tenslora.packing import pack_mismatch
-from tenslora.spec import TrainSpec
-from tenslora.tasks import Split, load_task
+from tenslora.adapters.model import head_parameters
+from tenslora.adapters.pack import Pack, build_pack
+from tenslora.core.job_spec import TrainSpec
+from tenslora.core.metric_contract import EVAL, TRAIN_LOSS
+from tenslora.core.pack_key import pack_mismatch
 from tenslora.training import runtime
+from tenslora.training.backbones import Backbone, load_backbone
 from tenslora.training.jobs import (
     JobResult,
     JobRun,
@@ -39,6 +39,7 @@ from tenslora.training.jobs import (
     prepare_job,
 )
 from tenslora.training.metrics import classification_metrics
+from tenslora.training.tasks import Split, load_task
 from tenslora.training.telemetry import Sink, points, prefixed
 
 
@@ -73,7 +74,9 @@ def prepare(specs: Sequence[TrainSpec], sinks: Sequence[JobSink], device: torch.
     first = specs[0]
     mismatch = pack_mismatch(list(specs))
     if mismatch is not None:
-        raise ValueError(f"these specs cannot train in one pack (tenslora.packing): {mismatch}")
+        raise ValueError(
+            f"these specs cannot train in one pack (tenslora.core.pack_key): {mismatch}"
+        )
     runtime.seed_everything(first.seed)
     task = load_task(first.task)
     trains = [task.train.subsample(s.train.max_train_samples, seed=s.seed) for s in specs]
@@ -246,7 +249,7 @@ def run_pack(specs: Sequence[TrainSpec | Mapping[str, Any]],
              adapter_dirs: Sequence[str | Path | None] | None = None) -> list[JobResult]:
     """Train the jobs ``specs`` together in this process; one result per spec, in order.
 
-    The specs must share a ``tenslora.packing.pack_key``. ``sinks[i]`` is job i's: a
+    The specs must share a ``tenslora.core.pack_key.pack_key``. ``sinks[i]`` is job i's: a
     :class:`JobSink` (metric points, progress, ``should_stop`` polled before every step) or a
     plain metric sink. A job whose loss becomes non-finite, whose hook raises, or whose
     ``should_stop`` answers True leaves the pack at once (failed / cancelled); the others go on.
@@ -271,7 +274,7 @@ def run_pack(specs: Sequence[TrainSpec | Mapping[str, Any]],
 
 
 def _save_adapters(run: PackRun, folders: Sequence[str | Path | None]) -> None:
-    from tenslora.persist import save_adapter
+    from tenslora.adapters.persistence import save_adapter
 
     for job, folder in zip(run.jobs, folders, strict=True):
         if folder is not None and job.running:
@@ -288,7 +291,7 @@ def _result(run: PackRun, job: JobRun, wall_s: float, peak_memory_mb: float) -> 
 
 
 def _metrics(run: PackRun, job: JobRun, wall_s: float, peak_memory_mb: float) -> dict[str, float]:
-    from tenslora.model import count_adapter_parameters
+    from tenslora.adapters.model import count_adapter_parameters
 
     tracker = job.tracker
     final = tracker.history[-1]
@@ -323,8 +326,8 @@ def _metrics(run: PackRun, job: JobRun, wall_s: float, peak_memory_mb: float) ->
 
 def _lora_parameters(run: PackRun, job: JobRun) -> int:
     """LoRA at the rank of the adapter's Input mode, on the same projections and backbone."""
-    from tenslora.config import AdapterConfig
-    from tenslora.presets import predict_parameters
+    from tenslora.core.adapter_config import AdapterConfig
+    from tenslora.core.regimes import predict_parameters
 
     config = job.spec.adapter
     lora = AdapterConfig("lora", ranks=config.mode_ranks()["Input"],

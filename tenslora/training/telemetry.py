@@ -1,4 +1,5 @@
-"""The metric points a run streams; their names are the contract of ``tenslora.contract``."""
+"""The metric points a run streams; their names are the contract of
+``tenslora.core.metric_contract``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tenslora.contract import prefixed, spectrum_values
+from tenslora.core.metric_contract import prefixed, spectrum_values
 
 __all__ = ["MetricPoint", "Sink", "points", "prefixed", "spectrum_values"]
 

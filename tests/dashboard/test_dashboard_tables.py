@@ -9,9 +9,9 @@ import json
 from api.dashboard import exports, plots
 from api.dashboard.suggest import suggest
 from api.dashboard.tables import Cell, build_table, format_number
-from tenslora.config import AdapterConfig
-from tenslora.contract import allocator_input, last_values
-from tenslora.presets import predict_parameters
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.metric_contract import allocator_input, last_values
+from tenslora.core.regimes import predict_parameters
 
 
 def _row(group: dict, n: int, **metrics: tuple[float, float | None]) -> dict:

@@ -22,8 +22,12 @@ import tenslora
 from scheduler.artifacts import read_archive, store_adapter
 from scheduler.db import Database
 from scheduler.queue import claim_job
-from tenslora.config import AdapterConfig
-from tenslora.contract import ADAPTER_ANALYSIS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.metric_contract import (
+    ADAPTER_ANALYSIS_FILE,
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_WEIGHTS_FILE,
+)
 from tests.adapter_helpers import randomise, tiny_bert, token_batch
 from tests.helpers.processes import REPO, project_env, wait_for
 from tests.helpers.server import Service, sqlite_url, start_service
@@ -279,7 +283,7 @@ def test_cli_downloads_a_jobs_adapter_and_analyses_its_modes_by_job_id(
 def test_the_dashboard_links_the_adapter_and_shows_its_mode_analysis(
     service: Service, tmp_path: Path
 ) -> None:
-    from tenslora.analysis import adapter_mode_spectra
+    from tenslora.analysis.hosvd import adapter_mode_spectra
 
     folder = tenslora.save_adapter(_adapted_model(), tmp_path / "saved")
     analysis = adapter_mode_spectra(folder)

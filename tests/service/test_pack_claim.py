@@ -13,8 +13,8 @@ from scheduler.memory import backbone_memory_mb, pack_memory_mb, share_key
 from scheduler.models import Job, ObservedMemory
 from scheduler.packs import claim_pack
 from scheduler.queue import claim_job, complete_job, reap_expired
-from tenslora.packing import pack_key, pack_mismatch
-from tenslora.spec import TrainSpec, parse_spec
+from tenslora.core.job_spec import TrainSpec, parse_spec
+from tenslora.core.pack_key import pack_key, pack_mismatch
 
 BASE: dict[str, Any] = {
     "kind": "train",

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from protocol.vocabulary import JobStatus
 from scheduler import sweeps
 from scheduler.db import Database
 from scheduler.errors import Conflict
 from scheduler.migrate import upgrade
 from scheduler.queue import claim_job, complete_job, reap_expired, release_job
-from scheduler.states import TRANSITIONS, JobStatus, sources
+from scheduler.states import TRANSITIONS, sources
 
 
 def test_two_claimers_racing_for_one_job_get_it_exactly_once(database_url: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from scheduler.errors import InvalidInput
 from scheduler.expand import expand_sweep
-from tenslora.sweep_document import deep_merge
+from tenslora.sweeps.documents import deep_merge
 
 TRAIN = {"task": "cola", "backbone": "minilm"}
 

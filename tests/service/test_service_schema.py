@@ -25,8 +25,8 @@ def test_alembic_upgrade_on_empty_database_matches_the_models(database_url: str)
 def test_importing_the_api_and_scheduler_never_imports_torch() -> None:
     code = (
         "import sys, api.app, api.routes.jobs, scheduler.queue, scheduler.results, cli.main, "
-        "api.dashboard.suggest, tenslora.allocation, tenslora.sweep_presets; "
-        "tenslora.allocation.allocate_ranks({}, 'lora', 10**6, 768, 12, 12); "
+        "api.dashboard.suggest, tenslora.core.allocation, tenslora.sweeps.presets; "
+        "tenslora.core.allocation.allocate_ranks({}, 'lora', 10**6, 768, 12, 12); "
         "bad = sorted(m for m in ('torch', 'transformers', 'tensorly') if m in sys.modules); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -43,8 +43,8 @@ def test_importing_the_api_and_scheduler_never_imports_torch() -> None:
 
 def test_the_openapi_schema_documents_every_error_with_its_body_and_the_enums() -> None:
     from api.app import create_app
+    from protocol.vocabulary import JobStatus
     from scheduler.settings import Settings
-    from scheduler.states import JobStatus
 
     schema = create_app(Settings(database_url="sqlite://"), upgrade_schema=False).openapi()
     components = schema["components"]["schemas"]

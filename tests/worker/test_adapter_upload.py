@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import torch
 
-from tenslora.archive import extract_adapter
-from tenslora.contract import ADAPTER_ANALYSIS_FILE, ADAPTER_WEIGHTS_FILE
+from tenslora.core.archive import extract_adapter
+from tenslora.core.metric_contract import ADAPTER_ANALYSIS_FILE, ADAPTER_WEIGHTS_FILE
 from tests.helpers.processes import wait_for
 from tests.worker.conftest import Scheduler, Worker, job_children, launch_worker, make_scheduler
 
@@ -58,9 +58,9 @@ def _validation_outputs(spec: dict[str, Any], folder: Path | None) -> tuple[floa
     """(mean cross-entropy, accuracy) on the job's validation examples, computed here from a
     fresh backbone with the adapter in ``folder`` loaded (or none), in float32 on the CPU."""
     import tenslora
-    from tenslora.backbones import load_backbone
-    from tenslora.spec import TrainSpec
-    from tenslora.tasks import load_task
+    from tenslora.core.job_spec import TrainSpec
+    from tenslora.training.backbones import load_backbone
+    from tenslora.training.tasks import load_task
 
     train_spec = TrainSpec.model_validate(spec)
     task = load_task(train_spec.task)

@@ -1,0 +1,47 @@
+"""The words both sides of the wire share: job and sweep statuses, their active and terminal sets,
+and token roles. Imports nothing, so the scheduler, the API, the worker and the CLI all read the
+same definitions (the scheduler's transition rules live in ``scheduler.states``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+#: Every job status, in lifecycle order (filters, pickers, counts).
+JOB_STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
+#: A job that may still run: it holds its sweep open.
+ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.queued, JobStatus.running})
+#: A job that is done for good.
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}
+)
+
+
+class SweepStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    finished = "finished"
+    cancelled = "cancelled"
+
+
+class Role(StrEnum):
+    """What an API token may do: ``admin`` everything, ``submitter`` its own sweeps, ``worker``
+    claim and report jobs."""
+
+    admin = "admin"
+    submitter = "submitter"
+    worker = "worker"
+
+
+#: Every role, in the order help texts list them.
+ROLES: tuple[Role, ...] = tuple(Role)
+#: The roles that may submit and cancel sweeps.
+WRITER_ROLES: tuple[Role, ...] = (Role.admin, Role.submitter)
