@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
-from api.body_check import JsonBodyCheck
 from api.dashboard import mount_dashboard
-from api.middleware import BodyLimit, SecurityHeaders
+from api.middleware import CloseUnfinishedBody, SecurityHeaders
 from api.responses import SafeJSONResponse
 from api.routes import health, jobs, sweeps, tokens, workers
+from api.routing import GuardedRoute
 from scheduler.db import Database
 from scheduler.migrate import upgrade
 from scheduler.queue import reap_expired
@@ -94,14 +94,11 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     app.state.token_cache = {}
     app.state.claim_reaps = Every(min(CLAIM_REAP_SECONDS, settings.lease_seconds / 4))
     errors.install(app)
-    # The last added runs first: security headers go on every answer, the 413 included; the
-    # body is counted before it is buffered and checked.
-    app.add_middleware(JsonBodyCheck, max_depth=settings.max_json_depth)
-    app.add_middleware(
-        BodyLimit,
-        max_bytes=int(settings.max_body_mb * 1024 * 1024),
-        own_limits=(jobs.ADAPTER_UPLOAD,),
-    )
+    # Bodies are read, within each route's limit, only after its token (api.routing); an
+    # answer sent before a body arrived closes the connection. Security headers go on every
+    # answer (the last added runs first).
+    app.router.route_class = GuardedRoute
+    app.add_middleware(CloseUnfinishedBody)
     app.add_middleware(SecurityHeaders)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
     for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):

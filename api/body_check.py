@@ -1,166 +1,130 @@
-"""One check of every JSON request body, before any route parses it (pure ASGI middleware).
+"""A request body, read within its route's limit and (JSON) checked off the event loop, before
+FastAPI parses and validates it (``api.routing.GuardedRoute`` calls these after the token).
 
-Whatever the route and however deep: every string (keys included) must encode as UTF-8 and hold no
-NUL, the document nests at most ``max_depth`` levels, and every number fits a float64. Otherwise
-the answer is 422 naming the field, in FastAPI's own shape (``{"detail": [{loc, msg, type}]}``),
-and the route never runs, so nothing is stored. Why here and not per model: a lone surrogate
-("\\udc00", valid JSON) in any free-form field (a spec, a tag, a result) was stored by SQLite and
-then failed every response that carried it; one walk over the document covers every field of
-every route, present and future.
+Limits are per route, from settings: a sweep may be large (``TENSLORA_MAX_BODY_MB``), a worker's
+metrics or result less so (``TENSLORA_MAX_REPORT_KIB``), everything else is small
+(``TENSLORA_MAX_SMALL_BODY_KIB``); the adapter upload reads its zip against its own limit. A body
+is counted as it arrives (chunked ones too) and refused with 413 the moment it passes the limit.
+
+Whatever the route and however deep, a JSON body must pass ``scheduler.json_check`` (valid
+Unicode, no NUL, nesting, numbers within a float64), or the answer is 422 naming the field in
+FastAPI's own shape and the route never runs. Bodies over ``INLINE_BYTES`` are checked in the
+thread pool; FastAPI then takes the document parsed here instead of parsing it again on the loop.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 
-from api.middleware import send_json
+from scheduler.errors import TooLarge
+from scheduler.json_check import JsonRefused, parse_json
+from scheduler.settings import Settings
 
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: Digits beyond which an integer cannot fit a float64 (10**309 > 1.8e308); Python's own limit
-#: on int() of a string (4,300 digits) would otherwise raise inside the parser.
-_MAX_INT_DIGITS = 310
+KIB = 1024
+MIB = 1024 * 1024
+#: A body up to this size is checked on the loop: it takes well under a millisecond, less than
+#: the hop to a thread (claims and heartbeats are the hot path).
+INLINE_BYTES = 64 * KIB
 
-
-class _TooLarge:
-    """A number the parser met that does not fit a float64; reported with its path."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
-def _parse_int(text: str) -> int | _TooLarge:
-    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
-        return _TooLarge(text)
-    value = int(text)
+class BodySize(StrEnum):
+    """How large a route's body may be; the value is the setting that says it."""
+
+    small = "TENSLORA_MAX_SMALL_BODY_KIB"
+    report = "TENSLORA_MAX_REPORT_KIB"
+    sweep = "TENSLORA_MAX_BODY_MB"
+
+
+def body_size(size: BodySize) -> Callable[[Endpoint], Endpoint]:
+    """Declares a route's body limit (``BodySize.small`` when a route declares none)."""
+
+    def declare(endpoint: Endpoint) -> Endpoint:
+        endpoint.body_size = size  # type: ignore[attr-defined]
+        return endpoint
+
+    return declare
+
+
+def body_size_of(endpoint: Callable[..., Any]) -> BodySize:
+    return getattr(endpoint, "body_size", BodySize.small)
+
+
+def limit_bytes(settings: Settings, size: BodySize) -> int:
+    """The route's limit; none exceeds ``TENSLORA_MAX_BODY_MB``."""
+    ceiling = int(settings.max_body_mb * MIB)
+    own = {
+        BodySize.small: settings.max_small_body_kib * KIB,
+        BodySize.report: settings.max_report_kib * KIB,
+        BodySize.sweep: ceiling,
+    }[size]
+    return min(own, ceiling)
+
+
+def body_too_large(size: BodySize, max_bytes: int, measured: int | None) -> TooLarge:
+    over = "larger than" if measured is None else f"{measured:,} bytes, over"
+    return TooLarge(f"the request body is {over} {max_bytes:,} bytes, this call's limit "
+                    f"({size.value})")
+
+
+async def read_body(
+    request: Request, max_bytes: int, refuse: Callable[[int | None], Exception]
+) -> bytes:
+    """The whole body, or ``refuse(size)`` raised as soon as it is known to pass ``max_bytes``
+    (``size``: the declared Content-Length, or None while a body streams in)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise refuse(int(declared))
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes:
+            raise refuse(None)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    # Starlette's own cache of the body: request.body(), .json() and .form() read it from here.
+    request._body = body
+    return body
+
+
+async def check_json(request: Request, body: bytes, settings: Settings) -> None:
+    """422 (FastAPI's shape) for a JSON body that breaks a rule of ``scheduler.json_check``, 413
+    for one with more values than ``TENSLORA_MAX_JSON_VALUES``.
+
+    A body is JSON when its Content-Type says so, or when it has none and parses as JSON (a
+    body without one that is not JSON is the route's to judge)."""
+    declared = _json_declared(request)
+    if declared is False or not body:
+        return
     try:
-        float(value)
-    except OverflowError:
-        return _TooLarge(text)
-    return value
-
-
-def _parse_float(text: str) -> float | _TooLarge:
-    value = float(text)
-    return value if not math.isinf(value) else _TooLarge(text)
-
-
-@dataclass(frozen=True)
-class Problem:
-    loc: tuple[str | int, ...]
-    msg: str
-    type: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"loc": ["body", *self.loc], "msg": self.msg, "type": self.type}
-
-
-def _string_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "must not contain a NUL character"
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return "must be valid Unicode (it holds a lone UTF-16 surrogate)"
-    return None
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _children(value: Any) -> Iterator[tuple[str | int, Any]]:
-    if isinstance(value, dict):
-        return iter(value.items())
-    if isinstance(value, list):
-        return enumerate(value)
-    return iter(())
-
-
-def find_problem(document: Any, max_depth: int) -> Problem | None:
-    """The first thing in a parsed document that the service refuses (depth-first), or None."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, str):
-            if (reason := _string_problem(value)) is not None:
-                return Problem(path, f"text {reason}", "string_invalid")
-        elif isinstance(value, _TooLarge):
-            return Problem(path, f"the number {_short(value.text)} does not fit a 64-bit float",
-                           "number_too_large")
-        elif isinstance(value, dict | list):
-            if len(path) >= max_depth:
-                return Problem(path, f"the document nests deeper than {max_depth} levels",
-                               "too_deep")
-            for key, child in _children(value):
-                if isinstance(key, str) and (reason := _string_problem(key)) is not None:
-                    return Problem((*path, key), f"the key {reason}", "string_invalid")
-                stack.append((child, (*path, key)))
-    return None
-
-
-def check_body(body: bytes, max_depth: int, declared_json: bool = True) -> Problem | None:
-    """Parse ``body`` as JSON and look for a problem. A body that is not JSON at all is one when
-    its Content-Type says JSON; without a Content-Type it is the route's to judge (an upload)."""
-    try:
-        document = json.loads(body, parse_int=_parse_int, parse_float=_parse_float)
-    except RecursionError:
-        return Problem((), f"the document nests deeper than {max_depth} levels", "too_deep")
-    except ValueError as exc:  # not UTF-8, or not JSON
-        if not declared_json:
-            return None
-        return Problem((), f"the body is not valid JSON: {str(exc)[:200]}", "json_invalid")
-    return find_problem(document, max_depth)
-
-
-def _json_declared(scope: Scope) -> bool | None:
-    """True: the Content-Type says JSON; False: another type; None: no Content-Type (FastAPI
-    parses such a body as JSON too, so it is checked when it is JSON)."""
-    for name, value in scope.get("headers", []):
-        if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return None
-
-
-class JsonBodyCheck:
-    """Buffers a JSON body (``BodyLimit``, outside, bounds it), checks it, then replays it."""
-
-    def __init__(self, app: ASGIApp, max_depth: int) -> None:
-        self.app = app
-        self.max_depth = max_depth
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        declared = _json_declared(scope) if scope["type"] == "http" else False
-        if declared is False or scope["method"] not in BODY_METHODS:
-            await self.app(scope, receive, send)
+        limits = (settings.max_json_depth, settings.max_json_values)
+        if len(body) <= INLINE_BYTES:
+            document = parse_json(body, *limits)
+        else:
+            document = await run_in_threadpool(parse_json, body, *limits)
+    except JsonRefused as refused:
+        problem = refused.problem
+        if declared is None and problem.type == "json_invalid":
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        problem = check_body(body, self.max_depth, declared is True) if body else None
-        if problem is not None:
-            await send_json(send, 422, {"detail": [problem.as_dict()]})
-            return
-        replayed = False
+        raise RequestValidationError(
+            [{"loc": ("body", *problem.loc), "msg": problem.msg, "type": problem.type}]
+        ) from None
+    if declared:
+        request._json = document  # what FastAPI's request.json() returns: parsed once, here
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+def _json_declared(request: Request) -> bool | None:
+    """True: the Content-Type says JSON; False: another type; None: no Content-Type."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return None
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")

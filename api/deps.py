@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -55,9 +56,8 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 _bearer = HTTPBearer(auto_error=False, description="a token from `tenslora token create`")
 
 
-async def get_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+async def _verified_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> TokenInfo:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
@@ -74,6 +74,54 @@ async def get_token(
     ttl = request.app.state.settings.token_cache_seconds
     cache[key] = (token, time.monotonic() + ttl)
     return token
+
+
+#: Where a request keeps the tokens its rules have let through (``TokenRule.authorize``).
+_AUTHORIZED = "tenslora.authorized"
+
+
+@dataclass(frozen=True)
+class TokenRule:
+    """The tokens a route takes: any live one (no ``roles``), or one of ``roles`` (admin is
+    always one). ``fresh``: checked against the database on every call, not the cache.
+
+    A dependency (``Depends(TokenRule(...))``), and what ``api.routing.GuardedRoute`` calls
+    before it reads a body: the answer is kept on the request, so the check runs once."""
+
+    roles: tuple[Role, ...] = ()
+    fresh: bool = False
+
+    async def __call__(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> TokenInfo:
+        return await self.authorize(request, credentials)
+
+    async def authorize(
+        self, request: Request, credentials: HTTPAuthorizationCredentials | None = None
+    ) -> TokenInfo:
+        """The request's token if this rule lets it through; 401 or 403 otherwise."""
+        authorized: dict[TokenRule, TokenInfo] = request.scope.setdefault(_AUTHORIZED, {})
+        if self in authorized:
+            return authorized[self]
+        if credentials is None:  # called before FastAPI resolved the dependency
+            credentials = await _bearer(request)
+        token = await _verified_token(request, credentials)
+        if self.roles and token.role != Role.admin and token.role not in self.roles:
+            raise Forbidden(
+                f"a {token.role} token may not do this; it needs the role "
+                f"{' or '.join(dict.fromkeys((*self.roles, Role.admin)))}"
+            )
+        if self.fresh and not await run_in_threadpool(
+            _still_live, request.app.state.database, token.id
+        ):
+            # A revoked admin token must not mint or revoke anything on any server, even
+            # within the cache's life.
+            forget_token(request.app, token.id)
+            raise Unauthenticated("unknown or revoked token")
+        authorized[self] = token
+        return token
 
 
 def forget_token(app: FastAPI, token_id: int) -> None:
@@ -106,32 +154,7 @@ def _still_live(database: Database, token_id: int) -> bool:
         return is_live(session, token_id)
 
 
-def require_role(*roles: Role) -> Callable[[TokenInfo], Coroutine[None, None, TokenInfo]]:
-    """A dependency that lets ``roles`` (and admin) through and answers 403 to the rest."""
-
-    async def check(token: Annotated[TokenInfo, Depends(get_token)]) -> TokenInfo:
-        if token.role != Role.admin and token.role not in roles:
-            raise Forbidden(
-                f"a {token.role} token may not do this; it needs the role "
-                f"{' or '.join((*roles, Role.admin))}"
-            )
-        return token
-
-    return check
-
-
-async def fresh_admin(
-    request: Request, token: Annotated[TokenInfo, Depends(require_role(Role.admin))]
-) -> TokenInfo:
-    """An admin token checked against the database on every call, not the cache: a revoked
-    admin token must not mint or revoke anything on any server, even within the cache's life."""
-    if not await run_in_threadpool(_still_live, request.app.state.database, token.id):
-        forget_token(request.app, token.id)
-        raise Unauthenticated("unknown or revoked token")
-    return token
-
-
-AnyToken = Annotated[TokenInfo, Depends(get_token)]
-AdminToken = Annotated[TokenInfo, Depends(fresh_admin)]
-SubmitterToken = Annotated[TokenInfo, Depends(require_role(Role.submitter))]
-WorkerToken = Annotated[TokenInfo, Depends(require_role(Role.worker))]
+AnyToken = Annotated[TokenInfo, Depends(TokenRule())]
+AdminToken = Annotated[TokenInfo, Depends(TokenRule((Role.admin,), fresh=True))]
+SubmitterToken = Annotated[TokenInfo, Depends(TokenRule((Role.submitter,)))]
+WorkerToken = Annotated[TokenInfo, Depends(TokenRule((Role.worker,)))]

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
+from api.responses import SafeJSONResponse
 from protocol.models import ErrorOut, ValidationErrorOut
 from scheduler.db import STORAGE_UNAVAILABLE
 from scheduler.errors import (
@@ -46,7 +47,8 @@ ERROR_MEANINGS: dict[int, str] = {
     403: "the token's role (or ownership) does not allow this",
     404: "no such sweep, job or token",
     409: "the request disagrees with the stored state (a lease that is not the job's live one)",
-    413: "the request body is larger than TENSLORA_MAX_BODY_MB",
+    413: "the request body is over this call's limit (TENSLORA_MAX_BODY_MB for a sweep, "
+    "TENSLORA_MAX_REPORT_KIB for metrics and results, TENSLORA_MAX_SMALL_BODY_KIB otherwise)",
     422: "the request is invalid; nothing was stored",
     503: "the database is unavailable; try again later",
 }
@@ -68,7 +70,8 @@ async def scheduler_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SchedulerError)
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
+    # Safe: a detail may name what was refused, a lone surrogate included.
+    return SafeJSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
 
 
 async def request_validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -78,7 +81,7 @@ async def request_validation_error(_request: Request, exc: Exception) -> JSONRes
         {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
         for error in exc.errors()
     ]
-    return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
+    return SafeJSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
 
 
 async def storage_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -1,16 +1,9 @@
-"""Pure ASGI middleware: the request body limit and the security headers of every response.
-
-Pure ASGI (not ``BaseHTTPMiddleware``) so the body is counted as it streams in, chunked bodies
-without a Content-Length included, and nothing is buffered on the way.
+"""Pure ASGI middleware: the security headers of every response, and a hang-up on answers sent
+before the request's body arrived (pure ASGI, not ``BaseHTTPMiddleware``: nothing is buffered).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
-
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Sent with every response: no page of this service may be framed (clickjacking), and no
@@ -23,58 +16,34 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-class BodyTooLarge(HTTPException):
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"the request body is larger than {max_bytes:,} bytes "
-                              "(TENSLORA_MAX_BODY_MB)")
+class CloseUnfinishedBody:
+    """An answer sent before the request's body has fully arrived (401 before an upload, 413,
+    an upload refused for its lease) says ``Connection: close``: the server then hangs up
+    instead of reading, and throwing away, the rest of a body nobody will use."""
 
-
-class BodyLimit:
-    """413 for a body over ``max_bytes``: at once when Content-Length says so, else as soon as
-    the count of received bytes passes it (the route never sees the rest). ``own_limits``: paths
-    (regular expressions) whose route reads its body against a limit of its own (an upload)."""
-
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, own_limits: tuple[re.Pattern[str], ...] = ()
-    ) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.own_limits = own_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(p.match(scope["path"]) for p in self.own_limits):
+        if scope["type"] != "http" or not _has_body(scope):
             await self.app(scope, receive, send)
             return
-        max_bytes = self.max_bytes
-        declared = _content_length(scope)
-        if declared is not None and declared > max_bytes:
-            await _send_error(send, BodyTooLarge(max_bytes))
-            return
-        received = 0
-        started = False
+        finished = False
 
-        async def counting_receive() -> Message:
-            nonlocal received
+        async def receiving() -> Message:
+            nonlocal finished
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    raise BodyTooLarge(max_bytes)
+            finished = (finished or message["type"] != "http.request"
+                        or not message.get("more_body", False))
             return message
 
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and not finished:
+                message = {**message,
+                           "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, watching_send)
-        except BodyTooLarge as exc:
-            # Raised where the app reads the body; FastAPI's routes turn it into the 413
-            # themselves, anything that lets it through gets it here.
-            if started:
-                raise
-            await _send_error(send, exc)
+        await self.app(scope, receiving, sending)
 
 
 class SecurityHeaders:
@@ -96,26 +65,8 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _has_body(scope: Scope) -> bool:
     for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _send_error(send: Send, exc: HTTPException) -> None:
-    # The rest of an oversized body is never read: the connection cannot be reused.
-    await send_json(send, exc.status_code, {"detail": exc.detail}, close=True)
-
-
-async def send_json(send: Send, status: int, content: Any, close: bool = False) -> None:
-    """A whole JSON response, from middleware that answers before (instead of) the app."""
-    body = json.dumps(content).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False

@@ -21,8 +21,9 @@ MAX_STEP = 2**53 - 1  # the largest integer a float64 (and so any JSON reader) h
 MAX_PACK_JOBS = 64
 
 
-# Text of a free-form document (a spec, a result): no NUL either. ``api.body_check`` refuses the
-# rest of what no schema can say (lone surrogates, depth, numbers beyond a float64) for every body.
+# Text of a free-form document (a spec, a result): no NUL either. ``scheduler.json_check`` refuses
+# the rest of what no schema can say (lone surrogates, depth, numbers beyond a float64) for every
+# body.
 # (An alias, so the schema names it: dict keys then get ``propertyNames``, which forbids.)
 JsonText = TypeAliasType("JsonText", Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")])
 JsonValue = TypeAliasType(
@@ -192,6 +193,9 @@ class AdapterStored(BaseModel):
     size_bytes: int = Field(description="size of the stored zip")
     sha256: str = Field(description="SHA-256 of the stored zip (GET .../adapter serves it)")
     uploaded_at: datetime
+    analysis_note: str | None = Field(
+        None, description="why the zip's adapter_analysis.json was left out (the adapter is kept)"
+    )
 
 
 class WorkerOut(BaseModel):

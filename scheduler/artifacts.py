@@ -1,21 +1,13 @@
 """Trained adapters the service keeps: one zip per train job, the latest attempt's.
 
-The lease holder uploads what ``tenslora.save_adapter`` wrote (``adapter_model.safetensors`` +
-``adapter_config.json``, optionally ``adapter_analysis.json``, the mode analysis) before it
-reports the result. The archive is checked without torch (a zip holding both files, the config
-JSON with its ``config`` and ``backbone`` entries, the weights a safetensors file) and stored
-re-packed with exactly the two files; the analysis goes to its own column. Both the zip and its
-unpacked files must fit ``TENSLORA_MAX_ADAPTER_MB``, so a small zip cannot unpack into gigabytes.
-Only the attempt that succeeded is served.
+The lease holder uploads what ``tenslora.save_adapter`` wrote before it reports the result;
+``scheduler.adapter_zip`` checks the zip and re-packs it with exactly the two adapter files, the
+analysis goes to its own column. Only the attempt that succeeded is served, and once its job has
+succeeded an adapter is never replaced: what was served stays what is served.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import posixpath
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,30 +16,11 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from protocol.vocabulary import JobStatus
-from scheduler.errors import InvalidInput, NotFound, TooLarge
+from scheduler.adapter_zip import AdapterArchive
+from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import JOB_ADAPTERS, JOBS, Job, utcnow
-from scheduler.queue import finite_json, owned_job
+from scheduler.queue import JobRecord, owned_job
 from scheduler.upsert import upsert
-from tenslora.core.archive import ADAPTER_FILES, pack_adapter
-from tenslora.core.metric_contract import (
-    ADAPTER_ANALYSIS_FILE,
-    ADAPTER_CONFIG_FILE,
-    ADAPTER_WEIGHTS_FILE,
-)
-
-LIMIT_SETTING = "TENSLORA_MAX_ADAPTER_MB"
-
-
-@dataclass(frozen=True)
-class AdapterArchive:
-    """A checked upload: the zip to store and serve, and the analysis it carried."""
-
-    archive: bytes
-    analysis: dict[str, Any] | None
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.archive).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -57,50 +30,26 @@ class StoredAdapter:
     size_bytes: int
     sha256: str
     uploaded_at: datetime
+    #: Why the upload's ``adapter_analysis.json`` was left out (None: kept, or there was none).
+    analysis_note: str | None = None
 
 
-def limit_bytes(max_adapter_mb: float) -> int:
-    return int(max_adapter_mb * 1024 * 1024)
-
-
-def too_large(size: int | None, max_bytes: int, what: str = "the adapter upload") -> TooLarge:
-    """413 naming the size (``None``: not known, only that it is over the limit)."""
-    measured = "over the limit" if size is None else f"{size / 2**20:.2f} MiB"
-    return TooLarge(
-        f"{what} is {measured}; this service keeps adapters up to "
-        f"{max_bytes / 2**20:.2f} MiB ({LIMIT_SETTING}). The job's result is kept without it."
-    )
-
-
-def read_archive(data: bytes, max_bytes: int) -> AdapterArchive:
-    """Check an uploaded zip and re-pack it with exactly the two adapter files."""
-    if len(data) > max_bytes:
-        raise too_large(len(data), max_bytes)
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        entries = {
-            posixpath.basename(info.filename): info
-            for info in archive.infolist()
-            if not info.is_dir()
-        }
-    except (zipfile.BadZipFile, ValueError):
-        raise InvalidInput(_expected("the body is not a zip archive")) from None
-    missing = [name for name in ADAPTER_FILES if name not in entries]
-    if missing:
-        raise InvalidInput(_expected(f"the zip lacks {', '.join(missing)}"))
-    wanted = [n for n in (*ADAPTER_FILES, ADAPTER_ANALYSIS_FILE) if n in entries]
-    unpacked = sum(entries[name].file_size for name in wanted)
-    if unpacked > max_bytes:
-        raise too_large(unpacked, max_bytes, "the unpacked adapter")
-    files = {name: _read(archive, entries[name], max_bytes) for name in wanted}
-    _check_config(files[ADAPTER_CONFIG_FILE])
-    _check_safetensors(files[ADAPTER_WEIGHTS_FILE])
-    analysis = None
-    if ADAPTER_ANALYSIS_FILE in files:
-        # NaN (an all-zero tensor's statistics) as null: Postgres' jsonb holds no NaN.
-        analysis = finite_json(_json_object(files[ADAPTER_ANALYSIS_FILE], ADAPTER_ANALYSIS_FILE))
-    served = {name: files[name] for name in ADAPTER_FILES}
-    return AdapterArchive(pack_adapter(served), analysis)
+def upload_target(
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    now: datetime | None = None,
+    token_id: int | None = None,
+) -> JobRecord:
+    """The job an adapter upload with ``lease_id`` is for: its live lease, a train job. Else 404
+    (no such job), 403 (another token's lease), 409 (not the live lease, or the job has ended:
+    once a job has succeeded its adapter is never replaced), 422 (not a train job). Checked
+    before the upload is read, and again when it is stored."""
+    job = owned_job(session, job_id, lease_id, now, token_id, finished=(),
+                    takes="adapter uploads (a succeeded job's adapter is never replaced)")
+    if job.kind != "train":
+        raise InvalidInput(f"job {job_id} is a {job.kind} job; only train jobs keep an adapter")
+    return job
 
 
 def store_adapter(
@@ -111,15 +60,11 @@ def store_adapter(
     now: datetime | None = None,
     token_id: int | None = None,
 ) -> StoredAdapter:
-    """Keep the adapter of the job ``lease_id`` holds (or held, if the job has since succeeded
-    with it: a resent report); it replaces what an earlier attempt left. ``token_id``: the
-    uploader's token, which must be the one that claimed the job (None skips that check)."""
+    """Keep the adapter of the running job ``lease_id`` holds (``upload_target``); it replaces
+    what an earlier attempt left. ``token_id``: the uploader's token, which must be the one that
+    claimed the job (None skips that check)."""
     now = now or utcnow()
-    job = owned_job(
-        session, job_id, lease_id, now, token_id, takes="adapter", finished=(JobStatus.succeeded,)
-    )
-    if job.kind != "train":
-        raise InvalidInput(f"job {job_id} is a {job.kind} job; only train jobs keep an adapter")
+    job = upload_target(session, job_id, lease_id, now, token_id)
     values = {
         "job_id": job_id,
         "attempt": job.attempt,
@@ -130,7 +75,8 @@ def store_adapter(
         "uploaded_at": now,
     }
     upsert(session, JOB_ADAPTERS, values, key=["job_id"], updates=_replace_all)
-    return StoredAdapter(job_id, job.attempt, len(upload.archive), upload.sha256, now)
+    return StoredAdapter(job_id, job.attempt, len(upload.archive), upload.sha256, now,
+                         upload.analysis_note)
 
 
 def get_adapter(session: Session, job_id: int) -> tuple[StoredAdapter, bytes]:
@@ -196,46 +142,3 @@ def _why_none(session: Session, job_id: int) -> str:
 
 def _replace_all(new: Any) -> dict[str, Any]:
     return {column.name: column for column in new if column.name != "job_id"}
-
-
-def _expected(problem: str) -> str:
-    return (
-        f"{problem}; upload a zip holding {ADAPTER_WEIGHTS_FILE} and {ADAPTER_CONFIG_FILE} "
-        "(the folder tenslora.save_adapter writes)"
-    )
-
-
-def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
-    # The sizes in a zip's directory are the uploader's word: read no more than the limit.
-    try:
-        with archive.open(info) as member:
-            data = member.read(max_bytes + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as error:
-        raise InvalidInput(_expected(f"{info.filename} cannot be unpacked ({error})")) from None
-    if len(data) > max_bytes:
-        raise too_large(len(data), max_bytes, "the unpacked adapter")
-    return data
-
-
-def _json_object(data: bytes, name: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidInput(_expected(f"{name} is not valid JSON")) from None
-    if not isinstance(value, dict):
-        raise InvalidInput(_expected(f"{name} must hold a JSON object"))
-    return value
-
-
-def _check_config(data: bytes) -> None:
-    config = _json_object(data, ADAPTER_CONFIG_FILE)
-    if not isinstance(config.get("config"), dict) or not isinstance(config.get("backbone"), dict):
-        raise InvalidInput(_expected(f"{ADAPTER_CONFIG_FILE} lacks its 'config' and 'backbone'"))
-
-
-def _check_safetensors(data: bytes) -> None:
-    """A safetensors file starts with the length of its JSON header (8 bytes, little-endian)."""
-    header_length = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if not 0 < header_length <= len(data) - 8:
-        raise InvalidInput(_expected(f"{ADAPTER_WEIGHTS_FILE} is not a safetensors file"))
-    _json_object(data[8 : 8 + header_length], f"the header of {ADAPTER_WEIGHTS_FILE}")

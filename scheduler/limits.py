@@ -3,7 +3,7 @@
 (422) naming the field, before anything is written.
 
 What any JSON body must be (valid Unicode, no NUL, nesting, numbers that fit a float64) is
-checked once for every route, in ``api.body_check``.
+checked once for every route, in ``scheduler.json_check`` (called by ``api.body_check``).
 """
 
 from __future__ import annotations

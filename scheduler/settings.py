@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         description="largest trained adapter a worker may upload (zip, and its unpacked files); "
         "a larger one gets 413 and the job's result is still stored",
     )
+    max_adapter_members: int = Field(
+        64, ge=2,
+        description="most files in an uploaded adapter zip (422 above it), checked before its "
+        "directory is read",
+    )
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     dashboard_public: bool = Field(
         False, description="anyone may read the dashboard pages without signing in"
@@ -52,10 +57,27 @@ class Settings(BaseSettings):
         "another server (or with `tenslora token revoke`) still works here for up to this long",
     )
     max_body_mb: float = Field(
-        16.0, gt=0, description="largest request body accepted (413 above it)"
+        16.0, gt=0,
+        description="largest request body of any route but the adapter upload: a sweep's "
+        "(413 above it); the smaller limits below are capped by it",
+    )
+    max_report_kib: int = Field(
+        4096, ge=1,
+        description="largest body of a worker's metrics, complete and fail calls (413 above it)",
+    )
+    max_small_body_kib: int = Field(
+        64, ge=1,
+        description="largest body of every other call that takes one: claims, heartbeats, "
+        "release, tokens, the dashboard's sign-in form (413 above it)",
     )
     max_json_depth: int = Field(
         32, ge=4, le=256, description="deepest nesting of a JSON body (422 below it)"
+    )
+    max_json_values: int = Field(
+        200_000, ge=1000,
+        description="most values (strings, numbers, arrays, objects) one JSON body may hold, "
+        "counted before it is parsed (413 above it): parsing holds the server's event loop "
+        "about a microsecond per value",
     )
     # Names are stored in 200-character columns: the limits may be lowered, not raised.
     max_name_length: int = Field(

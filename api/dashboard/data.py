@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.dashboard.tables import LOWER_IS_BETTER, SPEC_PATHS, method_of
 from protocol.vocabulary import ACTIVE, JobStatus
-from scheduler import artifacts, progress, queries, sweeps, tokens
+from scheduler import adapter_analysis, artifacts, progress, queries, sweeps, tokens
 from scheduler import results as results_queries
 from scheduler import sessions as dashboard_sessions
 from scheduler.errors import NotFound
@@ -221,14 +221,16 @@ def best_adapters(
     )
 
 
-def job_adapter(session: Session, job_id: int) -> dict[str, Any] | None:
-    """The job's downloadable adapter (``size_bytes``, ``sha256``) and its mode ``analysis``
-    (None when the worker sent none); None when the job has no adapter."""
+def job_adapter(session: Session, job_id: int, max_depth: int) -> dict[str, Any] | None:
+    """The job's downloadable adapter (``size_bytes``, ``sha256``), its mode ``analysis`` as
+    the page reads it (None when there is none, or none that can be shown) and ``analysis_note``
+    (why a stored one is not shown); None when the job has no adapter."""
     stored = artifacts.adapter_info(session, job_id)
     if stored is None:
         return None
-    return {"size_bytes": stored.size_bytes, "sha256": stored.sha256,
-            "analysis": artifacts.get_analysis(session, job_id)}
+    analysis, note = adapter_analysis.readable(artifacts.get_analysis(session, job_id), max_depth)
+    return {"size_bytes": stored.size_bytes, "sha256": stored.sha256, "analysis": analysis,
+            "analysis_note": note}
 
 
 def adapter_archive(session: Session, job_id: int) -> bytes | None:

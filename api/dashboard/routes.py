@@ -28,6 +28,7 @@ from api.dashboard.auth import (
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
 from api.responses import scrub_text
+from api.routing import GuardedRoute
 from protocol.vocabulary import ACTIVE, JOB_STATUSES, WRITER_ROLES
 from scheduler.errors import Forbidden, InvalidInput
 from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by, group_key
@@ -64,7 +65,7 @@ LIVE_PAGES = frozenset({"sweeps.html", "sweep.html", "job.html", "workers.html"}
 SWEEPS_PER_PAGE = 20
 JOBS_PER_PAGE = 50
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 SameOrigin = [Depends(require_same_origin)]
 
@@ -267,7 +268,7 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
             raise PageNotFound(f"There is no job with id {job_id}.")
         points = data.job_metrics(session, job_id)
         pack = data.pack_jobs(session, job)
-        adapter = data.job_adapter(session, job_id)
+        adapter = data.job_adapter(session, job_id, request.app.state.settings.max_json_depth)
     return render(request, "job.html", {
         "viewer": viewer, "job": job, "figures": plots.job_figures(points), "pack": pack,
         "adapter": adapter,

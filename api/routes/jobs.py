@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from api.body_check import BodySize, body_size, read_body
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerToken
 from api.errors import error_responses
 from api.responses import model_response
+from api.routing import GuardedRoute
 from protocol.models import (
     AdapterStored,
     ClaimPackRequest,
@@ -29,10 +31,13 @@ from protocol.models import (
     MetricsStored,
 )
 from protocol.vocabulary import JobStatus
-from scheduler import artifacts, metrics, packs, queries, queue
+from scheduler import adapter_zip, artifacts, metrics, packs, queries, queue
 from scheduler.db import Database
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
+router = APIRouter(
+    prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503),
+    route_class=GuardedRoute,
+)
 JobId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # A worker's call on a lease: another token's lease (403), no such job, not the live lease.
 LEASE_ERRORS = error_responses(
@@ -165,6 +170,7 @@ def heartbeat(
 
 
 @router.post("/{job_id:int}/metrics", responses=LEASE_ERRORS)
+@body_size(BodySize.report)
 def post_metrics(
     job_id: JobId,
     body: MetricsRequest,
@@ -193,6 +199,7 @@ def get_metrics(
 
 
 @router.post("/{job_id:int}/complete", responses=LEASE_ERRORS)
+@body_size(BodySize.report)
 def complete(
     job_id: JobId,
     body: CompleteRequest,
@@ -208,6 +215,7 @@ def complete(
 
 
 @router.post("/{job_id:int}/fail", responses=LEASE_ERRORS)
+@body_size(BodySize.report)
 def fail(
     job_id: JobId,
     body: FailRequest,
@@ -229,9 +237,6 @@ def release(job_id: JobId, body: LeaseRequest, session: SessionDep, token: Worke
     return JobOut.model_validate(job)
 
 
-#: The upload whose route reads its body against its own limit (TENSLORA_MAX_ADAPTER_MB), not
-#: TENSLORA_MAX_BODY_MB.
-ADAPTER_UPLOAD = re.compile(r"^/api/v1/jobs/[0-9]+/adapter$")
 ZIP_BODY = {
     "requestBody": {
         "required": True,
@@ -248,8 +253,11 @@ ZIP_BODY = {
     responses={
         **LEASE_ERRORS,
         **error_responses(
-            413, 422, s413="over TENSLORA_MAX_ADAPTER_MB",
-            s422="not a zip of adapter_model.safetensors + adapter_config.json",
+            409, 413, 422, s413="over TENSLORA_MAX_ADAPTER_MB",
+            s409="the lease is not the job's live lease, or the job has ended (a succeeded "
+            "job's adapter is never replaced)",
+            s422="not a zip of adapter_model.safetensors + adapter_config.json (or more files "
+            "than TENSLORA_MAX_ADAPTER_MEMBERS), or not a train job",
         ),
     },
 )
@@ -260,12 +268,17 @@ async def put_adapter(
     settings: SettingsDep,
     token: WorkerToken,
 ) -> AdapterStored:
-    """Keep the trained adapter of the job this lease holds (before reporting its result); a
-    later attempt's upload replaces an earlier one."""
-    max_bytes = artifacts.limit_bytes(settings.max_adapter_mb)
-    data = await _body_within(request, max_bytes)
+    """Keep the trained adapter of the running job this lease holds, before its result is
+    reported: a later attempt's upload replaces an earlier one; once the job has succeeded its
+    adapter is never replaced (409). The token, the job, its state and the lease are checked
+    before a byte of the zip is read."""
+    database = request.app.state.database
+    await run_in_threadpool(_check_target, database, job_id, lease_id, token.id)
+    limits = adapter_zip.archive_limits(settings)
+    refuse = partial(adapter_zip.too_large, max_bytes=limits.max_bytes)
+    data = await read_body(request, limits.max_bytes, refuse)
     stored = await run_in_threadpool(
-        _store_adapter, request.app.state.database, job_id, lease_id, token.id, data, max_bytes
+        _store_adapter, database, job_id, lease_id, token.id, data, limits
     )
     return AdapterStored(**asdict(stored))
 
@@ -289,24 +302,20 @@ def get_adapter(job_id: JobId, session: ReadSessionDep, _token: AnyToken) -> Res
     return Response(archive, media_type="application/zip", headers=headers)
 
 
-async def _body_within(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise artifacts.too_large(int(declared), max_bytes)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise artifacts.too_large(None, max_bytes)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _check_target(database: Database, job_id: int, lease_id: str, token_id: int) -> None:
+    with database.session(write=False) as session:
+        artifacts.upload_target(session, job_id, lease_id, token_id=token_id)
 
 
 def _store_adapter(
-    database: Database, job_id: int, lease_id: str, token_id: int, data: bytes, max_bytes: int
+    database: Database,
+    job_id: int,
+    lease_id: str,
+    token_id: int,
+    data: bytes,
+    limits: adapter_zip.ArchiveLimits,
 ) -> artifacts.StoredAdapter:
     # Unpacked and checked before the write transaction opens (SQLite has one writer at a time).
-    upload = artifacts.read_archive(data, max_bytes)
+    upload = adapter_zip.read_archive(data, limits)
     with database.session() as session:
         return artifacts.store_adapter(session, job_id, lease_id, upload, token_id=token_id)

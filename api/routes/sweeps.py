@@ -4,13 +4,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from api.body_check import BodySize, body_size
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
 from api.errors import error_responses
+from api.routing import GuardedRoute
 from protocol.models import GroupPath, ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
 
 router = APIRouter(
-    prefix="/api/v1/sweeps", tags=["sweeps"], responses=error_responses(401, 422, 503)
+    prefix="/api/v1/sweeps", tags=["sweeps"], responses=error_responses(401, 422, 503),
+    route_class=GuardedRoute,
 )
 NO_SUCH_SWEEP = error_responses(404, s404="no such sweep")
 SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -37,6 +40,7 @@ def sweep_out(view: sweeps.SweepView) -> SweepOut:
         s422="an invalid sweep (the detail names the field); nothing was stored",
     ),
 )
+@body_size(BodySize.sweep)
 def create_sweep(
     body: SweepCreate, session: SessionDep, settings: SettingsDep, token: SubmitterToken
 ) -> SweepOut:

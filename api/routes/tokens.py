@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from api.deps import AdminToken, DatabaseDep, ReadSessionDep, SessionDep, forget_token
 from api.errors import error_responses
+from api.routing import GuardedRoute
 from protocol.models import TokenCreate, TokenCreated, TokenList, TokenOut
 from scheduler import tokens
 from scheduler.errors import Conflict
@@ -14,6 +15,7 @@ router = APIRouter(
     prefix="/api/v1/tokens",
     tags=["tokens"],
     responses=error_responses(401, 403, 422, 503, s403="not an admin token"),
+    route_class=GuardedRoute,
 )
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 

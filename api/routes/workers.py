@@ -6,11 +6,13 @@ from fastapi import APIRouter, Query
 
 from api.deps import AnyToken, ReadSessionDep, SettingsDep
 from api.errors import error_responses
+from api.routing import GuardedRoute
 from protocol.models import WorkerList, WorkerOut
 from scheduler import queries
 
 router = APIRouter(
-    prefix="/api/v1/workers", tags=["workers"], responses=error_responses(401, 422, 503)
+    prefix="/api/v1/workers", tags=["workers"], responses=error_responses(401, 422, 503),
+    route_class=GuardedRoute,
 )
 
 

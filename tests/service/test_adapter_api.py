@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 import torch
 
 import tenslora
-from scheduler.artifacts import read_archive, store_adapter
+from scheduler.adapter_zip import ArchiveLimits, read_archive
+from scheduler.artifacts import store_adapter
 from scheduler.db import Database
 from scheduler.queue import claim_job
 from tenslora.core.adapter_config import AdapterConfig
@@ -36,6 +38,8 @@ MAX_ADAPTER_MB = 0.25
 LEASE_SECONDS = 30.0
 TRAIN = {"kind": "train", "task": "rotten_tomatoes", "backbone": "minilm"}
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}
+LIMITS = ArchiveLimits(max_bytes=2**20, max_members=64, max_json_depth=32,
+                       max_json_values=200_000)
 
 
 @pytest.fixture(
@@ -200,14 +204,16 @@ def test_uploads_that_are_not_an_adapter_or_not_the_lease_holders_are_refused(
         _complete(client, claim, {})
 
 
-def test_a_later_attempt_replaces_the_adapter_and_a_resent_upload_after_complete_is_kept(
+def test_a_later_attempt_replaces_the_adapter_and_none_replaces_it_once_the_job_succeeded(
     service: Service, tmp_path: Path
 ) -> None:
-    first_model, second_model = _adapted_model(), _adapted_model()
+    first_model, second_model, third_model = _adapted_model(), _adapted_model(), _adapted_model()
     randomise(second_model.tenslora_adapter.parameters(), seed=7)
+    randomise(third_model.tenslora_adapter.parameters(), seed=8)
     first = _zip_folder(tenslora.save_adapter(first_model, tmp_path / "first"))
     second = _zip_folder(tenslora.save_adapter(second_model, tmp_path / "second"),
-                         {ADAPTER_ANALYSIS_FILE: b'{"method": "att_qkv", "ranks": [NaN]}'})
+                         {ADAPTER_ANALYSIS_FILE: json.dumps(analysis_document()).encode()})
+    third = _zip_folder(tenslora.save_adapter(third_model, tmp_path / "third"))
     with service.client("submitter") as client:
         client.post("/api/v1/sweeps", json={"name": "attempts", "base": TRAIN}).raise_for_status()
     # Attempt 1 claimed and uploaded a lease length ago, then its worker died.
@@ -217,7 +223,7 @@ def test_a_later_attempt_replaces_the_adapter_and_a_resent_upload_after_complete
         with database.session() as session:
             dead = claim_job(session, "dead", None, 10**6, LEASE_SECONDS, 3, now=long_ago)
             assert dead is not None
-            store_adapter(session, dead.job.id, dead.lease_id, read_archive(first, 2**20),
+            store_adapter(session, dead.job.id, dead.lease_id, read_archive(first, LIMITS),
                           now=long_ago + timedelta(seconds=1))
     finally:
         database.dispose()
@@ -230,21 +236,37 @@ def test_a_later_attempt_replaces_the_adapter_and_a_resent_upload_after_complete
         claim = wait_for("the expired job back in the queue", next_claim, 30)
         assert claim["job"]["id"] == dead.job.id and claim["job"]["attempt"] == 2
         assert _put(client, dead.job.id, dead.lease_id, second).status_code == 409
-        assert _put(client, dead.job.id, claim["lease_id"], second).json()["attempt"] == 2
+        stored = _put(client, dead.job.id, claim["lease_id"], second).json()
+        assert stored["attempt"] == 2 and stored["analysis_note"] is None
         _complete(client, claim, {"accuracy": 0.6})
-        resent = _put(client, dead.job.id, claim["lease_id"], second)  # a spool resending
-        assert resent.status_code == 200 and resent.json()["attempt"] == 2
+        # The lease holder cannot swap the served adapter after the result: not even a resend.
+        for body in (third, second):
+            swapped = _put(client, dead.job.id, claim["lease_id"], body)
+            assert swapped.status_code == 409, swapped.text
+            assert "never replaced" in swapped.json()["detail"]
         served = client.get(f"/api/v1/jobs/{dead.job.id}/adapter")
     assert served.status_code == 200
-    assert served.content == read_archive(second, 2**20).archive
+    assert served.content == read_archive(second, LIMITS).archive
     database = Database(service.database_url)
     try:
         with database.session(write=False) as session:
             from scheduler.artifacts import get_analysis
 
-            assert get_analysis(session, dead.job.id) == {"method": "att_qkv", "ranks": [None]}
+            kept = get_analysis(session, dead.job.id)
     finally:
         database.dispose()
+    assert kept is not None  # NaN (an all-zero tensor's statistic) kept as null
+    assert kept["constructions"][0]["summary"][0]["entropy_norm"] is None
+
+
+def analysis_document(**changes: Any) -> dict[str, Any]:
+    """A small analysis in the shape the job page reads (NaN where a tensor was all zero)."""
+    row = {"mode": "Input", "size": 32, "entropy_norm": math.nan, "top1_energy": 1.0,
+           "effective_rank": 1.0, "rank_kept": 1}
+    construction = {"method": "att_qkv", "tucker_ranks": {"Input": 1}, "tucker_parameters": 40,
+                    "summary": [row]}
+    return {"method": "att_qkv", "energy_kept": 0.9, "adapter_parameters": 100,
+            "constructions": [construction], **changes}
 
 
 def _cli(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
@@ -318,3 +340,95 @@ def test_the_dashboard_links_the_adapter_and_shows_its_mode_analysis(
     assert "no adapter" in other and missing.status_code == 404
     best_cell = re.search(r'<td class="best-adapter">(.*?)</td>', results.text, re.S)
     assert best_cell is not None and f'href="/jobs/{job_id}/adapter.zip"' in best_cell.group(1)
+
+
+def _with_adapter(service: Service, tmp_path: Path, name: str, analysis: bytes | None = None
+                  ) -> tuple[dict[str, Any], Path]:
+    """A claimed train job and a saved adapter folder (zipped with ``analysis`` when given)."""
+    claim = _claimed(service, TRAIN, name)
+    folder = tenslora.save_adapter(_adapted_model(), tmp_path / name)
+    if analysis is not None:
+        with service.client("worker") as client:
+            stored = _put(client, claim["job"]["id"], claim["lease_id"],
+                          _zip_folder(folder, {ADAPTER_ANALYSIS_FILE: analysis}))
+        assert stored.status_code == 200, stored.text
+    return claim, folder
+
+
+DEEP = b'{"method": ' + b"[" * 300 + b"]" * 300 + b"}"
+
+
+def test_an_analysis_the_page_cannot_read_is_left_out_with_a_note_and_the_adapter_kept(
+    service: Service, tmp_path: Path
+) -> None:
+    """Finding 8: adapter_analysis.json arrives inside the zip, where no body check saw it."""
+    claim, folder = _with_adapter(service, tmp_path, "bad-analysis")
+    job_id, lease = claim["job"]["id"], claim["lease_id"]
+    bad = {
+        "surrogate": json.dumps(analysis_document(method="\udc00")).encode(),
+        "NUL": json.dumps(analysis_document(method="a\x00b")).encode(),
+        "deeper than 32": DEEP,
+        "constructions": json.dumps(analysis_document(constructions="all of them")).encode(),
+        "energy_kept": json.dumps(analysis_document(energy_kept=1e300)).encode(),
+    }
+    with service.client("worker") as client:
+        for words, analysis in bad.items():
+            answer = _put(client, job_id, lease, _zip_folder(folder, {ADAPTER_ANALYSIS_FILE:
+                                                                       analysis}))
+            assert answer.status_code == 200, answer.text
+            note = answer.json()["analysis_note"]
+            assert note.startswith(f"{ADAPTER_ANALYSIS_FILE} was left out") and words in note
+        _complete(client, claim, {"accuracy": 0.5})
+        assert client.get(f"/api/v1/jobs/{job_id}/adapter").status_code == 200
+    with httpx.Client(base_url=service.url, timeout=30) as browser:
+        page = browser.get(f"/jobs/{job_id}")
+    assert page.status_code == 200 and f'href="/jobs/{job_id}/adapter.zip"' in page.text
+    assert "service left out one it could not read" in page.text
+
+
+def test_a_stored_analysis_the_page_cannot_read_costs_the_table_not_the_page(
+    service: Service, tmp_path: Path
+) -> None:
+    """Rows stored before the checks: GET /jobs/{id} answered 500 for good."""
+    from sqlalchemy import update
+
+    from scheduler.models import JOB_ADAPTERS
+
+    claim, _ = _with_adapter(service, tmp_path, "stored-analysis",
+                             json.dumps(analysis_document()).encode())
+    job_id = claim["job"]["id"]
+    with service.client("worker") as client:
+        _complete(client, claim, {"accuracy": 0.5})
+    stored: list[Any] = [json.loads(DEEP), ["not", "an", "object"],
+                         analysis_document(constructions="all of them"),
+                         analysis_document(constructions=[{"method": "att"}])]
+    if service.database_url.startswith("sqlite"):  # Postgres' jsonb holds neither
+        stored += [analysis_document(method="\udc00"), analysis_document(method="a\x00b")]
+    database = Database(service.database_url)
+    try:
+        for analysis in stored:
+            with database.session() as session:
+                session.execute(update(JOB_ADAPTERS).where(JOB_ADAPTERS.c.job_id == job_id)
+                                .values(analysis=analysis))
+            with httpx.Client(base_url=service.url, timeout=30) as browser:
+                page = browser.get(f"/jobs/{job_id}")
+                home = browser.get("/")
+            assert page.status_code == 200, (analysis, page.text[-2000:])
+            assert "The stored mode analysis cannot be shown" in page.text
+            assert home.status_code == 200
+    finally:
+        database.dispose()
+
+
+def test_a_zip_of_more_files_than_the_setting_is_refused_before_its_directory_is_read(
+    service: Service, tmp_path: Path
+) -> None:
+    claim, folder = _with_adapter(service, tmp_path, "members")
+    crowded = _zip_folder(folder, {f"padding/{index}": b"" for index in range(70)})
+    with service.client("worker") as client:
+        refused = _put(client, claim["job"]["id"], claim["lease_id"], crowded)
+        assert refused.status_code == 422, refused.text
+        assert "TENSLORA_MAX_ADAPTER_MEMBERS" in refused.json()["detail"]
+        assert _put(client, claim["job"]["id"], claim["lease_id"],
+                    _zip_folder(folder)).status_code == 200
+        _complete(client, claim, {"accuracy": 0.5})
