@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         32, ge=4, le=256, description="deepest nesting of a JSON body (422 below it)"
     )
     max_json_values: int = Field(
-        200_000, ge=1000,
+        100_000, ge=1000,
         description="most values (strings, numbers, arrays, objects) one JSON body may hold, "
         "counted before it is parsed (413 above it): parsing holds the server's event loop "
         "about a microsecond per value",

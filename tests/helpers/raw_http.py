@@ -7,16 +7,16 @@ Everything here talks to 127.0.0.1 only and stops at a byte count and a deadline
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 __all__ = ["HealthProbe", "RawAnswer", "json_integers", "memory_mib", "send_raw"]
 
@@ -46,10 +46,11 @@ class RawAnswer:
     head: bytes = b""  #: status line and headers, as received
 
 
-def _chunks(body: bytes | int, chunk: int) -> Iterator[bytes]:
+def _chunks(body: bytes | int, chunk: int) -> Iterator[bytes | memoryview]:
     if isinstance(body, bytes):
+        view = memoryview(body)  # slices without copies: the sender stays cheap
         for start in range(0, len(body), chunk):
-            yield body[start:start + chunk]
+            yield view[start:start + chunk]
         return
     zeros = b"\0" * chunk
     for start in range(0, body, chunk):
@@ -123,10 +124,33 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
+#: The prober's own process: in the process that sends the attack it would measure its own
+#: threads' contention for the GIL, not the server.
+_PROBE = """
+import json, select, sys, time
+import httpx
+url, every_s, timeout_s = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+latencies, failures = [], 0
+with httpx.Client(base_url=url, timeout=timeout_s) as client:
+    while not select.select([sys.stdin], [], [], 0)[0]:  # until the parent closes stdin
+        started = time.monotonic()
+        try:
+            ok = client.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        latencies.append(time.monotonic() - started)
+        failures += not ok
+        if len(latencies) == 1:
+            print("ready", flush=True)
+        time.sleep(every_s)
+print(json.dumps({"latencies": latencies, "failures": failures}))
+"""
+
+
 @dataclass
 class HealthProbe:
-    """Polls ``GET /healthz`` every ``every_s`` from its own thread while in a ``with`` block;
-    ``latencies`` holds how long each answer took (a timeout counts as its full wait)."""
+    """Polls ``GET /healthz`` every ``every_s`` from a process of its own while in a ``with``
+    block; ``latencies`` holds how long each answer took (a timeout counts as its full wait)."""
 
     url: str
     every_s: float = 0.05
@@ -134,29 +158,19 @@ class HealthProbe:
     latencies: list[float] = field(default_factory=list)
     failures: int = 0
 
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="healthz-probe")
-
     def __enter__(self) -> HealthProbe:
-        self._thread.start()
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, self.url, str(self.every_s), str(self.timeout_s)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self._process.stdout is not None
+        self._process.stdout.readline()  # its first answer comes before the attack does
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.timeout_s + 5)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=self.timeout_s) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    ok = client.get("/healthz").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.latencies.append(time.monotonic() - started)
-                self.failures += not ok
-                self._stop.wait(self.every_s)
+        output, _ = self._process.communicate("", timeout=self.timeout_s + 30)
+        found = json.loads(output.splitlines()[-1])
+        self.latencies, self.failures = found["latencies"], found["failures"]
 
     @property
     def worst_s(self) -> float:
