@@ -20,19 +20,24 @@ docs/security.md ("What a client cannot do").
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.raw_http import HealthProbe, RawAnswer, json_integers, memory_mib, send_raw
+from tests.helpers.raw_http import (
+    HealthProbe,
+    RawAnswer,
+    json_integers,
+    memory_mib,
+    send_raw,
+    zip_of_empty_files,
+)
 from tests.helpers.server import RunningServer, mint_tokens, sqlite_url, start_server
 
 MIB = 1 << 20
@@ -83,16 +88,8 @@ def senders(port: int, url: str, seconds: float, headers: dict[str, str], path: 
     print(f"  {probe.summary()}")
 
 
-def member_bomb(members: int) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for index in range(members):
-            archive.writestr(f"{index}", b"")
-    return buffer.getvalue()
-
-
 def bogus_lease_upload(port: int, pid: int, token: str, members: int) -> None:
-    body = member_bomb(members)
+    body = zip_of_empty_files(members)
     print(f"4. worker token, bogus lease, missing job: a {len(body) / MIB:.1f} MiB zip of "
           f"{members:,} members")
     rss_before, _ = memory_mib(pid)

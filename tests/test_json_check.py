@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import time
-import zipfile
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from scheduler.adapter_zip import ArchiveLimits, read_archive
 from scheduler.errors import InvalidInput, TooLarge
 from scheduler.json_check import JsonRefused, _parse_exactly, most_values, parse_json
+from tests.helpers.raw_http import zip_of_empty_files
 
 DEPTH, VALUES = 32, 1_000_000
 SURROGATE = "\udc00"
@@ -100,23 +99,15 @@ LIMITS = ArchiveLimits(max_bytes=1 << 20, max_members=8, max_json_depth=DEPTH,
                        max_json_values=VALUES)
 
 
-def _zip(members: int) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for index in range(members):
-            archive.writestr(f"m{index}", b"")
-    return buffer.getvalue()
-
-
 def test_a_zip_stating_more_members_than_allowed_is_refused_naming_the_setting() -> None:
     with pytest.raises(InvalidInput, match=r"holds 9 files; at most 8.*MAX_ADAPTER_MEMBERS"):
-        read_archive(_zip(9), LIMITS)
+        read_archive(zip_of_empty_files(9), LIMITS)
     with pytest.raises(InvalidInput, match="lacks"):  # 8 pass the count; the files are missing
-        read_archive(_zip(8), LIMITS)
+        read_archive(zip_of_empty_files(8), LIMITS)
 
 
 def test_a_zip_whose_end_record_understates_its_directory_is_refused_by_its_size() -> None:
-    data = bytearray(_zip(400))
+    data = bytearray(zip_of_empty_files(400))
     end = data.rfind(b"PK\x05\x06")
     struct.pack_into("<HH", data, end + 8, 2, 2)  # "2 members", over a directory of 400
     with pytest.raises(InvalidInput, match=r"directory is .* bytes, more than 8 files need"):
@@ -126,7 +117,7 @@ def test_a_zip_whose_end_record_understates_its_directory_is_refused_by_its_size
 def test_a_zip64_end_record_is_read_too() -> None:
     """Such a record (written past 65,535 members or 4 GiB) holds the real counts; the classic
     end record then says 0xFFFF. Built here around a small zip."""
-    data = _zip(9)
+    data = zip_of_empty_files(9)
     end = data.rfind(b"PK\x05\x06")
     fields = list(struct.unpack_from("<4s4H2LH", data, end))
     directory_size, directory_at = fields[5], fields[6]

@@ -7,6 +7,7 @@ Everything here talks to 127.0.0.1 only and stops at a byte count and a deadline
 
 from __future__ import annotations
 
+import io
 import json
 import select
 import socket
@@ -14,11 +15,14 @@ import statistics
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["HealthProbe", "RawAnswer", "json_integers", "memory_mib", "send_raw"]
+__all__ = [
+    "HealthProbe", "RawAnswer", "json_integers", "memory_mib", "send_raw", "zip_of_empty_files",
+]
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -36,6 +40,15 @@ def json_integers(size_bytes: int) -> bytes:
     cheapest body to send and the dearest to parse and walk."""
     count = max(1, (size_bytes - 2) // 2)
     return b"[" + b"1," * (count - 1) + b"1]"
+
+
+def zip_of_empty_files(count: int) -> bytes:
+    """A zip of ``count`` empty files: small to send, and a directory as large as you like."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(count):
+            archive.writestr(f"m{index}", b"")
+    return buffer.getvalue()
 
 
 @dataclass
