@@ -33,7 +33,8 @@ BUNDLED = ("ray", "pydantic", "fastapi", "starlette", "uvicorn", "sqlalchemy", "
 ENVIRONMENT = {
     "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false", "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Ray on loopback, with the token authentication it turns on for a local cluster.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -23,15 +24,26 @@ class WaitTimedOut(AssertionError):
     """A bounded wait ran out (an AssertionError, so pytest reports a failure, not an error)."""
 
 
+# One Ray token for every Ray process the tests start (a multi-host cluster shares one token):
+# Ray's authentication stays on, and nothing is written to ~/.ray.
+RAY_TEST_TOKEN = secrets.token_hex(32)
+
+
 def project_env(**extra: str) -> dict[str, str]:
-    """The environment of a subprocess that imports the project (here, in CI and in benches)."""
+    """The environment of a subprocess that imports the project (here, in CI and in benches).
+
+    Ray runs with token authentication and, where a process starts a Ray of its own (Tune),
+    on loopback; the worker sets both itself (tests/worker/test_ray_exposure.py starts it
+    without these).
+    """
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return {
         **os.environ,
         "PYTHONPATH": path,
         "HF_HUB_OFFLINE": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": RAY_TEST_TOKEN,
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         **extra,
     }
