@@ -141,7 +141,7 @@ def test_failed_sign_ins_are_throttled(server: Server) -> None:
 
 
 def test_the_cookie_is_secure_when_configured_or_over_https(tmp_path) -> None:
-    from tests.helpers.server import create_token
+    from launch.server import create_token
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     for settings, base_url in ((Settings(database_url=url, cookie_secure=True), "http://t"),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from launch.processes import REPO, free_port, project_env, wait_for
 from protocol.client import ApiClient, ApiUnavailable
-from tests.helpers.processes import REPO, free_port, project_env, wait_for
 from tests.worker.conftest import job_children
 from worker.child import start_job
 from worker.probe import CpuProbe, FakeProbe
