@@ -52,7 +52,7 @@ def preset(
     submit: Annotated[bool, typer.Option(help="POST the sweep to the API instead")] = False,
     url: Annotated[
         str | None,
-        typer.Option("--url", envvar=["TENSLORA_API_URL", "TENSLORA_API"],
+        typer.Option("--url", envvar="TENSLORA_API_URL",
                      help="server URL for --submit; default: the local database"),
     ] = None,
     token: Annotated[

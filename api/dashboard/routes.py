@@ -17,7 +17,6 @@ from markupsafe import Markup
 from api.dashboard import data, exports, plots, suggest
 from api.dashboard.auth import (
     COOKIE,
-    LEGACY_COOKIE,
     Viewer,
     cookie_is_secure,
     current_viewer,
@@ -350,7 +349,6 @@ def login(
         COOKIE, raw_session, max_age=int(request.app.state.settings.session_hours * 3600),
         httponly=True, samesite="strict", secure=cookie_is_secure(request), path="/",
     )
-    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response
 
 
@@ -364,5 +362,4 @@ def logout(request: Request) -> Response:
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                            secure=cookie_is_secure(request))
-    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response
