@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cli.scheduler_port import open_scheduler
 from launch.processes import WaitTimedOut, free_port, project_env, stop_group
 from launch.server import RunningServer, ServerExited, mint_tokens, sqlite_url, start_server
 from protocol.client import ApiClient
 from protocol.errors import ApiRejected
-from protocol.vocabulary import Role
+from protocol.port import SchedulerPort
+from protocol.vocabulary import TERMINAL, JobStatus, Role
 
 POLL_S = 1.0
 
@@ -112,8 +114,8 @@ class LocalCluster:
 
     # ---- run -----------------------------------------------------------------------------------
 
-    def _api(self) -> ApiClient:
-        return ApiClient(self.url, self.tokens[Role.admin], timeout_s=30, retry_for_s=0)
+    def _api(self) -> SchedulerPort:
+        return open_scheduler(self.url, self.tokens[Role.admin])
 
     def submit(self, body: dict[str, Any]) -> int:
         with self._api() as api:
@@ -140,8 +142,9 @@ class LocalCluster:
                 self.check_alive()
                 sweep = api.get_sweep(sweep_id)
                 counts = sweep.counts
-                ended = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
-                running, failed = counts.get("running", 0), counts.get("failed", 0)
+                ended = sum(counts.get(status, 0) for status in TERMINAL)
+                running = counts.get(JobStatus.running, 0)
+                failed = counts.get(JobStatus.failed, 0)
                 progress.update(bar, total=sweep.n_jobs, completed=ended,
                                 description=f"running {running}, failed {failed}")
                 if ended >= sweep.n_jobs:
@@ -171,7 +174,7 @@ class LocalCluster:
                     raise ClusterError(f"the results were refused: {exc.detail}", 2) from None
                 print(f"no comparison: {exc.detail}")
                 results = api.sweep_results(sweep_id, group_by)
-            failed = api.job_page(sweep_id, "failed", limit=1)
+            failed = api.job_page(sweep_id, JobStatus.failed, limit=1)
         render(keep_metrics(results.model_dump(mode="json"), metrics or ()), "table")
         if failed.total:
             print(f"{failed.total} runs failed; the first: {failed.items[0].error}")
@@ -180,12 +183,12 @@ class LocalCluster:
         """The succeeded run with the best ``metric`` that kept an adapter: where it is, and
         its HOSVD mode analysis (what ``tenslora analyze`` prints)."""
         with self._api() as api:
-            runs = [job for job in api.jobs(sweep_id, "succeeded")
+            runs = [job for job in api.jobs(sweep_id, JobStatus.succeeded)
                     if isinstance((job.result or {}).get(metric), int | float)]
             runs.sort(key=lambda job: (-float((job.result or {})[metric]), job.id))
             for job in runs:
                 try:
-                    archive = api.download_adapter(job.id, retry_for_s=0)
+                    archive = api.download_adapter(job.id)
                 except ApiRejected:  # this run kept none (its upload was refused)
                     continue
                 break

@@ -27,9 +27,10 @@ from api.dashboard.auth import (
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
 from api.responses import scrub_text
+from protocol.models import SIGNIFICANT_P
 from protocol.vocabulary import ACTIVE, JOB_STATUSES, WRITER_ROLES
 from scheduler.errors import Forbidden, InvalidInput
-from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by, group_key
+from scheduler.results import compare_text, default_group_by, group_key
 from scheduler.sweeps import may_cancel
 from scheduler.tokens import TokenInfo
 
