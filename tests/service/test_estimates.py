@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from launch.processes import REPO, project_env
 from scheduler.errors import InvalidInput
 from scheduler.memory import formula_memory_mb, shape_key
 from scheduler.models import Job
@@ -18,7 +19,6 @@ from scheduler.packs import claim_pack
 from scheduler.queue import claim_job, complete_job, release_job
 from scheduler.sweeps import create_sweep
 from tenslora.core.job_spec import parse_spec
-from tests.helpers.processes import REPO, project_env
 from tests.service.conftest import Server
 
 # The test makes several calls between a claim and its complete: a lease that outlives them.

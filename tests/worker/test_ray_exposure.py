@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.processes import REPO, wait_for
+from launch.processes import REPO, wait_for
 from tests.worker.conftest import Scheduler, Worker, descendants, make_scheduler
 from worker.ray_env import is_loopback
 
