@@ -15,7 +15,7 @@ from api import errors
 from api.dashboard import mount_dashboard
 from api.middleware import CloseUnfinishedBody, SecurityHeaders
 from api.responses import SafeJSONResponse
-from api.routes import health, jobs, sweeps, tokens, workers
+from api.routes import estimates, health, jobs, sweeps, tokens, workers
 from api.routing import GuardedRoute
 from scheduler.db import Database
 from scheduler.migrate import upgrade
@@ -101,7 +101,8 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     app.add_middleware(CloseUnfinishedBody)
     app.add_middleware(SecurityHeaders)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
-    for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):
+    for router in (jobs.router, sweeps.router, workers.router, tokens.router, estimates.router,
+                   health.router):
         app.include_router(router)
     mount_dashboard(app)
     return app

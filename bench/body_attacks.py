@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.raw_http import (
+from launch.server import RunningServer, mint_tokens, sqlite_url, start_server
+from tools.hostile_clients import (
     HealthProbe,
     RawAnswer,
     json_integers,
@@ -38,7 +39,6 @@ from tests.helpers.raw_http import (
     send_raw,
     zip_of_empty_files,
 )
-from tests.helpers.server import RunningServer, mint_tokens, sqlite_url, start_server
 
 MIB = 1 << 20
 

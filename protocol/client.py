@@ -1,5 +1,6 @@
 """THE typed client of the scheduler's HTTP API: the worker, the Ray Tune path and the CLI all
-talk to the API through ``ApiClient`` and nothing else does.
+talk to the API through ``ApiClient`` and nothing else does. Its reading, submitting and
+cancelling calls are ``protocol.port.SchedulerPort``'s, over HTTP.
 
 Every call returns the models of ``protocol.models`` and raises the errors of ``protocol.errors``.
 Connection errors and 5xx answers are retried with backoff for ``retry_for_s`` seconds (the
@@ -12,18 +13,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from protocol.errors import ApiError, ApiRejected, ApiUnavailable, LeaseLost
+from protocol.errors import ApiError, ApiRejected, ApiUnavailable, LeaseLost, rejection
 from protocol.models import (
+    MAX_PAGE,
     AdapterStored,
     ClaimPackResponse,
     ClaimResponse,
+    EstimateList,
+    EstimateOut,
     HeartbeatResponse,
     JobList,
     JobOut,
@@ -34,6 +39,8 @@ from protocol.models import (
     TokenCreated,
     WorkerList,
 )
+from protocol.port import SchedulerPort
+from protocol.vocabulary import JobStatus, Role
 
 __all__ = [
     "ApiClient", "ApiError", "ApiRejected", "ApiUnavailable", "Lease", "LeaseLost",
@@ -45,7 +52,6 @@ log = logging.getLogger(__name__)
 #: Result entry naming why the API refused the job's adapter (the result itself is kept).
 ADAPTER_ERROR = "adapter_error"
 METRICS_PER_REQUEST = 5000  # the API takes at most 10,000 points a call
-JOBS_PAGE = 1000  # the API's largest page of /jobs
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ def quiet_http_logs() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-class ApiClient:
+class ApiClient(SchedulerPort):
     def __init__(
         self,
         api_url: str,
@@ -111,38 +117,47 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ApiClient:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
     # ---- the worker's calls (one job's lease) ----------------------------------------------
 
     def claim(
-        self, worker_id: str, device: str, free_memory_mb: int, job_id: int | None = None
+        self,
+        worker_id: str,
+        device: str,
+        free_memory_mb: int,
+        job_id: int | None = None,
+        device_memory_mb: int | None = None,
     ) -> Lease | None:
         """The next job whose memory estimate fits, or None when nothing does.
 
         ``job_id`` asks for that job only (a Ray Tune trial of ``tenslora sweep tune``).
+        ``device_memory_mb``: the device's whole memory; the API refuses a reported peak above it.
         """
         body: dict[str, Any] = {
             "worker_id": worker_id, "device": device, "free_memory_mb": int(free_memory_mb)
         }
         if job_id is not None:
             body["job_id"] = job_id
+        if device_memory_mb is not None:
+            body["device_memory_mb"] = int(device_memory_mb)
         response = self._request("POST", "/api/v1/jobs/claim", json=body)
         if response.status_code == 204:
             return None
         return Lease(ClaimResponse.model_validate(response.json()))
 
     def claim_pack(
-        self, worker_id: str, device: str, free_memory_mb: int, max_jobs: int
+        self,
+        worker_id: str,
+        device: str,
+        free_memory_mb: int,
+        max_jobs: int,
+        device_memory_mb: int | None = None,
     ) -> PackLeases | None:
         """Up to ``max_jobs`` jobs of one pack key that fit together, each with its own lease
         (one ``worker.lease.LeaseKeeper`` per lease); None when nothing fits."""
-        body = {"worker_id": worker_id, "device": device,
-                "free_memory_mb": int(free_memory_mb), "max_jobs": max_jobs}
+        body: dict[str, Any] = {"worker_id": worker_id, "device": device,
+                                "free_memory_mb": int(free_memory_mb), "max_jobs": max_jobs}
+        if device_memory_mb is not None:
+            body["device_memory_mb"] = int(device_memory_mb)
         response = self._request("POST", "/api/v1/jobs/claim-pack", json=body)
         if response.status_code == 204:
             return None
@@ -270,31 +285,14 @@ class ApiClient:
         return ResultsOut.model_validate(response.json())
 
     def job_page(
-        self, sweep_id: int | None = None, status: str | None = None,
-        limit: int = JOBS_PAGE, offset: int = 0, **retry: float,
+        self, sweep_id: int | None = None, status: JobStatus | None = None,
+        limit: int = MAX_PAGE, offset: int = 0, **retry: float,
     ) -> JobList:
-        """One page of ``/jobs`` (at most 1,000): see ``jobs`` for all of them."""
+        """One page of ``/jobs`` (at most 1,000): ``iter_jobs`` walks them all."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         params.update({k: v for k, v in (("sweep_id", sweep_id), ("status", status)) if v})
         response = self._request("GET", "/api/v1/jobs", params=params, **retry)
         return JobList.model_validate(response.json())
-
-    def iter_jobs(
-        self, sweep_id: int | None = None, status: str | None = None, **retry: float
-    ) -> Iterator[JobOut]:
-        """Every job that matches, page after page (the API hands out 1,000 at a time)."""
-        seen = 0
-        while True:
-            page = self.job_page(sweep_id, status, JOBS_PAGE, seen, **retry)
-            yield from page.items
-            seen += len(page.items)
-            if not page.items or seen >= page.total:
-                return
-
-    def jobs(
-        self, sweep_id: int | None = None, status: str | None = None, **retry: float
-    ) -> list[JobOut]:
-        return list(self.iter_jobs(sweep_id, status, **retry))
 
     def get_job(self, job_id: int, **retry: float) -> JobOut:
         return self._job("GET", f"/api/v1/jobs/{job_id}", **retry)
@@ -313,7 +311,18 @@ class ApiClient:
         response = self._request("GET", "/api/v1/workers", params=params, **retry)
         return WorkerList.model_validate(response.json())
 
-    def create_token(self, role: str, name: str, **retry: float) -> TokenCreated:
+    def estimates(self, **retry: float) -> EstimateList:
+        """The learned memory estimates, one per job shape (admin)."""
+        return EstimateList.model_validate(
+            self._request("GET", "/api/v1/estimates", **retry).json()
+        )
+
+    def reset_estimate(self, shape: str, **retry: float) -> EstimateOut:
+        """Forget what was learned about ``shape``; its queued jobs go back to the formula."""
+        path = f"/api/v1/estimates/{quote(shape, safe='')}"
+        return EstimateOut.model_validate(self._request("DELETE", path, **retry).json())
+
+    def create_token(self, role: Role, name: str, **retry: float) -> TokenCreated:
         body = {"role": role, "name": name}
         response = self._request("POST", "/api/v1/tokens", json=body, **retry)
         return TokenCreated.model_validate(response.json())
@@ -336,10 +345,8 @@ class ApiClient:
             else:
                 if response.status_code < 400:
                     return response
-                if response.status_code == 409:
-                    raise LeaseLost(409, _detail(response), path)
                 if response.status_code < 500:
-                    raise ApiRejected(response.status_code, _detail(response), path)
+                    raise rejection(response.status_code, _detail(response), path)
                 status, detail = response.status_code, _detail(response)
                 problem = f"HTTP {status}: {detail}"
             if time.monotonic() + delay > deadline:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
+from protocol.vocabulary import JobStatus, Role, SweepStatus
 from tenslora.core.job_spec import spec_paths
 
 # No NUL characters: Postgres text cannot hold them.
@@ -19,6 +20,9 @@ LeaseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=
 MAX_MEMORY_MB = 10**12
 MAX_STEP = 2**53 - 1  # the largest integer a float64 (and so any JSON reader) holds exactly
 MAX_PACK_JOBS = 64
+MAX_PAGE = 1000  # the largest page of /sweeps and /jobs
+#: p-values below this are marked significant by the CLI, the dashboard and the exports.
+SIGNIFICANT_P = 0.05
 
 
 # Text of a free-form document (a spec, a result): no NUL either. ``scheduler.json_check`` refuses
@@ -65,8 +69,8 @@ class SweepOut(BaseModel):
     name: str
     priority: int
     n_jobs: int
-    status: str = Field(description="queued | running | finished | cancelled")
-    counts: dict[str, int] = Field(description="jobs by status")
+    status: SweepStatus
+    counts: dict[JobStatus, int] = Field(description="jobs by status")
     created_at: datetime
     cancelled_at: datetime | None
 
@@ -81,7 +85,7 @@ class JobOut(BaseModel):
 
     id: int
     sweep_id: int
-    status: str
+    status: JobStatus
     attempt: int
     kind: str
     config: dict[str, Any]
@@ -107,10 +111,20 @@ class JobList(BaseModel):
     total: int
 
 
+# What a claim may say about its device's whole memory (ClaimRequest, ClaimPackRequest).
+DeviceMemory = Annotated[int | None, Field(
+    ge=1, le=MAX_MEMORY_MB,
+    description="the whole memory of the device the jobs run in, in MiB (the host's RAM for CPU "
+    "slots and fake GPUs, whose jobs run on the CPU): a result whose peak_memory_mb is above "
+    "it is refused; default: free_memory_mb",
+)]
+
+
 class ClaimRequest(Strict):
     worker_id: Name
     device: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")] | None = None
     free_memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
+    device_memory_mb: DeviceMemory = None
     job_id: int | None = Field(
         None, ge=1, le=2**31 - 1,
         description="claim exactly this queued job, or nothing (a Ray Tune trial runs its own job)",
@@ -127,6 +141,7 @@ class ClaimPackRequest(Strict):
     worker_id: Name
     device: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")] | None = None
     free_memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
+    device_memory_mb: DeviceMemory = None
     max_jobs: int = Field(
         ge=1, le=MAX_PACK_JOBS, description="the most jobs of one pack key to hand out"
     )
@@ -146,7 +161,6 @@ class LeaseRequest(Strict):
 
 class HeartbeatResponse(BaseModel):
     cancelled: bool = Field(description="the job's sweep was cancelled: stop and release nothing")
-    status: str = Field(description="the job's status: running, or cancelled")
     lease_expires_at: datetime | None
 
 
@@ -166,6 +180,8 @@ class MetricsStored(BaseModel):
 
 
 class MetricPointOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     step: int
     name: str
     value: float | None
@@ -178,7 +194,9 @@ class MetricsOut(BaseModel):
 class CompleteRequest(Strict):
     lease_id: LeaseId
     result: JsonObject = Field(
-        default_factory=dict, description="metrics and facts of the run, e.g. peak_memory_mb"
+        default_factory=dict,
+        description="metrics and facts of the run, e.g. peak_memory_mb: a positive number of MiB "
+        "at most the device_memory_mb of the job's claim (422 otherwise, nothing stored)",
     )
 
 
@@ -210,6 +228,30 @@ class WorkerOut(BaseModel):
 
 class WorkerList(BaseModel):
     items: list[WorkerOut]
+
+
+class EstimateOut(BaseModel):
+    """What the scheduler learned about the memory of one job shape."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    shape: str = Field(description="backbone|batch=B|len=L|precision: jobs of one shape share "
+                       "their estimates")
+    peak_memory_mb: int | None = Field(
+        description="the largest peak a job of this shape reported running alone; null: none"
+    )
+    pack_share_mb: int | None = Field(
+        description="the largest per-job share a pack of this shape showed; null: none"
+    )
+    formula_mb: int | None = Field(
+        description="the estimate before any report; null when no job of the shape is stored"
+    )
+    queued_jobs: int = Field(description="queued jobs of this shape")
+    updated_at: datetime | None = Field(description="when a report last changed it")
+
+
+class EstimateList(BaseModel):
+    items: list[EstimateOut]
 
 
 class MetricSummary(BaseModel):
@@ -245,14 +287,14 @@ class ResultsOut(BaseModel):
 
 
 class TokenCreate(Strict):
-    role: Annotated[str, StringConstraints(pattern=r"^(admin|submitter|worker)$")]
+    role: Role = Field(strict=False)  # a JSON string names the member
     name: Name
 
 
 class TokenCreated(BaseModel):
     id: int
     token: str
-    role: str
+    role: Role
     name: str
 
 
@@ -263,7 +305,7 @@ class TokenOut(BaseModel):
 
     id: int
     name: str
-    role: str
+    role: Role
     created_at: datetime
     last_used_at: datetime | None = Field(description="to the minute; null when never used")
     created_by: str | None = Field(description="the admin token that minted it over the API")

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from cli.main import app
-from tenslora.core.job_spec import AdapterSpec, OptimSpec, SyntheticSpec, TrainLoopSpec, TrainSpec
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.job_spec import OptimSpec, SyntheticSpec, TrainLoopSpec, TrainSpec
 from tenslora.sweeps.presets import adapter_parameters, paper_table2
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -50,7 +51,7 @@ def test_the_cli_reference_covers_every_command():
     text = (DOCS / "cli.md").read_text()
     for command in ("serve", "token create", "db upgrade", "sweep submit", "sweep list",
                     "sweep preset", "sweep tune", "results", "train", "tasks", "methods", "demo",
-                    "run", "analyze", "job adapter"):
+                    "run", "analyze", "job adapter", "estimates list"):
         assert f"`tenslora {command}" in text
 
 
@@ -90,7 +91,7 @@ def _spec_fields(model: type) -> dict[str, tuple[bool, bool, object]]:
 
 @pytest.mark.parametrize(
     ("model", "heading", "title"),
-    [(TrainSpec, "### ", "`kind: train`"), (AdapterSpec, "#### ", "`adapter`"),
+    [(TrainSpec, "### ", "`kind: train`"), (AdapterConfig, "#### ", "`adapter`"),
      (OptimSpec, "#### ", "`optim`"), (TrainLoopSpec, "#### ", "`train`"),
      (SyntheticSpec, "### ", "`kind: synthetic`")],
 )

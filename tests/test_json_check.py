@@ -13,7 +13,7 @@ import pytest
 from scheduler.adapter_zip import ArchiveLimits, read_archive
 from scheduler.errors import InvalidInput, TooLarge
 from scheduler.json_check import JsonRefused, _parse_exactly, most_values, parse_json
-from tests.helpers.raw_http import zip_of_empty_files
+from tools.hostile_clients import zip_of_empty_files
 
 DEPTH, VALUES = 32, 1_000_000
 SURROGATE = "\udc00"

@@ -146,7 +146,7 @@ class LeaseKeeper:
         except ApiError as error:  # the API may come back before the lease runs out
             log.warning("job %s: heartbeat failed: %s", self.lease.job_id, error)
             return
-        if beat.cancelled or beat.status == "cancelled":
+        if beat.cancelled:
             log.info("job %s: cancelled; stopping it", self.lease.job_id)
             self._stop("cancelled")
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from protocol.client import ApiClient
 from protocol.errors import ApiError, ApiRejected
+from protocol.vocabulary import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class TuneOptions:
 class TuneSummary:
     sweep_id: int
     n_jobs: int
-    counts: dict[str, int]  # the sweep's jobs by status once Tune is done
+    counts: dict[JobStatus, int]  # the sweep's jobs by status once Tune is done
 
 
 class SweepRejected(Exception):
@@ -147,18 +148,18 @@ class _SettleJobs:
         client = ApiClient(self.api_url, self.token or "", timeout_s=30, retry_for_s=5.0)
         try:
             deadline = time.monotonic() + self.GRACE_S
-            while ((status := client.get_job(job_id).status) == "running"
+            while ((status := client.get_job(job_id).status) == JobStatus.running
                    and time.monotonic() < deadline):
                 time.sleep(0.5)
             lease_id = last.get("lease_id")
-            if status == "running" and lease_id:
+            if status == JobStatus.running and lease_id:
                 # The last evaluation Tune saw, so the curve ends where the trial did.
                 points = [{"step": int(last["step"]), "name": k, "value": float(v)}
                           for k, v in last.items() if k.startswith("eval/") and "step" in last]
                 if points:
                     client.post_metrics(job_id, lease_id, points)
                 client.fail(job_id, lease_id, reason)
-            elif status == "queued":  # the lease ran out first and the job was requeued
+            elif status == JobStatus.queued:  # the lease ran out first and the job was requeued
                 lease = client.claim("tune-driver", "none", 10**9, job_id=job_id)
                 if lease is not None:
                     client.fail(job_id, lease.lease_id, reason)

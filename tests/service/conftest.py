@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.postgres import PostgresServer, have_postgres, running_postgres
-from tests.helpers.server import Service, sqlite_url, start_service
+from launch.postgres import PostgresServer, have_postgres, running_postgres
+from launch.server import sqlite_url
+from tests.helpers.server import Service, start_service
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +48,15 @@ def server(
     """The real server (uvicorn subprocess) on each backend, one per test module.
 
     Tests share it; ``queue_is_empty`` cancels every sweep after each test so a claim in one
-    test never sees another test's jobs.
+    test never sees another test's jobs. A module's ``SERVER_LEASE_SECONDS`` overrides the lease.
     """
     folder = tmp_path_factory.mktemp(f"server-{request.param}")
     if request.param == "sqlite":
         url = sqlite_url(folder)
     else:
         url = request.getfixturevalue("postgres").fresh_database()
-    service = start_service(folder, url, LEASE_SECONDS)
+    lease_seconds = getattr(request.module, "SERVER_LEASE_SECONDS", LEASE_SECONDS)
+    service = start_service(folder, url, lease_seconds)
     try:
         yield service
     finally:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.raw_http import HealthProbe, RawAnswer, json_integers, memory_mib, send_raw
 from tests.helpers.server import Service, start_service
+from tools.hostile_clients import HealthProbe, RawAnswer, json_integers, memory_mib, send_raw
 
 MIB = 1 << 20
 ADAPTER_MB = 8  # TENSLORA_MAX_ADAPTER_MB of this server: the largest body any route reads

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from launch.processes import REPO, free_port, project_env, wait_for
 from protocol.client import ApiClient, ApiUnavailable
-from tests.helpers.processes import REPO, free_port, project_env, wait_for
 from tests.worker.conftest import job_children
 from worker.child import start_job
-from worker.probe import CpuProbe, FakeProbe
+from worker.probe import CpuProbe, FakeProbe, device_memory_mb
 from worker.spool import Spool
 
 
@@ -31,6 +31,16 @@ def test_cpu_probe_reports_the_hosts_available_memory() -> None:
     [device] = CpuProbe().devices()
     assert device.name == "cpu"
     assert 0 < CpuProbe().free_memory_mb(0) <= device.total_memory_mb
+
+
+def test_claims_declare_the_memory_a_jobs_peak_is_measured_in() -> None:
+    cpu = CpuProbe()
+    [host] = cpu.devices()
+    assert device_memory_mb(cpu, host) == host.total_memory_mb
+    # A fake GPU's jobs run on the CPU: their peak is a resident size, bounded by the host's RAM.
+    fake = FakeProbe.parse("1x100")
+    [small] = fake.devices()
+    assert device_memory_mb(fake, small) == host.total_memory_mb
 
 
 def run_worker(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -91,10 +101,14 @@ def test_the_pack_size_is_the_flag_else_a_default_for_every_kind_of_device() -> 
             check_args(WorkerSettings.from_namespace(args))
 
 
-@pytest.mark.parametrize("variable", ["TENSLORA_API_URL", "TENSLORA_API"])
-def test_api_and_token_come_from_the_environment_too(variable: str) -> None:
-    result = run_worker("--fake-gpus", "lots", **{variable: "http://x"}, TENSLORA_TOKEN="t")
+def test_api_and_token_come_from_the_environment_too() -> None:
+    result = run_worker("--fake-gpus", "lots", TENSLORA_API_URL="http://x", TENSLORA_TOKEN="t")
     assert "--fake-gpus must look" in result.stderr  # got past the API and token checks
+
+
+def test_the_old_variable_name_is_not_read() -> None:
+    result = run_worker("--fake-gpus", "1x100", TENSLORA_API="http://x", TENSLORA_TOKEN="t")
+    assert result.returncode == 2 and "no API URL" in result.stderr
 
 
 def test_no_nvidia_driver_is_a_clear_error_not_a_traceback() -> None:

@@ -1,6 +1,7 @@
-"""Hostile clients for the body tests and bench/body_attacks.py: a raw socket that streams a body
-the way an attacker would (it keeps sending until the server answers or hangs up), a /healthz
-prober that records how long each answer took, and a process's memory from /proc.
+"""Hostile clients, shared by the body tests (tests/service/test_service_bodies.py) and
+bench/body_attacks.py: a raw socket that streams a body the way an attacker would (it keeps
+sending until the server answers or hangs up), a /healthz prober that records how long each
+answer took, and a process's memory from /proc.
 
 Everything here talks to 127.0.0.1 only and stops at a byte count and a deadline.
 """
@@ -181,7 +182,7 @@ class HealthProbe:
         return self
 
     def __exit__(self, *_: object) -> None:
-        output, _ = self._process.communicate("", timeout=self.timeout_s + 30)
+        output, _errors = self._process.communicate("", timeout=self.timeout_s + 30)
         found = json.loads(output.splitlines()[-1])
         self.latencies, self.failures = found["latencies"], found["failures"]
 
