@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 from typing import Any
 
 import pytest
@@ -84,13 +83,25 @@ def _count(value: Any) -> int:
     return 1
 
 
-def test_a_large_plain_body_is_checked_without_a_step_per_element() -> None:
-    """8M small integers, or 2M empty lists: the old walk took ~10 s (a Python call per number);
-    the container walk works in slices at C speed."""
-    for body in (b"[" + b"1," * 4_000_000 + b"1]", b"[" + b"[]," * 2_000_000 + b"[]]"):
-        started = time.process_time()
-        parse_json(body, DEPTH, 10_000_000)
-        assert time.process_time() - started < 4.0
+def test_a_plain_body_takes_the_fast_path_and_a_suspect_one_the_exact_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The exact path calls Python for every number (8M integers: about 10 s); a body that holds
+    nothing it looks for never gets there."""
+    calls: list[bytes] = []
+
+    def exact(data: bytes, max_depth: int) -> Any:
+        calls.append(data)
+        return _parse_exactly(data, max_depth)
+
+    monkeypatch.setattr("scheduler.json_check._parse_exactly", exact)
+    plain = b'{"a": [' + b"1, 2.5, [], {}, " * 10_000 + rb'"caf\u00e9"]}'
+    assert parse_json(plain, DEPTH, VALUES)["a"][-1] == "caf\u00e9"
+    assert calls == []
+    for suspect in (rb'["\u0000"]', rb'["\udc00"]', b"[1e400]", b"[" + b"9" * 400 + b"]"):
+        with pytest.raises(JsonRefused):
+            parse_json(suspect, DEPTH, VALUES)
+    assert len(calls) == 4
 
 
 # ---- the zip's directory, read from its end record before zipfile parses it --------------------
