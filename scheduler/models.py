@@ -28,6 +28,9 @@ from protocol.vocabulary import JobStatus
 
 NAME_LENGTH = 200
 
+#: The id of a table that can pass 2^31 rows: bigint on Postgres, the rowid on SQLite.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
 # jsonb on Postgres: it can be grouped and compared (results group by config paths).
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -163,7 +166,10 @@ class Metric(Base):
     __tablename__ = "metrics"
     __table_args__ = (Index("ix_metrics_job_name_step", "job_id", "name", "step"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Every training step of every job adds rows: a lab passes 2^31 points, so 64-bit on
+    # Postgres (SQLite's INTEGER PRIMARY KEY is the 64-bit rowid already, and must stay INTEGER
+    # to keep its autoincrement).
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
     attempt: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(BigInteger)

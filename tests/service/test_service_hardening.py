@@ -8,9 +8,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from launch.postgres import have_postgres, running_postgres
 from tests.helpers.server import start_service
@@ -136,3 +138,41 @@ def test_readyz_answers_503_while_postgres_is_down(tmp_path: Path) -> None:
             service.stop()
     assert down.status_code == 503 and "unavailable" in down.json()["detail"]
     assert alive.status_code == 200
+
+
+def _execute(database_url: str, *statements: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            rows: list[tuple[Any, ...]] = []
+            for statement in statements:
+                result = connection.execute(text(statement))
+                rows = [tuple(row) for row in result] if result.returns_rows else []
+            return rows
+    finally:
+        engine.dispose()
+
+
+def test_metrics_past_two_to_the_31_points_are_stored(api: Server) -> None:
+    """The next metrics id is set past 2^31, as a busy lab's history gets: storing and reading
+    points still works (a 32-bit serial answered 503 to every metrics call from there on)."""
+    if api.database_url.startswith("postgresql"):
+        (column,) = _execute(api.database_url, "SELECT data_type FROM information_schema.columns "
+                             "WHERE table_name = 'metrics' AND column_name = 'id'")
+        assert column == ("bigint",)
+        _execute(api.database_url, "ALTER SEQUENCE metrics_id_seq RESTART WITH 2147483648")
+    else:
+        _execute(api.database_url, "INSERT INTO metrics (id, job_id, attempt, step, name, value) "
+                 "VALUES (2147483647, 0, 1, 0, 'seed-row', NULL)")
+    submit(api, {"name": "long-history", "base": SYNTHETIC})
+    with api.client("worker") as client:
+        lease = claim(client)
+        assert lease is not None
+        job_id = lease["job"]["id"]
+        stored = client.post(f"/api/v1/jobs/{job_id}/metrics", json={
+            "lease_id": lease["lease_id"], "points": [{"step": 1, "name": "loss", "value": 0.5}]})
+        assert stored.status_code == 200, stored.text
+        loss = client.get(f"/api/v1/jobs/{job_id}/metrics", params={"name": "loss"}).json()
+    assert [(p["step"], p["value"]) for p in loss["points"]] == [(1, 0.5)]
+    ((largest,),) = _execute(api.database_url, "SELECT max(id) FROM metrics")
+    assert largest > 2**31 - 1
