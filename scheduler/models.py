@@ -128,6 +128,9 @@ class Job(Base):
 # the next job is its first entry (an ascending priority made SQLite sort every queued job of the
 # top priority on each claim).
 Index("ix_jobs_claim_order", Job.status, Job.priority.desc(), Job.id)
+# The claim skips estimates that do not fit: per distinct estimate, its first job in the claim's
+# order is one seek (see scheduler.queue._fitting_heads).
+Index("ix_jobs_fit", Job.status, Job.memory_estimate_mb, Job.priority.desc(), Job.id)
 # A pack claim takes the next jobs of one pack key in the claim's order.
 Index("ix_jobs_pack_order", Job.pack_key, Job.status, Job.priority.desc(), Job.id)
 
