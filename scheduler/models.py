@@ -96,7 +96,8 @@ class Job(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    # Indexed with its status by ix_jobs_sweep_status (below).
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))
     spec_hash: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     config: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
@@ -131,6 +132,9 @@ Index("ix_jobs_claim_order", Job.status, Job.priority.desc(), Job.id)
 # The claim skips estimates that do not fit: per distinct estimate, its first job in the claim's
 # order is one seek (see scheduler.queue._fitting_heads).
 Index("ix_jobs_fit", Job.status, Job.memory_estimate_mb, Job.priority.desc(), Job.id)
+# A sweep's results read its succeeded jobs, then their result values by primary key: never the
+# values (or the succeeded jobs) of every other sweep the lab ever ran.
+Index("ix_jobs_sweep_status", Job.sweep_id, Job.status, Job.id)
 # A pack claim takes the next jobs of one pack key in the claim's order.
 Index("ix_jobs_pack_order", Job.pack_key, Job.status, Job.priority.desc(), Job.id)
 
