@@ -74,24 +74,28 @@ def _fitting_heads() -> Any:
     Each step is one seek on ``ix_jobs_fit`` (status, estimate, priority desc, id): the next
     larger estimate, then its first job. The cost grows with the number of distinct estimates
     that fit, never with the number of queued jobs that do not (100k of those made every claim
-    walk them in the claim order).
+    walk them in the claim order). On Postgres each head is locked (SKIP LOCKED) until the
+    claim commits, so racing claimers see each estimate's next job instead; a head is None
+    when racers hold all of its estimate's jobs.
     """
     inner = JOBS.alias("later")
+    inner_queued = inner.c.status == JobStatus.queued.value
     estimates = (
         select(func.min(JOBS.c.memory_estimate_mb).label("mb")).where(_QUEUED)
         .cte("fitting_estimates", recursive=True)
     )
     larger = (
         select(func.min(inner.c.memory_estimate_mb))
-        .where(inner.c.status == JobStatus.queued.value, inner.c.memory_estimate_mb > estimates.c.mb)
+        .where(inner_queued, inner.c.memory_estimate_mb > estimates.c.mb)
         .scalar_subquery()
     )
     estimates = estimates.union_all(select(larger).where(estimates.c.mb <= bindparam("b_free")))
     head = (
         select(inner.c.id)
-        .where(inner.c.status == JobStatus.queued.value, inner.c.memory_estimate_mb == estimates.c.mb)
+        .where(inner_queued, inner.c.memory_estimate_mb == estimates.c.mb)
         .order_by(inner.c.priority.desc(), inner.c.id)
         .limit(1)
+        .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     return select(head).where(estimates.c.mb <= bindparam("b_free"))
@@ -124,7 +128,7 @@ def first_fitting(session: Session, statement: Any, scan: Any, params: dict[str,
     When racing claimers hold every head (Postgres; SQLite claimers run one at a time),
     ``scan`` (the same without ``heads``) takes any fitting job instead.
     """
-    heads = session.scalars(_HEADS, params).all()
+    heads = [head for head in session.scalars(_HEADS, params) if head is not None]
     if not heads:
         return None
     row = session.execute(statement, {**params, "b_heads": heads}).one_or_none()

@@ -28,7 +28,8 @@ def _queue(database: Database, non_fitting: int) -> None:
     """``non_fitting`` high-priority jobs no claim fits, then two small ones behind them."""
     with database.session() as session:
         sweep = create_sweep(session, "big", BIG, priority=5)
-        model = session.execute(select(JOBS).where(JOBS.c.sweep_id == sweep.sweep.id)).mappings().one()
+        model = session.execute(
+            select(JOBS).where(JOBS.c.sweep_id == sweep.sweep.id)).mappings().one()
         copy = {k: v for k, v in model.items() if k != "id"}
         session.execute(insert(JOBS), [{**copy, "spec_hash": f"{n:064d}"}
                                        for n in range(1, non_fitting)])
