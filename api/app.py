@@ -17,7 +17,7 @@ from api.body_check import JsonBodyCheck
 from api.dashboard import mount_dashboard
 from api.middleware import BodyLimit, SecurityHeaders
 from api.responses import SafeJSONResponse
-from api.routes import health, jobs, sweeps, tokens, workers
+from api.routes import estimates, health, jobs, sweeps, tokens, workers
 from scheduler.db import Database
 from scheduler.migrate import upgrade
 from scheduler.queue import reap_expired
@@ -108,7 +108,8 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
         # Outermost, so every later layer (the login throttle's address) sees the real client.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
-    for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):
+    for router in (jobs.router, sweeps.router, workers.router, tokens.router, estimates.router,
+                   health.router):
         app.include_router(router)
     mount_dashboard(app)
     return app

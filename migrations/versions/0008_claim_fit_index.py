@@ -1,7 +1,7 @@
 """The index the claim walks to skip queued jobs whose memory estimate does not fit.
 
-Revision ID: 0007_claim_fit_index
-Revises: 0006_metrics_bigint_id
+Revision ID: 0008_claim_fit_index
+Revises: 0007_metrics_bigint_id
 Create Date: 2026-12-07
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_claim_fit_index"
-down_revision = "0006_metrics_bigint_id"
+revision = "0008_claim_fit_index"
+down_revision = "0007_metrics_bigint_id"
 branch_labels = None
 depends_on = None
 

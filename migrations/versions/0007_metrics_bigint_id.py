@@ -2,8 +2,8 @@
 
 SQLite keeps INTEGER PRIMARY KEY, which is its 64-bit rowid already.
 
-Revision ID: 0006_metrics_bigint_id
-Revises: 0005_job_adapters
+Revision ID: 0007_metrics_bigint_id
+Revises: 0006_job_device_memory
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_metrics_bigint_id"
-down_revision = "0005_job_adapters"
+revision = "0007_metrics_bigint_id"
+down_revision = "0006_job_device_memory"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """Results read a sweep's succeeded jobs through (sweep_id, status, id), which also serves every
 lookup the old sweep_id index did.
 
-Revision ID: 0008_sweep_status_index
-Revises: 0007_claim_fit_index
+Revision ID: 0009_sweep_status_index
+Revises: 0008_claim_fit_index
 Create Date: 2026-12-07
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0008_sweep_status_index"
-down_revision = "0007_claim_fit_index"
+revision = "0009_sweep_status_index"
+down_revision = "0008_claim_fit_index"
 branch_labels = None
 depends_on = None
 
