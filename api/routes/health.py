@@ -1,7 +1,11 @@
+"""Probes for orchestrators: liveness (the process answers) and readiness (it can serve)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.deps import DatabaseDep
+from api.errors import error_responses
 from api.routing import GuardedRoute
 
 router = APIRouter(tags=["health"], route_class=GuardedRoute)
@@ -9,5 +13,13 @@ router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
-    """Liveness, without auth."""
+    """Liveness, without auth: the process answers. It never touches the database, so an
+    outage there does not get a healthy server restarted."""
     return {"status": "ok"}
+
+
+@router.get("/readyz", responses=error_responses(503, s503="the database does not answer"))
+def readyz(database: DatabaseDep) -> dict[str, str]:
+    """Readiness, without auth: the database answers a query (503 when it does not)."""
+    database.ping()
+    return {"status": "ready"}
