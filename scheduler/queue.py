@@ -8,7 +8,6 @@ of the transition in one place).
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from protocol.finite import finite_json
 from protocol.vocabulary import JobStatus
 from scheduler.errors import Conflict, Forbidden, NotFound
 from scheduler.limits import Limits, check_count, check_names, truncate_text
@@ -376,17 +376,6 @@ def owned_job(
     if job.status in {status.value for status in finished}:
         return job
     raise Conflict(f"job {job_id} is already {job.status}; it takes no more {takes}")
-
-
-def finite_json(value: Any) -> Any:
-    """NaN and infinities become null: JSON has no such numbers and jsonb refuses them."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(key): finite_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(item) for item in value]
-    return value
 
 
 def numeric_entries(result: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, float]:
