@@ -202,13 +202,13 @@ def _reservation_mb(claimed: PackLeases, offer_mb: int) -> int:
 class GpuActor:
     """One GPU (or, with ``.options(num_gpus=0)``, the CPU slots), pinned by Ray."""
 
-    def __init__(self, config: ActorConfig, device_index: int | None = None) -> None:
+    def __init__(self, config: ActorConfig, device_index: int) -> None:
+        """``device_index``: the probe's index of the device (for NVML, the GPU ``--gpus``
+        named, which the actor pins even where Ray would hand out another)."""
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
         quiet_http_logs()
-        if device_index is None:  # Ray chose the GPU; its id is the device index
-            device_index = int(ray.get_gpu_ids()[0])
         if config.probe == "nvml":
             pin_cuda_device(device_index)
         self._worker = DeviceWorker(config, device_index)
