@@ -21,6 +21,7 @@ from typing import Any
 
 from protocol.client import ApiClient
 from protocol.errors import ApiError, ApiRejected
+from protocol.vocabulary import JobStatus, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +113,14 @@ class _SettleJobs:
         from worker.tune_trial import stopped_early
 
         last = dict(trial.last_result or {})
+        outcome = last.get("outcome")
         if last.get("claimed") == 0 or not self.token:
             return  # another worker runs this job
-        if last.get("spooled") and not error:
-            return  # it succeeded; its result waits in the spool (``flush_spool`` sends it)
+        if outcome == Outcome.succeeded and not error:
+            return  # its result was taken, or waits in the spool (``flush_spool`` sends it)
         if error:
             reason = f"its Ray Tune trial failed: {error}"
-        elif last.get("cancelled"):
+        elif outcome in (Outcome.cancelled, Outcome.lost):
             reason = "its Ray Tune trial lost the lease (heartbeats did not reach the API in time)"
         else:
             reason = stopped_early(last)
@@ -147,18 +149,18 @@ class _SettleJobs:
         client = ApiClient(self.api_url, self.token or "", timeout_s=30, retry_for_s=5.0)
         try:
             deadline = time.monotonic() + self.GRACE_S
-            while ((status := client.get_job(job_id).status) == "running"
+            while ((status := client.get_job(job_id).status) == JobStatus.running
                    and time.monotonic() < deadline):
                 time.sleep(0.5)
             lease_id = last.get("lease_id")
-            if status == "running" and lease_id:
+            if status == JobStatus.running and lease_id:
                 # The last evaluation Tune saw, so the curve ends where the trial did.
                 points = [{"step": int(last["step"]), "name": k, "value": float(v)}
                           for k, v in last.items() if k.startswith("eval/") and "step" in last]
                 if points:
                     client.post_metrics(job_id, lease_id, points)
                 client.fail(job_id, lease_id, reason)
-            elif status == "queued":  # the lease ran out first and the job was requeued
+            elif status == JobStatus.queued:  # the lease ran out first and the job was requeued
                 lease = client.claim("tune-driver", "none", 10**9, job_id=job_id)
                 if lease is not None:
                     client.fail(job_id, lease.lease_id, reason)
