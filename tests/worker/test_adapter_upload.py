@@ -127,7 +127,7 @@ def test_the_spool_carries_an_adapter_across_an_api_outage(
             assert ADAPTER_ANALYSIS_FILE in archive.namelist()
     finally:
         scheduler.start()
-    assert report["outcome"] == "complete" and report["adapter_file"] == attachment.name
+    assert report["outcome"] == "succeeded" and report["adapter_file"] == attachment.name
     [done] = wait_for("the spooled result", lambda: scheduler.all_finished(sweep), 60)
     assert done["status"] == "succeeded", done
     response = _download(scheduler, job["id"])
