@@ -16,29 +16,9 @@ from starlette.routing import Match, Route
 
 from protocol.models import ErrorOut, ValidationErrorOut
 from scheduler.db import STORAGE_UNAVAILABLE
-from scheduler.errors import (
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    SchedulerError,
-    StorageUnavailable,
-    TooLarge,
-    Unauthenticated,
-)
+from scheduler.errors import SchedulerError, http_status
 
 log = logging.getLogger(__name__)
-
-STATUS: dict[type[SchedulerError], int] = {
-    InvalidInput: 422,
-    NotFound: 404,
-    Conflict: 409,
-    TooLarge: 413,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    StorageUnavailable: 503,
-}
-
 
 #: What each error status means, for the OpenAPI schema (every route lists those it can answer).
 ERROR_MEANINGS: dict[int, str] = {
@@ -66,7 +46,7 @@ def error_responses(*statuses: int, **meanings: str) -> dict[int | str, dict[str
 
 async def scheduler_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SchedulerError)
-    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+    status = http_status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
 

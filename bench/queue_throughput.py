@@ -28,8 +28,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.postgres import have_postgres, running_postgres
-from tests.helpers.server import mint_tokens, start_server
+from launch.postgres import have_postgres, running_postgres
+from launch.server import mint_tokens, start_server
 
 GOAL_JOBS_PER_S = 300.0
 GOAL_PACKED_JOBS_PER_S = 1000.0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.server import start_service
+from launch.server import mint_tokens, sqlite_url, start_server
 
 
 def main() -> None:
@@ -34,8 +34,10 @@ def main() -> None:
     from worker.tune import TuneOptions, run_tune
 
     with tempfile.TemporaryDirectory() as folder:
-        service = start_service(Path(folder))
-        url, token = service.url, service.tokens["admin"]
+        database_url = sqlite_url(Path(folder))
+        token = mint_tokens(database_url, ("admin",))["admin"]
+        server = start_server(database_url, Path(folder) / "server.log")
+        url = server.url
         try:
             started = time.monotonic()
             ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
@@ -50,7 +52,7 @@ def main() -> None:
             makespan = time.monotonic() - started
             ray.shutdown()
         finally:
-            service.stop()
+            server.stop()
     ideal = args.jobs * args.duration / args.cpus
     print(f"jobs {args.jobs} x {args.duration:g} s on {args.cpus} CPUs: {summary.counts}")
     print(f"ray start {ray_start_s:.1f} s (not counted below)")

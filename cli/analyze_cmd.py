@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.sweep_cmd import Token, Url
+from cli.scheduler_port import Token, Url
 
 if TYPE_CHECKING:
     from tenslora.analysis.hosvd import AdapterSpectra

@@ -10,21 +10,18 @@ from typing import Annotated
 
 import typer
 
-from cli.sweep_cmd import Token, Url
+from cli.scheduler_port import Token, Url, call_or_exit, open_scheduler
 
 job_app = typer.Typer(help="Read what a job left behind.", no_args_is_help=True)
 
 
 def fetch_adapter(job_id: int, out: Path, url: str | None, token: str | None) -> Path:
-    """Download job ``job_id``'s adapter into ``out``; a refusal exits with the API's reason."""
-    from cli.sweep_client import ClientError, make_client
+    """Download job ``job_id``'s adapter into ``out``; a refusal exits with the scheduler's
+    reason."""
     from tenslora.core.archive import extract_adapter
 
-    try:
-        archive = make_client(url, token).adapter(job_id)
-    except ClientError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(2 if exc.status in (404, 422) else 1) from None
+    with open_scheduler(url, token) as port:
+        archive = call_or_exit(lambda: port.download_adapter(job_id), url)
     return extract_adapter(archive, out)
 
 

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,11 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cli.scheduler_port import open_scheduler
+from launch.processes import WaitTimedOut, free_port, project_env, stop_group
+from launch.server import RunningServer, ServerExited, mint_tokens, sqlite_url, start_server
 from protocol.client import ApiClient
 from protocol.errors import ApiRejected
-from protocol.vocabulary import Role
+from protocol.port import SchedulerPort
+from protocol.vocabulary import TERMINAL, JobStatus, Role
 
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 POLL_S = 1.0
 
 
@@ -42,12 +43,12 @@ class LocalCluster:
     ) -> None:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tenslora-demo-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database_url = database_url or f"sqlite:///{self.data_dir / 'scheduler.db'}"
+        self.database_url = database_url or sqlite_url(self.data_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.worker_flags = worker_flags
         self.tokens: dict[str, str] = {}
-        self.server: subprocess.Popen[bytes] | None = None
+        self.server: RunningServer | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         #: Set by Ctrl-C under ``ctrl_c_stops()``; the waits raise KeyboardInterrupt when set.
         self.interrupted = threading.Event()
@@ -88,61 +89,33 @@ class LocalCluster:
         Console(stderr=True).print(
             f"database [bold]{self.database_url}[/bold]; logs in {self.data_dir}"
         )
-        self._mint_tokens()
-        self.server = self._spawn(
-            "server",
-            [sys.executable, "-m", "cli", "serve", "--port", str(self.port),
-             "--no-access-log", "--log-level", "warning"],
-            # Bound to 127.0.0.1: this machine's user may read the dashboard without a token.
-            TENSLORA_DASHBOARD_PUBLIC="1",
-        )
-        self._wait_healthy(deadline=time.monotonic() + 60)
-        self.worker = self._spawn(
-            "worker",
-            [sys.executable, "-m", "worker", "--api", self.url, "--name", "local",
-             "--drain-timeout", "0", "--spool-dir", str(self.data_dir / "spool"),
-             *self.worker_flags],
-            TENSLORA_TOKEN=self.tokens[Role.worker],
-        )
-
-    def _mint_tokens(self) -> None:
-        from scheduler.db import Database
-        from scheduler.migrate import upgrade
-        from scheduler.tokens import create_token
-
-        upgrade(self.database_url)
-        database = Database(self.database_url)
+        self.tokens = mint_tokens(self.database_url, (Role.admin, Role.worker), prefix="local")
         try:
-            with database.session() as session:
-                for role in (Role.admin, Role.worker):
-                    self.tokens[role] = create_token(session, role, f"local {role}")
-        finally:
-            database.dispose()
-
-    def _spawn(self, name: str, command: list[str], **env: str) -> subprocess.Popen[bytes]:
-        python_path = os.pathsep.join(filter(None, [PROJECT_ROOT, os.environ.get("PYTHONPATH")]))
-        full_env = {
-            **os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1",
-            "TENSLORA_DATABASE_URL": self.database_url, **env,
-        }
-        log = (self.data_dir / f"{name}.log").open("ab")
-        # Own session: Ctrl-C reaches only this process, which then stops the others in order.
-        return subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-    def _wait_healthy(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            self._check_alive()
-            with ApiClient(self.url, None) as api:
-                if api.healthy():
-                    return
-            self.pause(0.2)
-        raise ClusterError(f"the server did not answer within 60 s; see {self.data_dir}/server.log")
+            self.server = start_server(
+                self.database_url, self.data_dir / "server.log", self.port, sleep=self.pause,
+                # Bound to 127.0.0.1: this machine's user may read the dashboard without a token.
+                env={"TENSLORA_DASHBOARD_PUBLIC": "1"},
+            )
+        except WaitTimedOut:
+            raise ClusterError("the server did not answer within 60 s; see "
+                               f"{self.data_dir}/server.log") from None
+        except ServerExited as exited:
+            raise ClusterError(self._exited("server", exited.returncode)) from None
+        with (self.data_dir / "worker.log").open("ab") as log:
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "worker", "--api", self.url, "--name", "local",
+                 "--drain-timeout", "0", "--spool-dir", str(self.data_dir / "spool"),
+                 *self.worker_flags],
+                env=project_env(TENSLORA_TOKEN=self.tokens[Role.worker]),
+                stdout=log, stderr=subprocess.STDOUT,
+                # Own session: Ctrl-C reaches only this process, which stops the others in order.
+                start_new_session=True,
+            )
 
     # ---- run -----------------------------------------------------------------------------------
 
-    def _api(self) -> ApiClient:
-        return ApiClient(self.url, self.tokens[Role.admin], timeout_s=30, retry_for_s=0)
+    def _api(self) -> SchedulerPort:
+        return open_scheduler(self.url, self.tokens[Role.admin])
 
     def submit(self, body: dict[str, Any]) -> int:
         with self._api() as api:
@@ -166,11 +139,12 @@ class LocalCluster:
         with Progress(*columns) as progress, self._api() as api:
             bar = progress.add_task("queued", total=None)
             while True:
-                self._check_alive()
+                self.check_alive()
                 sweep = api.get_sweep(sweep_id)
                 counts = sweep.counts
-                ended = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
-                running, failed = counts.get("running", 0), counts.get("failed", 0)
+                ended = sum(counts.get(status, 0) for status in TERMINAL)
+                running = counts.get(JobStatus.running, 0)
+                failed = counts.get(JobStatus.failed, 0)
                 progress.update(bar, total=sweep.n_jobs, completed=ended,
                                 description=f"running {running}, failed {failed}")
                 if ended >= sweep.n_jobs:
@@ -200,7 +174,7 @@ class LocalCluster:
                     raise ClusterError(f"the results were refused: {exc.detail}", 2) from None
                 print(f"no comparison: {exc.detail}")
                 results = api.sweep_results(sweep_id, group_by)
-            failed = api.job_page(sweep_id, "failed", limit=1)
+            failed = api.job_page(sweep_id, JobStatus.failed, limit=1)
         render(keep_metrics(results.model_dump(mode="json"), metrics or ()), "table")
         if failed.total:
             print(f"{failed.total} runs failed; the first: {failed.items[0].error}")
@@ -209,12 +183,12 @@ class LocalCluster:
         """The succeeded run with the best ``metric`` that kept an adapter: where it is, and
         its HOSVD mode analysis (what ``tenslora analyze`` prints)."""
         with self._api() as api:
-            runs = [job for job in api.jobs(sweep_id, "succeeded")
+            runs = [job for job in api.jobs(sweep_id, JobStatus.succeeded)
                     if isinstance((job.result or {}).get(metric), int | float)]
             runs.sort(key=lambda job: (-float((job.result or {})[metric]), job.id))
             for job in runs:
                 try:
-                    archive = api.download_adapter(job.id, retry_for_s=0)
+                    archive = api.download_adapter(job.id)
                 except ApiRejected:  # this run kept none (its upload was refused)
                     continue
                 break
@@ -245,41 +219,34 @@ class LocalCluster:
               f"tenslora serve --port {self.port}")
 
     def serve_until_interrupted(self) -> None:
-        self._stop_process(self.worker, timeout=30)
+        self._stop_worker()
         print("serving; Ctrl-C stops")
         with contextlib.suppress(KeyboardInterrupt):
-            while self.server and self.server.poll() is None:
+            while self.server and self.server.process.poll() is None:
                 self.pause(1)
 
-    def _check_alive(self) -> None:
-        for name, process in (("server", self.server), ("worker", self.worker)):
+    def check_alive(self) -> None:
+        """Raises ``ClusterError`` with the end of its log if the server or the worker exited."""
+        server = self.server.process if self.server else None
+        for name, process in (("server", server), ("worker", self.worker)):
             if process is not None and process.poll() is not None:
-                log = (self.data_dir / f"{name}.log").read_text(errors="replace")
-                tail = "\n".join(log.strip().splitlines()[-15:])
-                raise ClusterError(f"the {name} exited with code {process.returncode}:\n{tail}")
+                raise ClusterError(self._exited(name, process.returncode))
+
+    def _exited(self, name: str, returncode: int | None) -> str:
+        log = (self.data_dir / f"{name}.log").read_text(errors="replace")
+        tail = "\n".join(log.strip().splitlines()[-15:])
+        return f"the {name} exited with code {returncode}:\n{tail}"
 
     # ---- stop ----------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Worker first (it gives unfinished jobs back), then the server."""
-        self._stop_process(self.worker, timeout=30)
-        self._stop_process(self.server, timeout=15)
+        self._stop_worker()
+        if self.server is not None:
+            self.server.stop()
 
-    @staticmethod
-    def _stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    def _stop_worker(self) -> None:
+        """SIGTERM to the worker alone (it drains and stops its Ray), then SIGKILL what is left
+        of its group."""
+        if self.worker is not None:
+            stop_group(self.worker, grace_s=30, leader_signal=signal.SIGTERM)

@@ -52,7 +52,7 @@ def preset(
     submit: Annotated[bool, typer.Option(help="POST the sweep to the API instead")] = False,
     url: Annotated[
         str | None,
-        typer.Option("--url", envvar=["TENSLORA_API_URL", "TENSLORA_API"],
+        typer.Option("--url", envvar="TENSLORA_API_URL",
                      help="server URL for --submit; default: the local database"),
     ] = None,
     token: Annotated[
@@ -71,8 +71,10 @@ def preset(
         sweep["priority"] = priority
     _apply_overrides_or_exit(sweep, overrides or [])
     _print_summary(sweep, lora_rank)
-    if submit:
-        _submit_or_exit(sweep, url, token)
+    if submit:  # as `tenslora sweep submit`: to --url over HTTP, else into the local database
+        from cli.sweep_cmd import submit_sweep
+
+        submit_sweep(sweep, url, token)
         return
     text = _render(sweep, out)
     if out is None:
@@ -90,16 +92,16 @@ def _fail(message: str) -> typer.Exit:
 def _build_or_exit(
     name: str, task: str, backbone: str | None, seeds: int, lora_rank: int, related: bool
 ) -> dict[str, Any]:
-    from tenslora import sweep_presets
+    from tenslora.sweeps import presets
 
     try:
         if name == "paper-table2":
-            return sweep_presets.paper_table2(task, backbone, seeds, lora_rank, related)
+            return presets.paper_table2(task, backbone, seeds, lora_rank, related)
         if name == "core-lr":
-            return sweep_presets.core_lr(task, backbone, seeds)
+            return presets.core_lr(task, backbone, seeds)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    raise _fail(f"preset must be one of {', '.join(sweep_presets.PRESETS)}; got {name!r}")
+    raise _fail(f"preset must be one of {', '.join(presets.PRESETS)}; got {name!r}")
 
 
 def _allocate_or_exit(
@@ -111,15 +113,20 @@ def _allocate_or_exit(
     only_changed: bool,
 ) -> dict[str, Any]:
     from cli.allocate_source import fetch_finished_runs
+    from cli.scheduler_port import open_scheduler
+    from protocol.errors import ApiError
     from tenslora.sweeps.presets import allocate
 
     if from_sweep is None:
         raise _fail("preset allocate needs --from-sweep ID, a finished sweep to read spectra from")
     try:
-        runs = fetch_finished_runs(url, token, from_sweep)
+        with open_scheduler(url, token) as port:
+            runs = fetch_finished_runs(port, from_sweep)
         return allocate(runs, seeds, name=f"allocate-from-sweep-{from_sweep}",
                         only_changed=only_changed, **thresholds)
-    except (LookupError, ValueError) as exc:
+    except ApiError as exc:  # not there, not allowed, or no answer: the message says which
+        raise _fail(f"sweep {from_sweep}: {exc.detail}") from None
+    except ValueError as exc:
         raise _fail(f"sweep {from_sweep}: {exc}") from None
 
 
@@ -171,9 +178,3 @@ def _render(sweep: dict[str, Any], out: Path | None) -> str:
     return yaml.safe_dump(sweep, sort_keys=False, default_flow_style=None, width=100)
 
 
-def _submit_or_exit(sweep: dict[str, Any], url: str | None, token: str | None) -> None:
-    """Submit like `tenslora sweep submit`: to --url over HTTP, else into the local database."""
-    from cli.sweep_cmd import _call, _client, _print_sweep
-
-    created = _call(lambda: _client(url, token).submit(sweep))
-    _print_sweep(created)

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from protocol.models import SIGNIFICANT_P
+
 STATS = ("mean", "std", "min", "max")
 COMPARE_STATS = ("delta", "p_value")
 FORMATS = ("table", "markdown", "csv", "json")
@@ -31,8 +33,6 @@ def _group_text(value: Any) -> str:
 
 
 def _significant(p_value: float | None) -> bool:
-    from scheduler.results import SIGNIFICANT_P
-
     return p_value is not None and p_value < SIGNIFICANT_P
 
 
@@ -56,8 +56,6 @@ def _caption(answer: dict[str, Any]) -> str:
     baseline = answer.get("compare_to")
     if baseline:
         named = ", ".join(f"{k}={v}" for k, v in baseline.items())
-        from scheduler.results import SIGNIFICANT_P
-
         caption += (f"; Δ and p (Welch's t-test, * p < {SIGNIFICANT_P}) "
                     f"against the baseline {named}")
     return caption

@@ -77,9 +77,9 @@ def _database(db: Path | None) -> tuple[str, Path]:
     """The database URL and the folder of the logs: ``--db``, else ``tenslora serve``'s own."""
     from platformdirs import user_data_dir
 
-    from scheduler.settings import Settings
+    from cli.local_scheduler import default_database_url
 
-    url = f"sqlite:///{db.expanduser().resolve()}" if db else Settings().database_url
+    url = f"sqlite:///{db.expanduser().resolve()}" if db else default_database_url()
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         return url, path.parent / f"{path.stem}-logs"
@@ -90,16 +90,14 @@ def _check_table_options(
     body: dict[str, Any], group_by: str | None, compare_to: str | None
 ) -> list[str]:
     """The results grouping, checked before anything starts (a typo fails now, not at the end)."""
-    from scheduler.errors import InvalidInput
-    from scheduler.results import default_group_by, parse_compare_to, parse_group_by
+    from cli.local_scheduler import results_layout
+    from protocol.errors import ApiRejected
 
     try:
-        paths = parse_group_by([group_by or ""]) or default_group_by(body)
-        parse_compare_to([compare_to or ""], paths)
-    except InvalidInput as exc:
+        return results_layout(body, [group_by or ""], [compare_to or ""])
+    except ApiRejected as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from None
-    return paths
 
 
 def run(

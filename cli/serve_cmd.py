@@ -18,6 +18,7 @@ def serve(
     """Run the API (database from TENSLORA_DATABASE_URL; schema upgraded at start)."""
     import uvicorn
 
-    from api.app import create_app
-
-    uvicorn.run(create_app(), host=host, port=port, access_log=access_log, log_level=log_level)
+    # Named, not imported: the CLI reaches the scheduler through its port and never imports
+    # ``api``; serving it is uvicorn's work (as ``uvicorn api.app:create_app --factory``).
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port,
+                access_log=access_log, log_level=log_level)

@@ -4,40 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.scheduler_port import Token, Url, call_or_exit, open_scheduler
+
+if TYPE_CHECKING:
+    from protocol.models import SweepOut
+
 sweep_app = typer.Typer(help="Submit and follow sweeps.", no_args_is_help=True)
-
-Url = Annotated[
-    str | None,
-    typer.Option("--url", envvar="TENSLORA_API_URL", help="server URL; default: the local DB"),
-]
-Token = Annotated[
-    str | None, typer.Option("--token", envvar="TENSLORA_TOKEN", help="bearer token for --url")
-]
-
-
-def _client(url: str | None, token: str | None) -> Any:
-    from cli.sweep_client import make_client
-
-    return make_client(url, token)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _call(operation: Any) -> dict[str, Any]:
-    """Run a client call; refused input exits 2, other failures exit 1."""
-    from cli.sweep_client import ClientError
-
-    try:
-        return operation()
-    except ClientError as exc:
-        raise _fail(exc.detail, 2 if exc.status in (404, 422) else 1) from None
 
 
 def read_sweep_file(path: Path) -> dict[str, Any]:
@@ -60,14 +41,20 @@ def read_sweep_file(path: Path) -> dict[str, Any]:
     return body
 
 
-def _print_sweep(sweep: dict[str, Any]) -> None:
+def print_sweep(sweep: SweepOut) -> None:
     from rich.console import Console
 
-    counts = ", ".join(f"{k} {v}" for k, v in sweep["counts"].items() if v)
+    counts = ", ".join(f"{status} {n}" for status, n in sweep.counts.items() if n)
     Console().print(
-        f"sweep [bold]{sweep['id']}[/bold] {sweep['name']!r}: {sweep['n_jobs']} jobs, "
-        f"{sweep['status']} ({counts or 'no jobs'})"
+        f"sweep [bold]{sweep.id}[/bold] {sweep.name!r}: {sweep.n_jobs} jobs, "
+        f"{sweep.status} ({counts or 'no jobs'})"
     )
+
+
+def submit_sweep(body: dict[str, Any], url: str | None, token: str | None) -> None:
+    """Queue ``body`` (``sweep submit``, ``sweep preset --submit``) and print the sweep."""
+    with open_scheduler(url, token) as port:
+        print_sweep(call_or_exit(lambda: port.submit_sweep(body), url))
 
 
 @sweep_app.command("submit")
@@ -77,9 +64,7 @@ def submit(
     token: Token = None,
 ) -> None:
     """Validate, expand and queue a sweep; prints its id."""
-    body = read_sweep_file(file)
-    sweep = _call(lambda: _client(url, token).submit(body))
-    _print_sweep(sweep)
+    submit_sweep(read_sweep_file(file), url, token)
 
 
 @sweep_app.command("list")
@@ -92,21 +77,18 @@ def list_sweeps(
     from rich.console import Console
     from rich.table import Table
 
-    page = _call(lambda: _client(url, token).list(limit))
-    table = Table(title=f"{page['total']} sweeps")
+    from protocol.vocabulary import JobStatus
+
+    with open_scheduler(url, token) as port:
+        page = call_or_exit(lambda: port.list_sweeps(limit), url)
+    table = Table(title=f"{page.total} sweeps")
     for column in ("id", "name", "status", "jobs", "queued", "running", "done", "failed"):
         table.add_column(column)
-    for s in page["items"]:
-        c = s["counts"]
+    shown = (JobStatus.queued, JobStatus.running, JobStatus.succeeded, JobStatus.failed)
+    for sweep in page.items:
         table.add_row(
-            str(s["id"]),
-            s["name"],
-            s["status"],
-            str(s["n_jobs"]),
-            str(c.get("queued", 0)),
-            str(c.get("running", 0)),
-            str(c.get("succeeded", 0)),
-            str(c.get("failed", 0)),
+            str(sweep.id), sweep.name, sweep.status.value, str(sweep.n_jobs),
+            *(str(sweep.counts.get(status, 0)) for status in shown),
         )
     Console().print(table)
 
@@ -114,13 +96,15 @@ def list_sweeps(
 @sweep_app.command("show")
 def show(sweep_id: int, url: Url = None, token: Token = None) -> None:
     """One sweep with its job counts by status."""
-    _print_sweep(_call(lambda: _client(url, token).show(sweep_id)))
+    with open_scheduler(url, token) as port:
+        print_sweep(call_or_exit(lambda: port.get_sweep(sweep_id), url))
 
 
 @sweep_app.command("cancel")
 def cancel(sweep_id: int, url: Url = None, token: Token = None) -> None:
     """Cancel queued jobs now and running ones at their next heartbeat."""
-    _print_sweep(_call(lambda: _client(url, token).cancel(sweep_id)))
+    with open_scheduler(url, token) as port:
+        print_sweep(call_or_exit(lambda: port.cancel_sweep(sweep_id), url))
 
 
 def results(
@@ -153,6 +137,9 @@ def results(
     if output_format not in FORMATS:
         raise _fail(f"--format must be {', '.join(FORMATS)}; got {output_format!r}", 2)
     baseline = [compare_to] if compare_to else []
-    answer = _call(lambda: _client(url, token).results(sweep_id, group_by or [], baseline))
+    with open_scheduler(url, token) as port:
+        answer = call_or_exit(
+            lambda: port.sweep_results(sweep_id, group_by or [], baseline), url
+        ).model_dump(mode="json")
     kept = tuple(name.strip() for name in metrics.split(",") if name.strip())
     render(keep_metrics(answer, kept), output_format)

@@ -18,7 +18,7 @@ def tune(
     ),
     url: Annotated[
         str,
-        typer.Option("--url", envvar=["TENSLORA_API_URL", "TENSLORA_API"], help="server URL"),
+        typer.Option("--url", envvar="TENSLORA_API_URL", help="server URL"),
     ] = "http://127.0.0.1:8000",
     token: Annotated[
         str | None, typer.Option(envvar="TENSLORA_TOKEN", help="submitter or admin token")

@@ -1,5 +1,6 @@
 """THE typed client of the scheduler's HTTP API: the worker, the Ray Tune path and the CLI all
-talk to the API through ``ApiClient`` and nothing else does.
+talk to the API through ``ApiClient`` and nothing else does. Its reading, submitting and
+cancelling calls are ``protocol.port.SchedulerPort``'s, over HTTP.
 
 Every call returns the models of ``protocol.models`` and raises the errors of ``protocol.errors``.
 Connection errors and 5xx answers are retried with backoff for ``retry_for_s`` seconds (the
@@ -12,15 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from protocol.errors import ApiError, ApiRejected, ApiUnavailable, LeaseLost
+from protocol.errors import ApiError, ApiRejected, ApiUnavailable, LeaseLost, rejection
 from protocol.models import (
+    MAX_PAGE,
     AdapterStored,
     ClaimPackResponse,
     ClaimResponse,
@@ -34,8 +36,9 @@ from protocol.models import (
     TokenCreated,
     WorkerList,
 )
+from protocol.port import SchedulerPort
 from protocol.report import JobReport
-from protocol.vocabulary import REPORTED, Outcome
+from protocol.vocabulary import REPORTED, JobStatus, Outcome, Role
 
 __all__ = [
     "ApiClient", "ApiError", "ApiRejected", "ApiUnavailable", "Lease", "LeaseLost",
@@ -47,7 +50,6 @@ log = logging.getLogger(__name__)
 #: Result entry naming why the API refused the job's adapter (the result itself is kept).
 ADAPTER_ERROR = "adapter_error"
 METRICS_PER_REQUEST = 5000  # the API takes at most 10,000 points a call
-JOBS_PAGE = 1000  # the API's largest page of /jobs
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def quiet_http_logs() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-class ApiClient:
+class ApiClient(SchedulerPort):
     def __init__(
         self,
         api_url: str,
@@ -112,12 +114,6 @@ class ApiClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> ApiClient:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     # ---- the worker's calls (one job's lease) ----------------------------------------------
 
@@ -272,31 +268,14 @@ class ApiClient:
         return ResultsOut.model_validate(response.json())
 
     def job_page(
-        self, sweep_id: int | None = None, status: str | None = None,
-        limit: int = JOBS_PAGE, offset: int = 0, **retry: float,
+        self, sweep_id: int | None = None, status: JobStatus | None = None,
+        limit: int = MAX_PAGE, offset: int = 0, **retry: float,
     ) -> JobList:
-        """One page of ``/jobs`` (at most 1,000): see ``jobs`` for all of them."""
+        """One page of ``/jobs`` (at most 1,000): ``iter_jobs`` walks them all."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         params.update({k: v for k, v in (("sweep_id", sweep_id), ("status", status)) if v})
         response = self._request("GET", "/api/v1/jobs", params=params, **retry)
         return JobList.model_validate(response.json())
-
-    def iter_jobs(
-        self, sweep_id: int | None = None, status: str | None = None, **retry: float
-    ) -> Iterator[JobOut]:
-        """Every job that matches, page after page (the API hands out 1,000 at a time)."""
-        seen = 0
-        while True:
-            page = self.job_page(sweep_id, status, JOBS_PAGE, seen, **retry)
-            yield from page.items
-            seen += len(page.items)
-            if not page.items or seen >= page.total:
-                return
-
-    def jobs(
-        self, sweep_id: int | None = None, status: str | None = None, **retry: float
-    ) -> list[JobOut]:
-        return list(self.iter_jobs(sweep_id, status, **retry))
 
     def get_job(self, job_id: int, **retry: float) -> JobOut:
         return self._job("GET", f"/api/v1/jobs/{job_id}", **retry)
@@ -315,7 +294,7 @@ class ApiClient:
         response = self._request("GET", "/api/v1/workers", params=params, **retry)
         return WorkerList.model_validate(response.json())
 
-    def create_token(self, role: str, name: str, **retry: float) -> TokenCreated:
+    def create_token(self, role: Role, name: str, **retry: float) -> TokenCreated:
         body = {"role": role, "name": name}
         response = self._request("POST", "/api/v1/tokens", json=body, **retry)
         return TokenCreated.model_validate(response.json())
@@ -338,10 +317,8 @@ class ApiClient:
             else:
                 if response.status_code < 400:
                     return response
-                if response.status_code == 409:
-                    raise LeaseLost(409, _detail(response), path)
                 if response.status_code < 500:
-                    raise ApiRejected(response.status_code, _detail(response), path)
+                    raise rejection(response.status_code, _detail(response), path)
                 status, detail = response.status_code, _detail(response)
                 problem = f"HTTP {status}: {detail}"
             if time.monotonic() + delay > deadline:

@@ -30,3 +30,9 @@ class ApiRejected(ApiError):
 
 class LeaseLost(ApiRejected):
     """409: the job was reaped, cancelled or handed to another worker; stop working on it."""
+
+
+def rejection(status_code: int, detail: str, where: str = "") -> ApiRejected:
+    """The error of a 4xx answer: ``LeaseLost`` for 409, ``ApiRejected`` for any other."""
+    kind = LeaseLost if status_code == 409 else ApiRejected
+    return kind(status_code, detail, where)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from typing_extensions import TypeAliasType
 
+from protocol.vocabulary import JobStatus, Role, SweepStatus
 from tenslora.core.job_spec import spec_paths
 
 # No NUL characters: Postgres text cannot hold them.
@@ -19,6 +20,9 @@ LeaseId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=
 MAX_MEMORY_MB = 10**12
 MAX_STEP = 2**53 - 1  # the largest integer a float64 (and so any JSON reader) holds exactly
 MAX_PACK_JOBS = 64
+MAX_PAGE = 1000  # the largest page of /sweeps and /jobs
+#: p-values below this are marked significant by the CLI, the dashboard and the exports.
+SIGNIFICANT_P = 0.05
 
 
 # Text of a free-form document (a spec, a result): no NUL either. ``api.body_check`` refuses the
@@ -64,8 +68,8 @@ class SweepOut(BaseModel):
     name: str
     priority: int
     n_jobs: int
-    status: str = Field(description="queued | running | finished | cancelled")
-    counts: dict[str, int] = Field(description="jobs by status")
+    status: SweepStatus
+    counts: dict[JobStatus, int] = Field(description="jobs by status")
     created_at: datetime
     cancelled_at: datetime | None
 
@@ -80,7 +84,7 @@ class JobOut(BaseModel):
 
     id: int
     sweep_id: int
-    status: str
+    status: JobStatus
     attempt: int
     kind: str
     config: dict[str, Any]
@@ -145,7 +149,6 @@ class LeaseRequest(Strict):
 
 class HeartbeatResponse(BaseModel):
     cancelled: bool = Field(description="the job's sweep was cancelled: stop and release nothing")
-    status: str = Field(description="the job's status: running, or cancelled")
     lease_expires_at: datetime | None
 
 
@@ -165,6 +168,8 @@ class MetricsStored(BaseModel):
 
 
 class MetricPointOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     step: int
     name: str
     value: float | None
@@ -241,14 +246,14 @@ class ResultsOut(BaseModel):
 
 
 class TokenCreate(Strict):
-    role: Annotated[str, StringConstraints(pattern=r"^(admin|submitter|worker)$")]
+    role: Role = Field(strict=False)  # a JSON string names the member
     name: Name
 
 
 class TokenCreated(BaseModel):
     id: int
     token: str
-    role: str
+    role: Role
     name: str
 
 
@@ -259,7 +264,7 @@ class TokenOut(BaseModel):
 
     id: int
     name: str
-    role: str
+    role: Role
     created_at: datetime
     last_used_at: datetime | None = Field(description="to the minute; null when never used")
     created_by: str | None = Field(description="the admin token that minted it over the API")

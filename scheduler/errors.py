@@ -1,4 +1,6 @@
-"""Domain exceptions. ``api.errors`` maps each to one HTTP status; nothing else does."""
+"""Domain exceptions, and the one table of the HTTP status each stands for (``HTTP_STATUS``):
+``api.errors`` answers with it and ``cli.local_scheduler`` raises the protocol error of the same
+status, so a caller sees the same error over HTTP and in process."""
 
 from __future__ import annotations
 
@@ -37,3 +39,19 @@ class Forbidden(SchedulerError):
 
 class StorageUnavailable(SchedulerError):
     """The database could not be reached or stayed locked (503)."""
+
+
+HTTP_STATUS: dict[type[SchedulerError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    StorageUnavailable: 503,
+}
+
+
+def http_status(error: SchedulerError) -> int:
+    """The status of ``error``'s kind (a subclass answers as its base); 400 for any other."""
+    return next((code for kind, code in HTTP_STATUS.items() if isinstance(error, kind)), 400)

@@ -30,8 +30,6 @@ from tenslora.core.job_spec import spec_paths
 MAX_GROUP_PATHS = 8
 #: What results group by: the job spec's own paths (the API's enum of ``group_by``).
 GROUP_PATHS: tuple[str, ...] = spec_paths()
-#: p-values below this are marked significant by the CLI, the dashboard and the exports.
-SIGNIFICANT_P = 0.05
 
 
 @dataclass

@@ -89,7 +89,3 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = Field(
         5, ge=1, description="failed dashboard sign-ins per client address before 429"
     )
-
-
-def get_settings() -> Settings:
-    return Settings()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from protocol.models import SweepOut
 from protocol.vocabulary import JobStatus, Role, SweepStatus
 from scheduler.errors import Forbidden, NotFound
 from scheduler.expand import expand_sweep
@@ -28,6 +29,20 @@ class SweepView:
     @property
     def status(self) -> SweepStatus:
         return sweep_status(self.sweep.cancelled_at is not None, self.counts)
+
+
+def sweep_out(view: SweepView) -> SweepOut:
+    """The wire's view of a sweep (the API's answer, and the local scheduler's)."""
+    return SweepOut(
+        id=view.sweep.id,
+        name=view.sweep.name,
+        priority=view.sweep.priority,
+        n_jobs=view.sweep.n_jobs,
+        status=view.status,
+        counts=view.counts,
+        created_at=view.sweep.created_at,
+        cancelled_at=view.sweep.cancelled_at,
+    )
 
 
 def create_sweep(

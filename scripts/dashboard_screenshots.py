@@ -28,10 +28,11 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from launch.server import create_token, start_server  # noqa: E402
 from tenslora.core.adapter_config import AdapterConfig  # noqa: E402
 from tenslora.core.parameter_table import method_rows  # noqa: E402
 from tenslora.core.regimes import predict_parameters  # noqa: E402
-from tests.dashboard.support import (  # noqa: E402
+from tools.dashboard_fixture import (  # noqa: E402
     SESSION_COOKIE,
     Api,
     chromium,
@@ -39,7 +40,6 @@ from tests.dashboard.support import (  # noqa: E402
     sign_in,
     training_points,
 )
-from tests.helpers.server import create_token, start_server  # noqa: E402
 
 TASKS = ("cola", "mrpc")
 

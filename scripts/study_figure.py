@@ -21,8 +21,9 @@ modes' top-1 energy, normalised entropy and effective rank averaged over the tag
 (``tenslora.core.metric_contract.allocator_input``, as ``tenslora sweep preset allocate`` reads
 them).
 
-Results are read the way ``tenslora results`` reads them (``cli.sweep_client``): over HTTP with
-``--url`` / ``--token`` (TENSLORA_API_URL / TENSLORA_TOKEN), or from the SQLite file ``--db``.
+Results are read the way ``tenslora results`` reads them, through the scheduler port
+(``cli.scheduler_port.open_scheduler``): over HTTP with ``--url`` / ``--token``
+(TENSLORA_API_URL / TENSLORA_TOKEN), or from the SQLite file ``--db``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,11 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from protocol.vocabulary import JobStatus  # noqa: E402
 from tenslora.core.metric_contract import EVAL, TRAIN_LOSS  # noqa: E402
+
+if TYPE_CHECKING:
+    from protocol.port import SchedulerPort
 
 #: Tag suffix -> (legend label, colour, marker); the suffixes `tenslora sweep preset` writes.
 REGIMES: dict[str, tuple[str, str, str]] = {
@@ -65,49 +70,25 @@ def regime(tag: str) -> str:
     return "related"
 
 
-def fetch_results(sweep_id: int, url: str | None, token: str | None, db: Path | None
-                  ) -> list[dict[str, Any]]:
+def fetch_results(port: SchedulerPort, sweep_id: int) -> list[dict[str, Any]]:
     """The sweep's rows grouped by tag, as ``tenslora results SWEEP_ID --group-by tag``."""
-    if db is not None:
-        os.environ["TENSLORA_DATABASE_URL"] = f"sqlite:///{db.resolve()}"
-    from cli.sweep_client import make_client
-
-    rows: list[dict[str, Any]] = make_client(url, token).results(sweep_id, ["tag"])["rows"]
+    rows: list[dict[str, Any]] = port.sweep_results(sweep_id, ["tag"]).model_dump(mode="json")[
+        "rows"
+    ]
     return rows
 
 
 Curve = list[tuple[int, float]]
 
 
-def fetch_curves(sweep_id: int, name: str, url: str | None, token: str | None, db: Path | None
-                 ) -> dict[str, list[Curve]]:
+def fetch_curves(port: SchedulerPort, sweep_id: int, name: str) -> dict[str, list[Curve]]:
     """tag -> one (step, value) curve of metric ``name`` per succeeded run of the sweep."""
     curves: dict[str, list[Curve]] = {}
-
-    def add(tag: str, points: list[Any]) -> None:
+    for job in port.iter_jobs(sweep_id, JobStatus.succeeded):
+        points = port.job_metrics(job.id).points
         curve = sorted((p.step, p.value) for p in points if p.name == name and p.value is not None)
         if curve:
-            curves.setdefault(tag, []).append(curve)
-
-    if db is None:
-        from protocol.client import ApiClient
-
-        with ApiClient(url or "", token) as client:
-            for job in client.iter_jobs(sweep_id=sweep_id, status="succeeded"):
-                add(str(job.config.get("tag")), client.job_metrics(job.id).points)
-        return curves
-    from scheduler.db import Database
-    from scheduler.metrics import get_metrics
-    from scheduler.queries import list_jobs
-
-    database = Database(f"sqlite:///{db.resolve()}")
-    try:
-        with database.session() as session:
-            stored, _ = list_jobs(session, sweep_id, "succeeded", limit=100_000)
-            for row in stored:
-                add(str(row.config.get("tag")), get_metrics(session, row.id, name))
-    finally:
-        database.dispose()
+            curves.setdefault(str(job.config.get("tag")), []).append(curve)
     return curves
 
 
@@ -303,32 +284,37 @@ def main() -> None:
     if args.figure == "curve":
         curve_figure(Path(args.source[0]), args.out, args.title)
         return
+    if args.figure == "compare" and len(args.source) != 2:
+        parser.error("compare takes two sweep ids: A (the source rows) and B")
     url = None if args.db else args.url
+    database_url = f"sqlite:///{args.db.resolve()}" if args.db else None
+    from cli.scheduler_port import open_scheduler
+
+    with open_scheduler(url, args.token, database_url=database_url) as port:
+        figure(args, port)
+
+
+def figure(args: argparse.Namespace, port: SchedulerPort) -> None:
+    """The figure or table ``args`` ask for, from the sweeps ``port`` reads."""
     if args.figure == "spectra":
-        if args.db is not None:
-            os.environ["TENSLORA_DATABASE_URL"] = f"sqlite:///{args.db.resolve()}"
         from cli.allocate_source import fetch_finished_runs
 
-        runs = fetch_finished_runs(url, args.token, int(args.source[0]))
+        runs = fetch_finished_runs(port, int(args.source[0]))
         print(spectra_table(runs, args.tags.split(",") if args.tags else None))
         return
     if args.figure == "curves":
         name = args.metric or f"{EVAL}/accuracy"
-        curves = fetch_curves(int(args.source[0]), name, url, args.token, args.db)
+        curves = fetch_curves(port, int(args.source[0]), name)
         if args.tags:
             wanted = set(args.tags.split(","))
             curves = {tag: runs for tag, runs in curves.items() if tag in wanted}
         curves_figure(curves, name, args.out, args.title)
         return
     if args.figure == "compare":
-        if len(args.source) != 2:
-            parser.error("compare takes two sweep ids: A (the source rows) and B")
-        rows_a, rows_b = (fetch_results(int(sweep), url, args.token, args.db)
-                          for sweep in args.source)
+        rows_a, rows_b = (fetch_results(port, int(sweep)) for sweep in args.source)
         print(compare_table(rows_a, rows_b, args.suffix, args.metrics.split(",")))
         return
-    rows = [row for sweep in args.source
-            for row in fetch_results(int(sweep), url, args.token, args.db)]
+    rows = [row for sweep in args.source for row in fetch_results(port, int(sweep))]
     if args.figure == "params":
         params_figure(rows, args.metric or "accuracy", args.out, args.title)
     else:

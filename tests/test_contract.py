@@ -2,7 +2,7 @@
 
 import math
 
-from tenslora import contract
+from tenslora.core import metric_contract as contract
 from tenslora.core.methods import METHODS
 
 

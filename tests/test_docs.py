@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from cli.main import app
-from tenslora.core.job_spec import AdapterSpec, OptimSpec, SyntheticSpec, TrainLoopSpec, TrainSpec
+from tenslora.core.adapter_config import AdapterConfig
+from tenslora.core.job_spec import OptimSpec, SyntheticSpec, TrainLoopSpec, TrainSpec
 from tenslora.sweeps.presets import adapter_parameters, paper_table2
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -90,7 +91,7 @@ def _spec_fields(model: type) -> dict[str, tuple[bool, bool, object]]:
 
 @pytest.mark.parametrize(
     ("model", "heading", "title"),
-    [(TrainSpec, "### ", "`kind: train`"), (AdapterSpec, "#### ", "`adapter`"),
+    [(TrainSpec, "### ", "`kind: train`"), (AdapterConfig, "#### ", "`adapter`"),
      (OptimSpec, "#### ", "`optim`"), (TrainLoopSpec, "#### ", "`train`"),
      (SyntheticSpec, "### ", "`kind: synthetic`")],
 )

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu_check import __main__ as gpu_check
-from bench.gpu_check import packbench, service, training
-from bench.gpu_check.profile import CPU, GPU
-from bench.gpu_check.report import JSON_NAME, MARKDOWN_NAME, Report, Section, Skipped
+from launch.processes import REPO
 from scheduler.expand import expand_sweep
 from tenslora.core.job_spec import TrainSpec
 from tenslora.core.methods import METHODS, TENSOR_METHODS
-
-REPO = Path(__file__).resolve().parents[1]
+from tools.gpu_check import __main__ as gpu_check
+from tools.gpu_check import packbench, service, training
+from tools.gpu_check.profile import CPU, GPU
+from tools.gpu_check.report import JSON_NAME, MARKDOWN_NAME, Report, Section, Skipped
 
 
 def _read(out: Path) -> dict:
@@ -113,16 +112,6 @@ def test_pack_figures_give_the_k8_ratio_and_whether_memory_per_job_falls() -> No
     assert report_section.facts["pack(k=8) / k processes"] == 4.0
     assert report_section.facts["peak memory per job falls as k grows"] is False
     assert report_section.tables["per k"][2]["c/b"] is None
-
-
-def test_pack_section_says_bench_missing_without_it(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packbench, "BENCH", tmp_path / "absent.py")
-    report = Report(tmp_path, {})
-    with report.section("d", "pack scaling") as section:
-        packbench.run_section(section, CPU, tmp_path, deadline=float("inf"))
-    assert report.sections[0].status == "skipped"
-    assert "bench missing" in (report.sections[0].error or "")
 
 
 def test_estimates_are_compared_per_job_alone_and_per_pack() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.processes import REPO, free_port, project_env, stop_group, wait_for
+from launch.processes import REPO, free_port, project_env, stop_group, wait_for
 from tests.helpers.server import start_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from launch.processes import REPO, project_env
 from scheduler.db import Database
 from scheduler.metrics import MetricPoint, add_metrics
 from scheduler.migrate import upgrade
@@ -18,7 +19,6 @@ from tenslora.core.adapter_config import AdapterConfig
 from tenslora.core.job_spec import parse_spec
 from tenslora.core.regimes import predict_parameters
 from tenslora.sweeps.presets import expand_jobs
-from tests.helpers.processes import REPO, project_env
 
 
 def _preset(*args, database_url=None, timeout=120):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers.processes import REPO, project_env
+from launch.processes import REPO, project_env
 from tests.helpers.server import start_service
 from worker.tune import TuneOptions, check_options, gpu_fraction, trial_resources
 from worker.tune_trial import evaluations, final_metrics

@@ -31,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tenslora-worker",
         description="Runs jobs of a tenslora scheduler on this host's GPUs (or CPU slots).",
     )
-    # TENSLORA_API_URL, as for the CLI; TENSLORA_API is the worker's older name, still read.
-    parser.add_argument("--api", default=env("TENSLORA_API_URL") or env("TENSLORA_API"),
+    parser.add_argument("--api", default=env("TENSLORA_API_URL"),
                         help="scheduler URL, e.g. http://host:8000 (env TENSLORA_API_URL)")
     parser.add_argument("--token", default=env("TENSLORA_TOKEN"),
                         help="a worker-role API token (env TENSLORA_TOKEN)")

@@ -45,7 +45,7 @@ class TuneOptions:
 class TuneSummary:
     sweep_id: int
     n_jobs: int
-    counts: dict[str, int]  # the sweep's jobs by status once Tune is done
+    counts: dict[JobStatus, int]  # the sweep's jobs by status once Tune is done
 
 
 class SweepRejected(Exception):

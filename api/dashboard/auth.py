@@ -15,8 +15,6 @@ from fastapi import Request
 from api.dashboard import data
 
 COOKIE = "tenslora_session"
-#: The cookie of older versions, which held the raw token: removed at sign-in and sign-out.
-LEGACY_COOKIE = "tenslora_token"
 
 
 @dataclass(frozen=True)

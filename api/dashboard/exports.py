@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from api.dashboard.tables import Cell, ResultsTable, format_number
-from scheduler.results import SIGNIFICANT_P
+from protocol.models import SIGNIFICANT_P
 
 FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",

@@ -17,7 +17,6 @@ from markupsafe import Markup
 from api.dashboard import data, exports, plots, suggest
 from api.dashboard.auth import (
     COOKIE,
-    LEGACY_COOKIE,
     Viewer,
     cookie_is_secure,
     current_viewer,
@@ -28,9 +27,10 @@ from api.dashboard.auth import (
 from api.dashboard.formatting import FILTERS
 from api.dashboard.tables import ResultsTable, build_table, metric_names
 from api.responses import scrub_text
+from protocol.models import SIGNIFICANT_P
 from protocol.vocabulary import ACTIVE, JOB_STATUSES, WRITER_ROLES
 from scheduler.errors import Forbidden, InvalidInput
-from scheduler.results import SIGNIFICANT_P, compare_text, default_group_by, group_key
+from scheduler.results import compare_text, default_group_by, group_key
 from scheduler.sweeps import may_cancel
 from scheduler.tokens import TokenInfo
 
@@ -350,7 +350,6 @@ def login(
         COOKIE, raw_session, max_age=int(request.app.state.settings.session_hours * 3600),
         httponly=True, samesite="strict", secure=cookie_is_secure(request), path="/",
     )
-    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response
 
 
@@ -364,5 +363,4 @@ def logout(request: Request) -> Response:
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
                            secure=cookie_is_secure(request))
-    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.results import SIGNIFICANT_P
+from protocol.models import SIGNIFICANT_P
 from tenslora.core.methods import METHODS
 from tenslora.core.metric_contract import TRAIN_LOSS
 from tenslora.core.regimes import REGIMES

@@ -11,6 +11,7 @@ from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, WorkerTo
 from api.errors import error_responses
 from api.responses import model_response
 from protocol.models import (
+    MAX_PAGE,
     AdapterStored,
     ClaimPackRequest,
     ClaimPackResponse,
@@ -49,7 +50,7 @@ def list_jobs(
     _token: AnyToken,
     sweep_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     pack_id: Annotated[
         str | None, Query(pattern=r"^[0-9a-f]{1,32}$", description="the jobs of one pack")
@@ -157,11 +158,7 @@ def heartbeat(
     beat = queue.heartbeat(
         session, job_id, body.lease_id, settings.lease_seconds, token_id=token.id
     )
-    return HeartbeatResponse(
-        cancelled=beat.cancelled,
-        status="cancelled" if beat.cancelled else "running",
-        lease_expires_at=beat.lease_expires_at,
-    )
+    return HeartbeatResponse(cancelled=beat.cancelled, lease_expires_at=beat.lease_expires_at)
 
 
 @router.post("/{job_id:int}/metrics", responses=LEASE_ERRORS)
@@ -187,9 +184,7 @@ def get_metrics(
     name: Annotated[str | None, Query(max_length=200)] = None,
 ) -> MetricsOut:
     points = metrics.get_metrics(session, job_id, name)
-    return MetricsOut(
-        points=[MetricPointOut(step=p.step, name=p.name, value=p.value) for p in points]
-    )
+    return MetricsOut(points=[MetricPointOut.model_validate(point) for point in points])
 
 
 @router.post("/{job_id:int}/complete", responses=LEASE_ERRORS)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query
 
 from api.deps import AnyToken, ReadSessionDep, SessionDep, SettingsDep, SubmitterToken
 from api.errors import error_responses
-from protocol.models import GroupPath, ResultsOut, SweepCreate, SweepList, SweepOut
+from protocol.models import MAX_PAGE, GroupPath, ResultsOut, SweepCreate, SweepList, SweepOut
 from scheduler import results, sweeps
 
 router = APIRouter(
@@ -14,19 +14,6 @@ router = APIRouter(
 )
 NO_SUCH_SWEEP = error_responses(404, s404="no such sweep")
 SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-
-
-def sweep_out(view: sweeps.SweepView) -> SweepOut:
-    return SweepOut(
-        id=view.sweep.id,
-        name=view.sweep.name,
-        priority=view.sweep.priority,
-        n_jobs=view.sweep.n_jobs,
-        status=view.status.value,
-        counts=view.counts,
-        created_at=view.sweep.created_at,
-        cancelled_at=view.sweep.cancelled_at,
-    )
 
 
 @router.post(
@@ -52,23 +39,23 @@ def create_sweep(
         owner_token_id=token.id,
         limits=settings.limits,
     )
-    return sweep_out(view)
+    return sweeps.sweep_out(view)
 
 
 @router.get("")
 def list_sweeps(
     session: ReadSessionDep,
     _token: AnyToken,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> SweepList:
     views, total = sweeps.list_sweeps(session, limit, offset)
-    return SweepList(items=[sweep_out(view) for view in views], total=total)
+    return SweepList(items=[sweeps.sweep_out(view) for view in views], total=total)
 
 
 @router.get("/{sweep_id:int}", responses=NO_SUCH_SWEEP)
 def get_sweep(sweep_id: SweepId, session: ReadSessionDep, _token: AnyToken) -> SweepOut:
-    return sweep_out(sweeps.get_sweep(session, sweep_id))
+    return sweeps.sweep_out(sweeps.get_sweep(session, sweep_id))
 
 
 @router.post(
@@ -81,7 +68,7 @@ def get_sweep(sweep_id: SweepId, session: ReadSessionDep, _token: AnyToken) -> S
 def cancel_sweep(sweep_id: SweepId, session: SessionDep, token: SubmitterToken) -> SweepOut:
     """Cancel queued jobs now and running ones at their next heartbeat (a submitter: only its
     own sweeps; an admin: any)."""
-    return sweep_out(sweeps.cancel_sweep(session, sweep_id, by=token))
+    return sweeps.sweep_out(sweeps.cancel_sweep(session, sweep_id, by=token))
 
 
 @router.get(

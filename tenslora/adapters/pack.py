@@ -1,5 +1,5 @@
 """Packs: the adapters of k jobs over one frozen backbone, each job's update on its own rows
-(DESIGN.md, "Packs"; mLoRA's BatchLoRA, HFTA's horizontal fusion).
+(docs/training.md, "Packs"; mLoRA's BatchLoRA, HFTA's horizontal fusion).
 
 The k jobs' batches are concatenated along the batch dimension and the frozen backbone runs once.
 :class:`PackState` says which rows belong to which job in the running forward pass, and every

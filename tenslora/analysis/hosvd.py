@@ -6,10 +6,11 @@ redundancies across modes". For every tensor of a TensLoRA adapter, the dense up
 and each mode-n unfolding is decomposed (tensorly's unfold, then the eigenvalues of its Gram
 matrix): its singular values are the HOSVD's mode spectrum. A plain LoRA adapter has no tensor,
 but its q/k/v updates of every layer stack into the tensors of each of the 7 constructions
-(DESIGN.md, "The adapter math"; output feature ``j = h * d_head + a`` belongs to head ``h``, as in
-the backbone), so the same analysis says which construction would have compressed it, and how far.
+(docs/architecture.md, "The adapter math"; output feature ``j = h * d_head + a`` belongs to head
+``h``, as in the backbone), so the same analysis says which construction would have compressed
+it, and how far.
 
-Statistics per mode (DESIGN.md "Metrics (TensLoRA+)", computed by
+Statistics per mode (docs/architecture.md, "Metrics (TensLoRA+)"; computed by
 :func:`tenslora.analysis.spectrum.spectrum_stats`): energies ``e = s^2 / sum(s^2)``, SVD
 entropy, entropy normalised by ``log(len(s))``, top-1 energy, effective rank ``exp(entropy)``;
 plus the smallest rank that keeps ``energy_kept`` (90 %) of the mode's energy. Per construction,

@@ -1,5 +1,5 @@
-"""The statistics of a spectrum (DESIGN.md "Metrics (TensLoRA+)"), shared by the training-time
-core spectra (:mod:`tenslora.analysis.signals`) and the HOSVD of trained adapters
+"""The statistics of a spectrum (docs/architecture.md, "Metrics (TensLoRA+)"), shared by the
+training-time core spectra (:mod:`tenslora.analysis.signals`) and the HOSVD of trained adapters
 (:mod:`tenslora.analysis.hosvd`).
 """
 

@@ -22,11 +22,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-#: The ``adapter`` section IS the library's ``AdapterConfig`` (pydantic validates the dataclass
-#: and runs its checks), not a copy of its fields; the name stays for readers of the spec.
-AdapterSpec = AdapterConfig
-
-
 class OptimSpec(_Strict):
     lr: float = Field(5.0e-4, gt=0.0, description="peak learning rate after warmup")
     min_lr: float = Field(0.0, ge=0.0, description="floor of the cosine annealing")
@@ -75,6 +70,7 @@ class TrainSpec(_Strict):
         None, description="rank regime of a preset row: lora, isorank, isoparameters or related"
     )
     seed: int = 0
+    # The library's own dataclass, not a copy of its fields: pydantic validates it with its checks.
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     train: TrainLoopSpec = Field(default_factory=TrainLoopSpec)

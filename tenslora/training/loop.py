@@ -1,5 +1,5 @@
-"""``run_pack``: k fine-tuning jobs in one process over one frozen backbone (DESIGN.md, "Packs");
-``run_training``: one job, a pack of one.
+"""``run_pack``: k fine-tuning jobs in one process over one frozen backbone (docs/training.md,
+"Packs"); ``run_training``: one job, a pack of one.
 
 Each step concatenates the active jobs' batches, runs the backbone once, and backpropagates the
 sum of the jobs' own mean losses, which gives each job exactly its own gradients (no parameter is

@@ -19,8 +19,10 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from api.dashboard.tables import format_number
+from launch.processes import REPO, project_env
+from launch.server import create_token
 from scheduler.tokens import hash_token
-from tests.dashboard.support import (
+from tools.dashboard_fixture import (
     CHROMIUM,
     SESSION_COOKIE,
     TABLE2_GROUPS,
@@ -31,8 +33,6 @@ from tests.dashboard.support import (
     sign_in,
     table2_sweep,
 )
-from tests.helpers.processes import REPO, project_env
-from tests.helpers.server import create_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT_MS = 15_000

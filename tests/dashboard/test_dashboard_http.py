@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.dashboard import plotly_js_path
+from launch.server import create_token
 from scheduler.settings import Settings
 from scheduler.tokens import hash_token
-from tests.dashboard.support import TABLE2_GROUPS, table2_sweep, training_points
-from tests.helpers.server import create_token
+from tools.dashboard_fixture import TABLE2_GROUPS, table2_sweep, training_points
 
 
 @pytest.fixture(

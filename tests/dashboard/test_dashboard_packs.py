@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from launch.server import create_token
 from scheduler.settings import Settings
-from tests.helpers.server import create_token
 
 
 def test_the_job_page_links_the_other_jobs_of_its_pack(tmp_path: Path) -> None:

@@ -70,9 +70,9 @@ def test_the_cookie_holds_a_hashed_expiring_session_id_never_the_token(server: S
     assert hashlib.sha256(session.encode()).hexdigest() in stored_session_hashes(server)
     assert session not in stored_session_hashes(server)
     assert page(server, "/", session).status_code == 200
-    # The API token in the old cookie no longer signs anyone in.
-    legacy = httpx.get(f"{server.url}/", cookies={"tenslora_token": server.tokens["admin"]})
-    assert legacy.status_code == 303 and "/login" in legacy.headers["location"]
+    # The API token itself in the cookie signs no one in: only a session id does.
+    raw_token = httpx.get(f"{server.url}/", cookies={COOKIE: server.tokens["admin"]})
+    assert raw_token.status_code == 303 and "/login" in raw_token.headers["location"]
 
 
 def test_sign_out_ends_the_session_on_the_server(server: Server) -> None:
@@ -141,7 +141,7 @@ def test_failed_sign_ins_are_throttled(server: Server) -> None:
 
 
 def test_the_cookie_is_secure_when_configured_or_over_https(tmp_path) -> None:
-    from tests.helpers.server import create_token
+    from launch.server import create_token
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     for settings, base_url in ((Settings(database_url=url, cookie_secure=True), "http://t"),

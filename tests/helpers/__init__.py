@@ -1,5 +1,5 @@
-"""What the tests and the benches share: free ports, waiting, the real server, a real Postgres.
+"""What only the tests share: the real server with a token per role (``server``).
 
-Defined once here; ``bench/`` imports it too (run from the repository root, or with the root on
-``sys.path``). Nothing in the product imports it.
+Ports, waits, the server process and Postgres are ``launch``'s, shared with the product, the
+benches, ``scripts/`` and ``tools/``.
 """

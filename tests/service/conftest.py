@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.postgres import PostgresServer, have_postgres, running_postgres
-from tests.helpers.server import Service, sqlite_url, start_service
+from launch.postgres import PostgresServer, have_postgres, running_postgres
+from launch.server import sqlite_url
+from tests.helpers.server import Service, start_service
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ import pytest
 import torch
 
 import tenslora
+from launch.processes import REPO, project_env, wait_for
+from launch.server import sqlite_url
 from scheduler.artifacts import read_archive, store_adapter
 from scheduler.db import Database
 from scheduler.queue import claim_job
@@ -29,8 +31,7 @@ from tenslora.core.metric_contract import (
     ADAPTER_WEIGHTS_FILE,
 )
 from tests.adapter_helpers import randomise, tiny_bert, token_batch
-from tests.helpers.processes import REPO, project_env, wait_for
-from tests.helpers.server import Service, sqlite_url, start_service
+from tests.helpers.server import Service, start_service
 
 MAX_ADAPTER_MB = 0.25
 LEASE_SECONDS = 30.0

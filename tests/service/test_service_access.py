@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from tests.helpers.processes import REPO, project_env
+from launch.processes import REPO, project_env
 from tests.service.conftest import Server
 
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from launch.processes import REPO, project_env, wait_for
 from scheduler.db import Database
 from scheduler.queue import Claim, claim_job
-from tests.helpers.processes import REPO, project_env, wait_for
 from tests.service.conftest import Server
 
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}

@@ -7,8 +7,8 @@ import sys
 
 from sqlalchemy import create_engine, inspect
 
+from launch.processes import REPO, project_env
 from scheduler.migrate import check, upgrade
-from tests.helpers.processes import REPO, project_env
 
 
 def test_alembic_upgrade_on_empty_database_matches_the_models(database_url: str) -> None:

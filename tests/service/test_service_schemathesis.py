@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.processes import project_env
+from launch.processes import project_env
 from tests.service.conftest import Server
 
 

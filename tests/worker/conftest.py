@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.processes import REPO, free_port, project_env
-from tests.helpers.server import RunningServer, mint_tokens, sqlite_url, start_server
+from launch.processes import REPO, free_port, project_env
+from launch.server import RunningServer, mint_tokens, sqlite_url, start_server
+from tests.helpers.server import lease_settings
 
 
 def descendants(pid: int) -> set[int]:
@@ -118,8 +119,8 @@ class Scheduler:
 
     def start(self) -> None:
         self.server = start_server(
-            self.database_url, self.folder / "server.log", self.port, self.lease_seconds,
-            **self.env,
+            self.database_url, self.folder / "server.log", self.port,
+            env={**lease_settings(self.lease_seconds), **self.env},
         )
 
     def stop(self) -> None:

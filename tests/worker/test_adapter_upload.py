@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import torch
 
+from launch.processes import wait_for
 from tenslora.core.archive import extract_adapter
 from tenslora.core.metric_contract import ADAPTER_ANALYSIS_FILE, ADAPTER_WEIGHTS_FILE
-from tests.helpers.processes import wait_for
 from tests.worker.conftest import Scheduler, Worker, job_children, launch_worker, make_scheduler
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

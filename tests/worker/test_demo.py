@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.processes import REPO, free_port, project_env, wait_for
+from launch.processes import REPO, free_port, project_env, wait_for
 from tests.worker.conftest import descendants, remember, still_running
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from launch.processes import wait_for
 from protocol.client import Lease
 from protocol.finite import finite_json
 from protocol.models import ClaimResponse
 from protocol.report import JobReport
 from protocol.vocabulary import TERMINAL, Outcome
-from tests.helpers.processes import wait_for
 from worker.pack import RunningPack
 from worker.spool import Spool
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.processes import REPO, free_port, project_env, wait_for
-from tests.helpers.server import create_token, sqlite_url, start_server
+from launch.processes import REPO, free_port, project_env, wait_for
+from launch.server import create_token, sqlite_url, start_server
 from tests.worker.conftest import descendants, remember, still_running
 
 SYNTHETIC_SWEEP = """\

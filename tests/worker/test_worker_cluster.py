@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.processes import REPO, project_env, wait_for
+from launch.processes import REPO, project_env, wait_for
 from tests.worker.conftest import (
     Scheduler,
     Worker,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.processes import wait_for
+from launch.processes import wait_for
 from tests.worker.conftest import Scheduler, job_children, make_scheduler
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from launch.processes import REPO, free_port, project_env, wait_for
 from protocol.client import ApiClient, ApiUnavailable
 from protocol.report import JobReport
 from protocol.vocabulary import Outcome
-from tests.helpers.processes import REPO, free_port, project_env, wait_for
 from tests.worker.conftest import job_children
 from worker.child import start_pack
 from worker.probe import CpuProbe, FakeProbe
@@ -93,10 +93,14 @@ def test_the_pack_size_is_the_flag_else_a_default_for_every_kind_of_device() -> 
             check_args(WorkerSettings.from_namespace(args))
 
 
-@pytest.mark.parametrize("variable", ["TENSLORA_API_URL", "TENSLORA_API"])
-def test_api_and_token_come_from_the_environment_too(variable: str) -> None:
-    result = run_worker("--fake-gpus", "lots", **{variable: "http://x"}, TENSLORA_TOKEN="t")
+def test_api_and_token_come_from_the_environment_too() -> None:
+    result = run_worker("--fake-gpus", "lots", TENSLORA_API_URL="http://x", TENSLORA_TOKEN="t")
     assert "--fake-gpus must look" in result.stderr  # got past the API and token checks
+
+
+def test_the_old_variable_name_is_not_read() -> None:
+    result = run_worker("--fake-gpus", "1x100", TENSLORA_API="http://x", TENSLORA_TOKEN="t")
+    assert result.returncode == 2 and "no API URL" in result.stderr
 
 
 def test_no_nvidia_driver_is_a_clear_error_not_a_traceback() -> None:

@@ -12,8 +12,8 @@ import statistics
 import time
 from typing import Any
 
-from bench.gpu_check.profile import Profile
-from bench.gpu_check.report import Section, log
+from tools.gpu_check.profile import Profile
+from tools.gpu_check.report import Section, log
 
 RANK = 4
 LEARNING_RATE = 5.0e-3

@@ -5,26 +5,33 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cli.local_cluster import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+#: The folder that holds the project's packages: on the PYTHONPATH of every process started here.
+REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
-__all__ = ["REPO", "WaitTimedOut", "free_port", "project_env", "stop_group", "wait_for"]
+
+class WaitTimedOut(TimeoutError):
+    """A bounded wait ran out; the message names what was awaited."""
 
 
-class WaitTimedOut(AssertionError):
-    """A bounded wait ran out (an AssertionError, so pytest reports a failure, not an error)."""
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def project_env(**extra: str) -> dict[str, str]:
-    """The environment of a subprocess that imports the project (here, in CI and in benches)."""
+    """The environment of a subprocess that imports the project: this one's, the project on the
+    PYTHONPATH, no model hub, and Ray without usage stats or auth, bound to 127.0.0.1 (set at
+    process start, where Ray reads it)."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return {
         **os.environ,
@@ -37,9 +44,16 @@ def project_env(**extra: str) -> dict[str, str]:
     }
 
 
-def wait_for(what: str, check: Callable[[], T], timeout: float, every: float = 0.2) -> T:
+def wait_for(
+    what: str,
+    check: Callable[[], T],
+    timeout: float,
+    every: float = 0.2,
+    sleep: Callable[[float], object] = time.sleep,
+) -> T:
     """Polls ``check`` until it returns something truthy and returns that; raises
-    ``WaitTimedOut`` naming ``what`` after ``timeout`` seconds."""
+    ``WaitTimedOut`` naming ``what`` after ``timeout`` seconds. ``sleep`` waits between polls
+    (one that raises, e.g. on Ctrl-C, ends the wait)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -47,7 +61,7 @@ def wait_for(what: str, check: Callable[[], T], timeout: float, every: float = 0
             return value
         if time.monotonic() > deadline:
             raise WaitTimedOut(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+        sleep(every)
 
 
 def stop_group(

@@ -1,4 +1,5 @@
-"""A real Postgres server (``initdb`` + ``pg_ctl`` from PATH) in temporary folders."""
+"""A throwaway Postgres server (``initdb`` + ``pg_ctl`` from PATH) in temporary folders, on
+127.0.0.1: for the tests and benches (the product connects to a Postgres it is given)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers.processes import free_port
+from launch.processes import free_port
 
 __all__ = ["PostgresServer", "have_postgres", "running_postgres"]
 

@@ -20,21 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.gpu_check import nvml, packbench, service, training
-from bench.gpu_check.profile import CPU, GPU, Profile
-from bench.gpu_check.report import Report, Section, log
+from launch.processes import project_env
+from tools.gpu_check import nvml, packbench, service, training
+from tools.gpu_check.profile import CPU, GPU, Profile
+from tools.gpu_check.report import Report, Section, log
 
-REPO = Path(__file__).resolve().parents[2]
 SECTIONS = "abcde"
 # Seconds each section may take at most on the GPU; the whole run stays under --budget-s too.
 SECTION_CAP_S = {"a": 90.0, "b": 45.0, "c": 150.0, "d": 210.0, "e": 10.0}
 BUNDLED = ("ray", "pydantic", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic",
            "plotly", "typer", "transformers", "nvidia-ml-py")
-ENVIRONMENT = {
-    "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false", "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-}
+# On top of the project's own (launch.project_env): what this process and its children share.
+ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"gpu-check: error: {problem}", file=sys.stderr)
         return 2
-    os.environ.update(ENVIRONMENT)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    os.environ.update(project_env(**ENVIRONMENT))
     profile = CPU if args.cpu else GPU
     import torch
 

@@ -3,38 +3,31 @@
 Section c starts both through ``cli.local_cluster.LocalCluster`` (what ``tenslora demo`` uses),
 submits train jobs of two pack keys (several methods and factorizations) and synthetic jobs too
 big to run all at once, and records the jobs, the packs the API reports (``pack_id``), how many
-ran at once, the free memory the worker offered over time and the wall time. Where the worker has
-no ``--pack-size`` yet it runs without and says so. Section e compares each job's memory estimate
-with the peak its run observed.
+ran at once, the free memory the worker offered over time and the wall time. Section e compares
+each job's memory estimate with the peak its run observed.
 """
 
 from __future__ import annotations
 
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.gpu_check.profile import Profile
-from bench.gpu_check.report import Section, Skipped, log
+from cli.local_cluster import LocalCluster
+from protocol.client import ApiClient
+from protocol.vocabulary import TERMINAL, JobStatus, Role
+from tools.gpu_check.profile import Profile
+from tools.gpu_check.report import Section, Skipped, log
 
-ENDED = ("succeeded", "failed", "cancelled")
 # Methods and factorizations of the packed train jobs: LoRA and three constructions, both kinds.
 PACK_MIX = (("lora", "tucker"), ("qkv", "tucker"), ("qkv", "cp"), ("depth", "cp"),
             ("att_qkv_depth", "tucker"), ("att_qkv_depth", "cp"))
 SECOND_KEY_MIX = (("att", "tucker"), ("qkv_depth", "cp"))
 LOG_TAIL_BYTES = 200_000
-
-
-def worker_supports_pack_size() -> bool:
-    done = subprocess.run([sys.executable, "-m", "worker", "--help"], capture_output=True,
-                          text=True, timeout=120)
-    return "--pack-size" in done.stdout
 
 
 def train_sweep(profile: Profile) -> dict[str, Any]:
@@ -70,17 +63,10 @@ def synthetic_sweep(profile: Profile) -> dict[str, Any]:
 
 def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float,
               state: dict[str, Any]) -> None:
-    from cli.local_cluster import LocalCluster
-
-    packs = worker_supports_pack_size()
-    flags = [*profile.worker_device_flags, "--poll-interval", "0.5"]
-    if packs:
-        flags += ["--pack-size", str(profile.pack_size)]
-    else:
-        section.note("pack-size not supported: this worker has no --pack-size yet; "
-                     "the sweep ran without packs")
+    flags = [*profile.worker_device_flags, "--poll-interval", "0.5",
+             "--pack-size", str(profile.pack_size)]
     section.fact("worker_flags", " ".join(flags))
-    section.fact("pack_size", profile.pack_size if packs else "not supported")
+    section.fact("pack_size", profile.pack_size)
     data_dir = Path(tempfile.mkdtemp(prefix="gpu-check-service-"))
     cluster = LocalCluster(data_dir, 0, flags)
     try:
@@ -98,25 +84,23 @@ def run_sweep(section: Section, profile: Profile, out_dir: Path, deadline: float
     _record(section, jobs, samples, wall_s)
 
 
-def _follow(cluster: Any, sweep_ids: list[int], deadline: float) -> list[dict[str, Any]]:
+def _follow(cluster: LocalCluster, sweep_ids: list[int], deadline: float) -> list[dict[str, Any]]:
     """Polls until every job ended; samples the worker's last offered free memory each second."""
-    from protocol.client import ApiClient
-
     samples: list[dict[str, Any]] = []
     began = time.monotonic()
-    with ApiClient(cluster.url, cluster.tokens["admin"], timeout_s=30) as api:
+    with ApiClient(cluster.url, cluster.tokens[Role.admin], timeout_s=30) as api:
         while True:
-            cluster._check_alive()
+            cluster.check_alive()
             counts: Counter[str] = Counter()
             for sweep_id in sweep_ids:
                 counts.update(api.get_sweep(sweep_id).counts)
             samples.append({
                 "t_s": round(time.monotonic() - began, 1),
-                "running": counts.get("running", 0),
-                "ended": sum(counts.get(s, 0) for s in ENDED),
+                "running": counts.get(JobStatus.running, 0),
+                "ended": sum(counts.get(s, 0) for s in TERMINAL),
                 "offered_free_mb": [w.free_memory_mb for w in api.workers().items],
             })
-            if samples[-1]["running"] == 0 and counts.get("queued", 0) == 0 and counts:
+            if samples[-1]["running"] == 0 and counts.get(JobStatus.queued, 0) == 0 and counts:
                 return samples
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the sweep had not finished by its deadline: {dict(counts)}")
@@ -142,7 +126,7 @@ def _record(section: Section, jobs: list[dict[str, Any]], samples: list[dict[str
         section.row("jobs", _job_row(job))
     for sample in samples[:: max(1, len(samples) // 20)]:
         section.row("samples", sample)
-    failed = [job for job in jobs if job["status"] != "succeeded"]
+    failed = [job for job in jobs if job["status"] != JobStatus.succeeded]
     if failed:
         first = failed[0]
         raise AssertionError(f"{len(failed)} of {len(jobs)} jobs did not succeed; job "

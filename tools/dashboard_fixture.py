@@ -1,7 +1,8 @@
-"""A real server with stored sweeps, and a headless Chromium: what the dashboard tests drive.
+"""A real server with stored sweeps, and a headless Chromium: what the dashboard tests
+(``tests/dashboard/``) and ``scripts/dashboard_screenshots.py`` drive.
 
-Also used by ``scripts/dashboard_screenshots.py``. Sweeps go in through the HTTP API and jobs run
-through the worker endpoints (claim, metrics, complete, fail), as a worker would.
+Sweeps go in through the HTTP API and jobs run through the worker endpoints (claim, metrics,
+complete, fail), as a worker would.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from tests.helpers.server import RunningServer, sqlite_url, start_server
+from api.dashboard.auth import COOKIE as SESSION_COOKIE
+from launch.server import RunningServer, sqlite_url, start_server
 
 CHROMIUM = os.environ.get("TENSLORA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,14 +34,11 @@ SPECTRA: dict[str, tuple[float, float, float]] = {
 @contextmanager
 def running_server(tmp: Path, **env: str) -> Iterator[RunningServer]:
     """``tenslora serve`` on a fresh SQLite file; stopped (and waited for) on exit."""
-    server = start_server(sqlite_url(tmp, "dashboard.db"), tmp / "server.log", **env)
+    server = start_server(sqlite_url(tmp, "dashboard.db"), tmp / "server.log", env=env)
     try:
         yield server
     finally:
         server.stop()
-
-
-SESSION_COOKIE = "tenslora_session"
 
 
 def sign_in(url: str, token: str) -> str:

@@ -30,7 +30,8 @@ def log(message: str) -> None:
 
 
 class Skipped(Exception):
-    """Raised inside a section that cannot run here (no GPU, a missing bench): not a failure."""
+    """Raised inside a section that cannot run here (no GPU, no sweep to compare): not a
+    failure."""
 
 
 @dataclass

@@ -339,8 +339,6 @@ def widen_minilm(folder: Path) -> None:
 
 def write_random_minilm(folder: Path) -> None:
     """Seeded random weights of MiniLM's architecture, saved where ``from_pretrained`` reads."""
-    if (folder / "model.safetensors").exists():
-        return
     import torch
     from transformers import BertConfig, BertModel
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-from bench.gpu_check.profile import Profile
-from bench.gpu_check.report import Section, Skipped
+from tools.gpu_check.profile import Profile
+from tools.gpu_check.report import Section, Skipped
 
 HOLD_MB = 4096
 _HOLDER = f"""
