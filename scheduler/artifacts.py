@@ -23,13 +23,13 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from protocol.finite import finite_json
 from protocol.vocabulary import JobStatus
 from scheduler.errors import InvalidInput, NotFound, TooLarge
 from scheduler.models import JOB_ADAPTERS, JOBS, Job, utcnow
 from scheduler.queue import owned_job
 from scheduler.upsert import upsert
 from tenslora.core.archive import ADAPTER_FILES, pack_adapter
+from tenslora.core.finite import finite_json
 from tenslora.core.metric_contract import (
     ADAPTER_ANALYSIS_FILE,
     ADAPTER_CONFIG_FILE,

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from protocol.finite import finite_json
 from protocol.vocabulary import JobStatus
 from scheduler.errors import Conflict, Forbidden, NotFound
 from scheduler.limits import Limits, check_count, check_names, truncate_text
@@ -24,6 +23,7 @@ from scheduler.memory import pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import move
 from scheduler.upsert import upsert
+from tenslora.core.finite import finite_json
 from tenslora.core.job_spec import TrainSpec, parse_spec
 
 # A job as an ORM object or as a row of the jobs table: both have one attribute per column.

@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from protocol.finite import finite_json
 from protocol.vocabulary import Outcome
+from tenslora.core.finite import finite_json
 
 PR_SET_PDEATHSIG = 1
 SYNTHETIC_POLL_S = 0.25  # how soon a synthetic job notices it was stopped

@@ -21,10 +21,10 @@ import pytest
 
 from launch.processes import wait_for
 from protocol.client import Lease
-from protocol.finite import finite_json
 from protocol.models import ClaimResponse
 from protocol.report import JobReport
 from protocol.vocabulary import TERMINAL, Outcome
+from tenslora.core.finite import finite_json
 from worker.pack import RunningPack
 from worker.spool import Spool
 

@@ -1,6 +1,7 @@
-"""JSON has no NaN or infinity: the one helper that turns them into null, for every side that
-writes JSON it did not build itself (a job's process, the scheduler storing results). Imports
-nothing, so a job's child process loads it without loading pydantic."""
+"""JSON has no NaN or infinity: the one helper that turns them into null, for everything that
+writes numbers it did not check itself (an adapter's mode analysis, a job's process, the scheduler
+storing results). In the library's lowest layer so all of them may import it; imports nothing
+else, so a job's child process loads it without loading pydantic."""
 
 from __future__ import annotations
 
