@@ -16,7 +16,7 @@ from api.body_check import JsonBodyCheck
 from api.dashboard import mount_dashboard
 from api.middleware import BodyLimit, SecurityHeaders
 from api.responses import SafeJSONResponse
-from api.routes import health, jobs, sweeps, tokens, workers
+from api.routes import estimates, health, jobs, sweeps, tokens, workers
 from scheduler.db import Database
 from scheduler.migrate import upgrade
 from scheduler.queue import reap_expired
@@ -104,7 +104,8 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     )
     app.add_middleware(SecurityHeaders)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
-    for router in (jobs.router, sweeps.router, workers.router, tokens.router, health.router):
+    for router in (jobs.router, sweeps.router, workers.router, tokens.router, estimates.router,
+                   health.router):
         app.include_router(router)
     mount_dashboard(app)
     return app

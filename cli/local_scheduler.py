@@ -1,10 +1,11 @@
 """``LocalScheduler``: ``SchedulerPort`` in this process, over the database itself.
 
-What ``tenslora sweep``, ``results``, ``job`` and ``preset allocate`` use without ``--url``: the
-scheduler functions the API's routes call, each in one session on TENSLORA_DATABASE_URL (the
-schema upgraded first), answering the same models. A scheduler error becomes the protocol error
-of the status the API would answer (``scheduler.errors.HTTP_STATUS``), so a caller cannot tell
-the two apart. The host's own CLI acts as an admin (it holds the database already).
+What ``tenslora sweep``, ``results``, ``job``, ``estimates`` and ``preset allocate`` use without
+``--url``: the scheduler functions the API's routes call, each in one session on
+TENSLORA_DATABASE_URL (the schema upgraded first), answering the same models. A scheduler error
+becomes the protocol error of the status the API would answer (``scheduler.errors.HTTP_STATUS``),
+so a caller cannot tell the two apart. The host's own CLI acts as an admin (it holds the
+database already).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Session
 from protocol.errors import ApiError, ApiUnavailable, rejection
 from protocol.models import (
     MAX_PAGE,
+    EstimateList,
+    EstimateOut,
     JobList,
     JobOut,
     MetricPointOut,
@@ -31,7 +34,7 @@ from protocol.models import (
 )
 from protocol.port import SchedulerPort
 from protocol.vocabulary import JobStatus
-from scheduler import artifacts, metrics, queries, results, sweeps
+from scheduler import artifacts, memory, metrics, queries, results, sweeps
 from scheduler.db import Database
 from scheduler.errors import InvalidInput, SchedulerError, http_status
 from scheduler.migrate import upgrade
@@ -142,6 +145,17 @@ class LocalScheduler(SchedulerPort):
         return self._run(lambda session: WorkerList(items=[
             WorkerOut.model_validate(view) for view in queries.list_workers(session, window)
         ]))
+
+    def estimates(self) -> EstimateList:
+        return self._run(lambda session: EstimateList(items=[
+            EstimateOut.model_validate(view) for view in memory.list_estimates(session)
+        ]))
+
+    def reset_estimate(self, shape: str) -> EstimateOut:
+        return self._run(
+            lambda session: EstimateOut.model_validate(memory.reset_estimate(session, shape)),
+            write=True,
+        )
 
 
 def _protocol_error(error: SchedulerError) -> ApiError:

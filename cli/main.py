@@ -8,6 +8,7 @@ from cli import (
     admin_cmd,
     analyze_cmd,
     demo_cmd,
+    estimates_cmd,
     job_cmd,
     methods_cmd,
     preset_cmd,
@@ -46,6 +47,7 @@ app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("analyze")(analyze_cmd.analyze)
 app.add_typer(job_cmd.job_app, name="job")
+app.add_typer(estimates_cmd.estimates_app, name="estimates")
 
 
 def main() -> None:

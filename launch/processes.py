@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,17 +29,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# One Ray token for every Ray process started from here (a cluster's processes share one):
+# Ray's token authentication stays on, and Ray writes no token to ~/.ray.
+RAY_TOKEN = secrets.token_hex(32)
+
+
 def project_env(**extra: str) -> dict[str, str]:
     """The environment of a subprocess that imports the project: this one's, the project on the
-    PYTHONPATH, no model hub, and Ray without usage stats or auth, bound to 127.0.0.1 (set at
-    process start, where Ray reads it)."""
+    PYTHONPATH, no model hub, and Ray without usage stats, with token authentication (this
+    process's ``RAY_AUTH_TOKEN``, else ``RAY_TOKEN``) and bound to 127.0.0.1 where a process
+    starts a Ray of its own (set at process start, where Ray reads it). ``tenslora-worker`` keeps
+    its own Ray on loopback with a token by itself (tests/worker/test_ray_exposure.py starts it
+    without these)."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return {
         **os.environ,
         "PYTHONPATH": path,
         "HF_HUB_OFFLINE": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_AUTH_MODE": "disabled",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": os.environ.get("RAY_AUTH_TOKEN") or RAY_TOKEN,
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         **extra,
     }

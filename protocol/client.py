@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -26,6 +27,8 @@ from protocol.models import (
     AdapterStored,
     ClaimPackResponse,
     ClaimResponse,
+    EstimateList,
+    EstimateOut,
     HeartbeatResponse,
     JobList,
     JobOut,
@@ -118,29 +121,44 @@ class ApiClient(SchedulerPort):
     # ---- the worker's calls (one job's lease) ----------------------------------------------
 
     def claim(
-        self, worker_id: str, device: str, free_memory_mb: int, job_id: int | None = None
+        self,
+        worker_id: str,
+        device: str,
+        free_memory_mb: int,
+        job_id: int | None = None,
+        device_memory_mb: int | None = None,
     ) -> Lease | None:
         """The next job whose memory estimate fits, or None when nothing does.
 
         ``job_id`` asks for that job only (a Ray Tune trial of ``tenslora sweep tune``).
+        ``device_memory_mb``: the device's whole memory; the API refuses a reported peak above it.
         """
         body: dict[str, Any] = {
             "worker_id": worker_id, "device": device, "free_memory_mb": int(free_memory_mb)
         }
         if job_id is not None:
             body["job_id"] = job_id
+        if device_memory_mb is not None:
+            body["device_memory_mb"] = int(device_memory_mb)
         response = self._request("POST", "/api/v1/jobs/claim", json=body)
         if response.status_code == 204:
             return None
         return Lease(ClaimResponse.model_validate(response.json()))
 
     def claim_pack(
-        self, worker_id: str, device: str, free_memory_mb: int, max_jobs: int
+        self,
+        worker_id: str,
+        device: str,
+        free_memory_mb: int,
+        max_jobs: int,
+        device_memory_mb: int | None = None,
     ) -> PackLeases | None:
         """Up to ``max_jobs`` jobs of one pack key that fit together, each with its own lease
         (one ``worker.lease.LeaseKeeper`` per lease); None when nothing fits."""
-        body = {"worker_id": worker_id, "device": device,
-                "free_memory_mb": int(free_memory_mb), "max_jobs": max_jobs}
+        body: dict[str, Any] = {"worker_id": worker_id, "device": device,
+                                "free_memory_mb": int(free_memory_mb), "max_jobs": max_jobs}
+        if device_memory_mb is not None:
+            body["device_memory_mb"] = int(device_memory_mb)
         response = self._request("POST", "/api/v1/jobs/claim-pack", json=body)
         if response.status_code == 204:
             return None
@@ -293,6 +311,17 @@ class ApiClient(SchedulerPort):
         params = {"seen_within_s": seen_within_s} if seen_within_s is not None else {}
         response = self._request("GET", "/api/v1/workers", params=params, **retry)
         return WorkerList.model_validate(response.json())
+
+    def estimates(self, **retry: float) -> EstimateList:
+        """The learned memory estimates, one per job shape (admin)."""
+        return EstimateList.model_validate(
+            self._request("GET", "/api/v1/estimates", **retry).json()
+        )
+
+    def reset_estimate(self, shape: str, **retry: float) -> EstimateOut:
+        """Forget what was learned about ``shape``; its queued jobs go back to the formula."""
+        path = f"/api/v1/estimates/{quote(shape, safe='')}"
+        return EstimateOut.model_validate(self._request("DELETE", path, **retry).json())
 
     def create_token(self, role: Role, name: str, **retry: float) -> TokenCreated:
         body = {"role": role, "name": name}

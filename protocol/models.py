@@ -110,10 +110,20 @@ class JobList(BaseModel):
     total: int
 
 
+# What a claim may say about its device's whole memory (ClaimRequest, ClaimPackRequest).
+DeviceMemory = Annotated[int | None, Field(
+    ge=1, le=MAX_MEMORY_MB,
+    description="the whole memory of the device the jobs run in, in MiB (the host's RAM for CPU "
+    "slots and fake GPUs, whose jobs run on the CPU): a result whose peak_memory_mb is above "
+    "it is refused; default: free_memory_mb",
+)]
+
+
 class ClaimRequest(Strict):
     worker_id: Name
     device: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")] | None = None
     free_memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
+    device_memory_mb: DeviceMemory = None
     job_id: int | None = Field(
         None, ge=1, le=2**31 - 1,
         description="claim exactly this queued job, or nothing (a Ray Tune trial runs its own job)",
@@ -130,6 +140,7 @@ class ClaimPackRequest(Strict):
     worker_id: Name
     device: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")] | None = None
     free_memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
+    device_memory_mb: DeviceMemory = None
     max_jobs: int = Field(
         ge=1, le=MAX_PACK_JOBS, description="the most jobs of one pack key to hand out"
     )
@@ -182,7 +193,9 @@ class MetricsOut(BaseModel):
 class CompleteRequest(Strict):
     lease_id: LeaseId
     result: JsonObject = Field(
-        default_factory=dict, description="metrics and facts of the run, e.g. peak_memory_mb"
+        default_factory=dict,
+        description="metrics and facts of the run, e.g. peak_memory_mb: a positive number of MiB "
+        "at most the device_memory_mb of the job's claim (422 otherwise, nothing stored)",
     )
 
 
@@ -211,6 +224,30 @@ class WorkerOut(BaseModel):
 
 class WorkerList(BaseModel):
     items: list[WorkerOut]
+
+
+class EstimateOut(BaseModel):
+    """What the scheduler learned about the memory of one job shape."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    shape: str = Field(description="backbone|batch=B|len=L|precision: jobs of one shape share "
+                       "their estimates")
+    peak_memory_mb: int | None = Field(
+        description="the largest peak a job of this shape reported running alone; null: none"
+    )
+    pack_share_mb: int | None = Field(
+        description="the largest per-job share a pack of this shape showed; null: none"
+    )
+    formula_mb: int | None = Field(
+        description="the estimate before any report; null when no job of the shape is stored"
+    )
+    queued_jobs: int = Field(description="queued jobs of this shape")
+    updated_at: datetime | None = Field(description="when a report last changed it")
+
+
+class EstimateList(BaseModel):
+    items: list[EstimateOut]
 
 
 class MetricSummary(BaseModel):

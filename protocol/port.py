@@ -19,6 +19,8 @@ from typing import Any, Protocol, Self
 
 from protocol.models import (
     MAX_PAGE,
+    EstimateList,
+    EstimateOut,
     JobList,
     JobOut,
     MetricsOut,
@@ -31,7 +33,8 @@ from protocol.vocabulary import JobStatus
 
 
 class SchedulerPort(Protocol):
-    """Sweeps, their results, their jobs (with metrics and adapters) and the workers.
+    """Sweeps, their results, their jobs (with metrics and adapters), the workers and the
+    learned memory estimates.
 
     Subclass it to inherit ``iter_jobs``, ``jobs`` and the context manager; ``close`` frees what
     the implementation holds (a connection pool).
@@ -80,6 +83,15 @@ class SchedulerPort(Protocol):
 
     def workers(self, seen_within_s: float | None = None) -> WorkerList:
         """Workers seen within the window (default: the scheduler's setting)."""
+        ...
+
+    def estimates(self) -> EstimateList:
+        """The memory learned per job shape from reported peaks (admin)."""
+        ...
+
+    def reset_estimate(self, shape: str) -> EstimateOut:
+        """Forget what was learned about ``shape`` (admin): its queued jobs go back to the
+        formula's estimate; 404 when nothing was learned for it."""
         ...
 
     def iter_jobs(

@@ -1,23 +1,28 @@
 """Memory estimate of a job, so a claim only hands out what fits the worker's free memory.
 
 Synthetic jobs state theirs. Train jobs start from a formula and switch to the largest peak that
-finished jobs of the same shape (backbone, batch, sequence length, precision) reported.
+finished jobs of the same shape (backbone, batch, sequence length, precision) reported. A reported
+peak must be one the job's device could hold (``check_peak``); an admin can list what was learned
+and forget it (``list_estimates``, ``reset_estimate``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from protocol.vocabulary import JobStatus
+from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import OBSERVED_MEMORY, Job, ObservedMemory, utcnow
 from scheduler.upsert import upsert
 from tenslora.core.catalog import BACKBONES
-from tenslora.core.job_spec import SyntheticSpec, TrainSpec
+from tenslora.core.job_spec import SyntheticSpec, TrainSpec, parse_spec
 
 # A CUDA context, the allocator's slack and the framework: paid once per process.
 RUNTIME_OVERHEAD_MB = 500
@@ -66,9 +71,12 @@ def formula_memory_mb(spec: TrainSpec) -> int:
     return min(backbone_memory_mb(spec) + activation_memory_mb(spec), MAX_ESTIMATE_MB)
 
 
+SHARE_SUFFIX = "|pack-share"
+
+
 def share_key(key: str) -> str:
     """Where the observed per-job share of packs of jobs of shape ``key`` is remembered."""
-    return f"{key}|pack-share"
+    return f"{key}{SHARE_SUFFIX}"
 
 
 def pack_memory_mb(spec: TrainSpec, observed: dict[str, int]) -> tuple[int, int]:
@@ -136,3 +144,88 @@ def record_peak(session: Session, key: str, peak_mb: int, now: datetime | None =
         .values(memory_estimate_mb=largest)
         .execution_options(synchronize_session=False)
     )
+
+
+def check_peak(peak_mb: Any, device_memory_mb: int | None) -> None:
+    """``InvalidInput`` unless ``peak_mb`` is a peak the job's device could have shown: a finite,
+    positive number of MiB, at most ``device_memory_mb`` (what its claim declared)."""
+    if isinstance(peak_mb, bool) or not isinstance(peak_mb, int | float) or not (
+        math.isfinite(peak_mb) and peak_mb > 0
+    ):
+        raise InvalidInput(
+            f"result.peak_memory_mb must be a positive, finite number of MiB; got {peak_mb!r}"
+        )
+    bound = device_memory_mb or MAX_ESTIMATE_MB
+    if peak_mb > bound:
+        raise InvalidInput(
+            f"result.peak_memory_mb is {peak_mb:g} MiB, more than the {bound} MiB the job's "
+            "device holds (as its claim declared); nothing was stored"
+        )
+
+
+@dataclass(frozen=True)
+class ShapeEstimate:
+    """What was learned about one shape's memory, and what its jobs would get without it."""
+
+    shape: str
+    peak_memory_mb: int | None
+    pack_share_mb: int | None
+    formula_mb: int | None
+    queued_jobs: int
+    updated_at: datetime | None
+
+
+def list_estimates(session: Session) -> list[ShapeEstimate]:
+    """Every shape with a learned peak or pack share, by shape."""
+    learned: dict[str, dict[str, Any]] = {}
+    for row in session.execute(select(ObservedMemory)).scalars():
+        shape = row.shape_key.removesuffix(SHARE_SUFFIX)
+        entry = learned.setdefault(shape, {"updated_at": row.updated_at})
+        entry["pack_share_mb" if row.shape_key != shape else "peak_memory_mb"] = row.peak_memory_mb
+        entry["updated_at"] = max(entry["updated_at"], row.updated_at)
+    queued = _queued_jobs(session, list(learned))
+    return [
+        ShapeEstimate(shape, entry.get("peak_memory_mb"), entry.get("pack_share_mb"),
+                      _formula_of(session, shape), queued.get(shape, 0), entry["updated_at"])
+        for shape, entry in sorted(learned.items())
+    ]
+
+
+def reset_estimate(session: Session, shape: str) -> ShapeEstimate:
+    """Forget the learned peak and pack share of ``shape``: its queued jobs go back to the formula.
+
+    ``NotFound`` when nothing was learned for it.
+    """
+    learned = ObservedMemory.shape_key.in_([shape, share_key(shape)])
+    if not session.scalar(select(func.count()).where(learned)):
+        raise NotFound(f"no learned estimate for shape {shape!r} (`tenslora estimates list` "
+                       "shows them)")
+    session.execute(delete(ObservedMemory).where(learned))
+    formula = _formula_of(session, shape)
+    if formula is not None:
+        session.execute(
+            update(Job)
+            .where(Job.shape_key == shape, Job.status == JobStatus.queued.value)
+            .values(memory_estimate_mb=formula)
+            .execution_options(synchronize_session=False)
+        )
+    return ShapeEstimate(
+        shape, None, None, formula, _queued_jobs(session, [shape]).get(shape, 0), None
+    )
+
+
+def _queued_jobs(session: Session, shapes: list[str]) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.shape_key, func.count())
+        .where(Job.shape_key.in_(shapes), Job.status == JobStatus.queued.value)
+        .group_by(Job.shape_key)
+    )
+    return {shape: count for shape, count in rows if shape is not None}
+
+
+def _formula_of(session: Session, shape: str) -> int | None:
+    """The formula's estimate for ``shape``, from the spec of one stored job of that shape (the
+    formula reads only what the shape key holds)."""
+    config = session.scalar(select(Job.config).where(Job.shape_key == shape).limit(1))
+    spec = parse_spec(config) if config is not None else None
+    return formula_memory_mb(spec) if isinstance(spec, TrainSpec) else None

@@ -114,6 +114,9 @@ class Job(Base):
     lease_token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
     device: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    # What the claim declared the device holds (else the memory it offered): a reported peak
+    # above it is refused (scheduler.memory.check_peak).
+    device_memory_mb: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

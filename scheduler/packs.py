@@ -69,6 +69,7 @@ def claim_pack(
     now: datetime | None = None,
     reap: bool = True,
     token_id: int | None = None,
+    device_memory_mb: int | None = None,
 ) -> PackClaim | None:
     """The highest-priority queued job that fits, and up to ``max_jobs - 1`` more of its pack key.
 
@@ -76,6 +77,7 @@ def claim_pack(
     order (priority, then age) while the pack's memory (backbone once, a share per job) fits.
     Postgres locks the rows with SKIP LOCKED; SQLite runs claimers one at a time (BEGIN
     IMMEDIATE). ``token_id``: the claiming token, which alone may use the leases.
+    ``device_memory_mb``: as for ``queue.claim_job``.
     """
     now = now or utcnow()
     if reap:
@@ -101,6 +103,7 @@ def claim_pack(
     common: dict[str, Any] = {
         "b_expires": expires, "b_worker": worker_id, "b_device": device, "b_now": now,
         "b_pack": pack_id, "b_token": token_id,
+        "b_device_memory": device_memory_mb or free_memory_mb,
     }
     session.execute(
         _TAKE, [{"b_id": job_id, "b_lease": lease, **common} for job_id, lease in leases.items()]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from protocol.vocabulary import JobStatus
 from scheduler.errors import Conflict, Forbidden, NotFound
 from scheduler.limits import Limits, check_count, check_names, truncate_text
-from scheduler.memory import pack_share_mb, record_peak, share_key
+from scheduler.memory import check_peak, pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import move
 from scheduler.upsert import upsert
@@ -86,6 +86,7 @@ CLAIM_VALUES: dict[str, Any] = {
     "lease_expires_at": bindparam("b_expires"),
     "worker_id": bindparam("b_worker"),
     "device": bindparam("b_device"),
+    "device_memory_mb": bindparam("b_device_memory"),
     "lease_token_id": bindparam("b_token"),
 }
 
@@ -119,12 +120,15 @@ def claim_job(
     job_id: int | None = None,
     reap: bool = True,
     token_id: int | None = None,
+    device_memory_mb: int | None = None,
 ) -> Claim | None:
     """Hand the highest-priority, oldest queued job that fits ``free_memory_mb`` to one worker.
 
     ``job_id`` narrows the choice to that one job (``tenslora sweep tune``: each Ray Tune trial
     runs the job it was made for). ``reap``: requeue expired leases first (the server does it at
     most once a second per process; its background reaper covers the rest).
+    ``device_memory_mb``: the device's whole memory, the most a peak of the job may be (default
+    ``free_memory_mb``).
 
     Postgres: the CTE locks the chosen row with SKIP LOCKED, so racing claimers pick different
     rows. SQLite: the session began with BEGIN IMMEDIATE, so claimers run one at a time.
@@ -143,6 +147,7 @@ def claim_job(
             "b_expires": expires,
             "b_worker": worker_id,
             "b_device": device,
+            "b_device_memory": device_memory_mb or free_memory_mb,
             "b_now": now,
             "b_token": token_id,
         },
@@ -268,10 +273,18 @@ def complete_job(
     """Store the result once; a second complete with the same lease returns the stored job.
 
     ``InvalidInput`` (nothing stored) for a result over ``limits``: too many entries, or an entry
-    name too long.
+    name too long; or for a ``peak_memory_mb`` no device could have shown (``check_peak``: one
+    bad report would otherwise raise its shape's estimate for good).
     """
     now = now or utcnow()
     limits = limits or Limits()
+    if "peak_memory_mb" in result:
+        # Only a live lease's report is checked: any other gets its 404 / 409 (or no-op) below.
+        live = session.execute(
+            select(JOBS.c.device_memory_mb).where(*_live(job_id, lease_id, now, token_id))
+        ).first()
+        if live is not None:
+            check_peak(result["peak_memory_mb"], live.device_memory_mb)
     result = finite_json(result)
     check_count("result", len(result), limits.result_entries)
     values = numeric_entries(result)

@@ -45,7 +45,8 @@ def sources(to: JobStatus) -> tuple[str, ...]:
 
 
 _LEASE_CLEARED = {"lease_id": None, "lease_expires_at": None, "worker_id": None, "device": None,
-                  "started_at": None, "pack_id": None, "lease_token_id": None}
+                  "device_memory_mb": None, "started_at": None, "pack_id": None,
+                  "lease_token_id": None}
 
 
 def _entering(to: JobStatus, now: Any) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def test_the_cli_reference_covers_every_command():
     text = (DOCS / "cli.md").read_text()
     for command in ("serve", "token create", "db upgrade", "sweep submit", "sweep list",
                     "sweep preset", "sweep tune", "results", "train", "tasks", "methods", "demo",
-                    "run", "analyze", "job adapter"):
+                    "run", "analyze", "job adapter", "estimates list"):
         assert f"`tenslora {command}" in text
 
 

@@ -1,8 +1,12 @@
 """Several hosts, one Ray cluster: `ray start --head` as on host A, then a worker and a Tune run
-that join it by address, as a second host would (here on one machine, over 127.0.0.1)."""
+that join it by address, as a second host would (here on one machine, over 127.0.0.1).
+
+Every process shares one Ray token (``project_env``), as the cluster's hosts do
+(docs/deployment.md); a process without it is refused."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import signal
 import subprocess
@@ -114,6 +118,29 @@ def test_a_worker_joins_an_existing_ray_cluster_and_runs_jobs_on_its_gpus(
     assert len({j["device"] for j in jobs}) == 2, "both GPUs of the joined node took jobs"
     log = (tmp_path / "worker.log").read_text()
     assert "existing Ray cluster" in log, log[-2000:]
+
+
+def test_the_cluster_refuses_whoever_lacks_its_token(service, ray_head, tmp_path):
+    ray = str(Path(sys.executable).parent / "ray")
+    other_token = project_env(RAY_AUTH_TOKEN=secrets.token_hex(32))
+    status = subprocess.run([ray, "status", f"--address={ray_head}"], env=other_token,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode != 0
+    assert "InvalidAuthToken" in status.stdout + status.stderr, status.stderr[-2000:]
+
+    # A worker whose host has no token at all (nothing in the environment, no ~/.ray).
+    no_token = {key: value for key, value in project_env(HOME=str(tmp_path)).items()
+                if key not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+    worker = subprocess.run(
+        [sys.executable, "-m", "worker", "--api", service.url, "--token",
+         service.tokens["worker"], "--ray-address", ray_head, "--fake-gpus", "1x4000",
+         "--spool-dir", str(tmp_path / "spool")],
+        env=no_token, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert worker.returncode == 1
+    log = worker.stdout + worker.stderr
+    assert f"cannot join the Ray cluster at {ray_head}" in log, log[-2000:]
+    assert "RAY_AUTH_TOKEN_PATH" in log and "Traceback" not in log, log[-2000:]
 
 
 def test_a_worker_given_gpus_on_a_joined_cluster_uses_exactly_those(service, ray_head, tmp_path):

@@ -21,7 +21,15 @@ import ray
 from protocol.client import ApiClient, ApiRejected, ApiUnavailable, PackLeases, quiet_http_logs
 from protocol.vocabulary import Outcome
 from worker.pack import RunningPack
-from worker.probe import CpuProbe, Device, FakeProbe, GpuProbe, NvmlProbe, ProbeError
+from worker.probe import (
+    CpuProbe,
+    Device,
+    FakeProbe,
+    GpuProbe,
+    NvmlProbe,
+    ProbeError,
+    device_memory_mb,
+)
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -140,9 +148,11 @@ class DeviceWorker:
     def _claim(self, offer_mb: int) -> PackLeases | None:
         """A pack when packs are on (``pack_size`` > 1), else one job (as a pack of one)."""
         worker_id, device = self.config.worker_id, self.device.name
+        memory_mb = device_memory_mb(self.probe, self.device)  # the API refuses peaks above it
         if self.config.pack_size > 1:
-            return self.client.claim_pack(worker_id, device, offer_mb, self.config.pack_size)
-        lease = self.client.claim(worker_id, device, offer_mb)
+            return self.client.claim_pack(worker_id, device, offer_mb, self.config.pack_size,
+                                          device_memory_mb=memory_mb)
+        lease = self.client.claim(worker_id, device, offer_mb, device_memory_mb=memory_mb)
         return PackLeases(None, [lease], lease.job.memory_estimate_mb) if lease else None
 
     def _reap(self) -> None:

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import AuthenticationError, GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from protocol.client import ApiClient
 from worker.actor import ActorConfig, GpuActor
 from worker.probe import Device
+from worker.ray_env import is_loopback, join_failure_hint
 from worker.settings import WorkerSettings
 from worker.spool import Spool
 
@@ -39,7 +39,16 @@ RAY_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # actors pass small dicts only
 
 
 class Cluster:
-    def __init__(self, settings: WorkerSettings, probe_kind: str, devices: list[Device]) -> None:
+    """``ray_temp_dir``: the folder ``worker.ray_env.prepare_local_head`` made for the worker's own
+    Ray head (removed at the end); None when the worker joins a cluster."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        probe_kind: str,
+        devices: list[Device],
+        ray_temp_dir: str | None = None,
+    ) -> None:
         self.args = settings
         self.probe_kind = probe_kind
         self.devices = devices
@@ -48,16 +57,19 @@ class Cluster:
         self._signals = 0
         self._actors: list[Any] = []
         self._launchers: list[Callable[[], Any]] = []
-        self._ray_tmp: str | None = None
+        self._ray_tmp = ray_temp_dir
 
     def run(self) -> int:
         self._install_signal_handlers()
         try:
             try:
                 self._start_ray()
-            except (ConnectionError, RuntimeError, ValueError) as error:
-                where = self.args.ray_address or "a local Ray instance"
-                log.error("cannot start or join %s: %s", where, error)
+            except (AuthenticationError, ConnectionError, RuntimeError, ValueError) as error:
+                if self.args.ray_address:
+                    log.error("cannot join the Ray cluster at %s: %s%s", self.args.ray_address,
+                              error, join_failure_hint())
+                else:
+                    log.error("cannot start a local Ray instance: %s", error)
                 return 1
             # Ray's core installs its own fatal-signal handler for SIGTERM: ours must win.
             self._install_signal_handlers()
@@ -81,16 +93,11 @@ class Cluster:
     # ---- start ---------------------------------------------------------------------------------
 
     def _start_ray(self) -> None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         if self.args.ray_address:
             ray.init(address=self.args.ray_address, include_dashboard=False)
             return
-        # Ray's sockets live under its temp dir: keep the path short (Unix socket path limit).
-        short_root = "/tmp" if os.path.isdir("/tmp") else None
-        self._ray_tmp = tempfile.mkdtemp(prefix="tlw-", dir=short_root)
-        os.environ["RAY_TMPDIR"] = self._ray_tmp
+        if self._ray_tmp is None:
+            raise RuntimeError("the worker's own Ray head needs worker.ray_env.prepare_local_head")
         if self.probe_kind == "nvml":  # Ray hands out exactly the GPUs --gpus named
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d.index) for d in self.devices)
         ray.init(
@@ -100,6 +107,10 @@ class Cluster:
             include_dashboard=False,
             _temp_dir=self._ray_tmp,
         )
+        # Ray's servers bind to the node's address: anything but loopback is open to the network.
+        address = ray.util.get_node_ip_address()
+        if not is_loopback(address):
+            raise RuntimeError(f"the worker's Ray head took {address}, not loopback; stopping it")
 
     def _start_actors(self) -> None:
         args = self.args

@@ -1,6 +1,7 @@
 """``tenslora-worker``: starts (or joins) Ray, one actor per device, and drains on SIGTERM.
 
-The process is the Ray driver. It resends spooled reports while it runs; on SIGTERM or Ctrl-C it
+The process is the Ray driver; its own Ray head listens on loopback only and requires a token
+(``worker.ray_env``). It resends spooled reports while it runs; on SIGTERM or Ctrl-C it
 stops claiming, gives running jobs ``--drain-timeout`` seconds to finish, gives the leases of the
 rest back, stops Ray and exits 0.
 """
@@ -16,6 +17,7 @@ import sys
 from protocol.client import quiet_http_logs
 from protocol.models import MAX_PACK_JOBS
 from worker.probe import Device, FakeProbe, NvmlProbe, ProbeError
+from worker.ray_env import RayEnvironmentError, prepare_join, prepare_local_head
 from worker.settings import DEFAULT_NVML_RESERVE_MB, WorkerSettings
 
 log = logging.getLogger("worker")
@@ -122,9 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not token_accepted(args.api, args.token):
         return 1
-    from worker.cluster import Cluster  # Ray loads only once the flags are known to be good
+    ray_temp_dir = None
+    if args.ray_address:
+        prepare_join()
+    else:
+        try:
+            ray_temp_dir = prepare_local_head()
+        except RayEnvironmentError as error:
+            print(f"tenslora-worker: error: {error}", file=sys.stderr)
+            return 1
+    # Ray loads only once the flags are known to be good, and after its environment is set.
+    from worker.cluster import Cluster
 
-    return Cluster(args, probe_kind, devices).run()
+    return Cluster(args, probe_kind, devices, ray_temp_dir).run()
 
 
 def token_accepted(api_url: str, token: str) -> bool:

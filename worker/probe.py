@@ -124,3 +124,10 @@ def _meminfo_mb(field: str) -> int:
         pass
     # Not Linux: total physical memory, the best a portable call can say.
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
+
+
+def device_memory_mb(probe: GpuProbe, device: Device) -> int:
+    """What a claim declares as the device's whole memory, the most a job's reported peak can
+    be: the device's own, but the host's RAM for a fake GPU (its jobs run on the CPU, so their
+    peak is the process's resident size)."""
+    return _meminfo_mb("MemTotal") if isinstance(probe, FakeProbe) else device.total_memory_mb

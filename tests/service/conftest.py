@@ -48,14 +48,15 @@ def server(
     """The real server (uvicorn subprocess) on each backend, one per test module.
 
     Tests share it; ``queue_is_empty`` cancels every sweep after each test so a claim in one
-    test never sees another test's jobs.
+    test never sees another test's jobs. A module's ``SERVER_LEASE_SECONDS`` overrides the lease.
     """
     folder = tmp_path_factory.mktemp(f"server-{request.param}")
     if request.param == "sqlite":
         url = sqlite_url(folder)
     else:
         url = request.getfixturevalue("postgres").fresh_database()
-    service = start_service(folder, url, LEASE_SECONDS)
+    lease_seconds = getattr(request.module, "SERVER_LEASE_SECONDS", LEASE_SECONDS)
+    service = start_service(folder, url, lease_seconds)
     try:
         yield service
     finally:

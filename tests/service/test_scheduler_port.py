@@ -194,3 +194,29 @@ def test_a_baseline_outside_group_by_or_matching_no_row_is_422(backend: Backend)
     no_row = rejected(lambda: port.sweep_results(sweep_id, ["tag"], ["tag:missing"]))
     assert no_row.status_code == 422 and "matches no row" in no_row.detail
     port.cancel_sweep(sweep_id)
+
+
+def test_learned_estimates_list_and_reset(backend: Backend) -> None:
+    from scheduler.memory import formula_memory_mb, shape_key
+    from tenslora.core.job_spec import TrainSpec, parse_spec
+
+    port = backend.port
+    train = {"kind": "train", "task": "cola", "backbone": "minilm", "train": {"batch_size": 29}}
+    sweep_id = port.submit_sweep({"name": "peaks", "base": train, "grid": {"seed": [0, 1]}}).id
+    first, second = port.jobs(sweep_id)
+    spec = parse_spec(first.config)
+    assert isinstance(spec, TrainSpec)
+    shape, formula = shape_key(spec), formula_memory_mb(spec)
+    finish(backend, first.id, {"peak_memory_mb": 1500})
+    [learned] = [item for item in port.estimates().items if item.shape == shape]
+    assert (learned.peak_memory_mb, learned.pack_share_mb, learned.formula_mb,
+            learned.queued_jobs) == (1500, None, formula, 1)
+    assert port.get_job(second.id).memory_estimate_mb == 1500
+    reset = port.reset_estimate(shape)
+    assert (reset.shape, reset.peak_memory_mb, reset.formula_mb, reset.queued_jobs) == (
+        shape, None, formula, 1)
+    assert port.get_job(second.id).memory_estimate_mb == formula
+    assert shape not in {item.shape for item in port.estimates().items}
+    again = rejected(lambda: port.reset_estimate(shape))
+    assert again.status_code == 404 and f"no learned estimate for shape {shape!r}" in again.detail
+    port.cancel_sweep(sweep_id)

@@ -17,7 +17,7 @@ from protocol.report import JobReport
 from protocol.vocabulary import Outcome
 from tests.worker.conftest import job_children
 from worker.child import start_pack
-from worker.probe import CpuProbe, FakeProbe
+from worker.probe import CpuProbe, FakeProbe, device_memory_mb
 from worker.spool import Spool
 
 
@@ -33,6 +33,16 @@ def test_cpu_probe_reports_the_hosts_available_memory() -> None:
     [device] = CpuProbe().devices()
     assert device.name == "cpu"
     assert 0 < CpuProbe().free_memory_mb(0) <= device.total_memory_mb
+
+
+def test_claims_declare_the_memory_a_jobs_peak_is_measured_in() -> None:
+    cpu = CpuProbe()
+    [host] = cpu.devices()
+    assert device_memory_mb(cpu, host) == host.total_memory_mb
+    # A fake GPU's jobs run on the CPU: their peak is a resident size, bounded by the host's RAM.
+    fake = FakeProbe.parse("1x100")
+    [small] = fake.devices()
+    assert device_memory_mb(fake, small) == host.total_memory_mb
 
 
 def run_worker(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
