@@ -85,7 +85,7 @@ class RunningPack:
             for index, lease in enumerate(self.leases)
         ]
         self._stop_reason: Outcome | None = None
-        self._stop_error = ""
+        self._lock = threading.Lock()
         self._child: JobProcess | None = None
         self._thread = threading.Thread(
             target=self._supervise, daemon=True, name=f"pack-{self.leases[0].job_id}"
@@ -110,10 +110,16 @@ class RunningPack:
 
     def stop(self, reason: Outcome, error: str = "") -> None:
         """Kills the process; every job it had not ended yet ends ``reason``: ``released``
-        gives its lease back, ``lost`` lets it run out, ``failed`` reports ``error``."""
-        self._stop_reason, self._stop_error = reason, error
+        gives its lease back, ``lost`` lets it run out (both once the process is gone), and
+        ``failed`` reports ``error`` at once, from the calling thread: a Ray Tune trial that
+        stops one has moments left before its actor goes."""
+        self._stop_reason = reason
         if self._child:
             self._child.kill()
+        if reason is Outcome.failed:
+            for slot in self.slots:
+                if self._take(slot, _report(slot.lease, Outcome.failed, None, error)):
+                    self._deliver(slot, STOPPED_REPORT_RETRY_S)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -187,15 +193,18 @@ class RunningPack:
                     self._on_points(index, points)
             elif kind == "end":
                 slot = self.slots[index]
-                slot.report = _report(slot.lease, Outcome(event["outcome"]),
-                                      event.get("result"), event.get("error"))
-                slot.at["child_end"] = time.monotonic()
-                self._deliver_soon(slot)  # the others may still train: report this one now
+                ending = _report(slot.lease, Outcome(event["outcome"]), event.get("result"),
+                                 event.get("error"))
+                if self._take(slot, ending):
+                    slot.at["child_end"] = time.monotonic()
+                    self._deliver_soon(slot)  # the others may still train: report this one now
         return self._child.wait()
 
     def _settle(self, slot: JobSlot, exit_code: int) -> None:
         """The end of a job the child did not report: how it was stopped, else a failure."""
         reason = slot.keeper.stop_reason or self._stop_reason
+        if reason is Outcome.failed:
+            return  # ``stop`` reports it, from its own thread
         if reason in (Outcome.cancelled, Outcome.lost, Outcome.released):
             slot.outcome = reason
             if reason is Outcome.released:
@@ -204,9 +213,17 @@ class RunningPack:
                 slot.keeper.close()
             return
         process = "the pack's process" if self.pack_id else "the job's process"
-        error = self._stop_error or f"{process} exited with code {exit_code}{self._log_tail()}"
-        slot.report = _report(slot.lease, Outcome.failed, None, error)
-        self._deliver(slot, STOPPED_REPORT_RETRY_S if reason else None)
+        error = f"{process} exited with code {exit_code}{self._log_tail()}"
+        if self._take(slot, _report(slot.lease, Outcome.failed, None, error)):
+            self._deliver(slot)
+
+    def _take(self, slot: JobSlot, report: JobReport) -> bool:
+        """Makes ``report`` the job's, unless it has one: the child's word and a stop race."""
+        with self._lock:
+            if slot.report is not None:
+                return False
+            slot.report = report
+            return True
 
     def _deliver_soon(self, slot: JobSlot) -> None:
         slot.delivery = threading.Thread(
