@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
 from api.body_check import JsonBodyCheck
@@ -103,6 +104,9 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
         own_limits=(jobs.ADAPTER_UPLOAD,),
     )
     app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies.strip():
+        # Outermost, so every later layer (the login throttle's address) sees the real client.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     # The worker endpoints first: routes are matched in order, and claims are the hot path.
     for router in (jobs.router, sweeps.router, workers.router, tokens.router, estimates.router,
                    health.router):

@@ -9,6 +9,12 @@ drains a second queue claiming only (no completes) to show what the claim alone 
 
     python bench/queue_throughput.py --jobs 3000 --claimers 8
     python bench/queue_throughput.py --jobs 3000 --claimers 8 --pack 8 --backend sqlite
+
+With --non-fitting N the queue first holds N jobs of a higher priority whose memory estimate no
+claimer can meet (a big model waiting for a big GPU); the claimers drain the jobs that fit, then
+poll the rest for --poll-seconds and report claims/s (each answered 204).
+
+    python bench/queue_throughput.py --jobs 1000 --non-fitting 100000 --poll-seconds 5
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import create_engine, insert, select
 
 from launch.postgres import have_postgres, running_postgres
 from launch.server import mint_tokens, start_server
@@ -118,6 +126,74 @@ def _submit(url: str, token: str, jobs: int, pack: int) -> None:
     httpx.post(f"{url}/api/v1/sweeps", json=sweep, headers=headers, timeout=300).raise_for_status()
 
 
+# More than any claimer offers (they send 10**6 MiB free).
+NON_FITTING_MB = 10**7
+
+
+def _queue_non_fitting(url: str, token: str, database_url: str, count: int) -> None:
+    """``count`` queued jobs that fit no claimer, ahead of the others in the claim order: one
+    through the API, the rest copied in SQL (a sweep may hold at most 10,000 jobs)."""
+    from scheduler.models import JOBS
+
+    sweep = {"name": "too-big", "priority": 10, "base": {
+        "kind": "synthetic", "duration_s": 0, "memory_mb": NON_FITTING_MB}}
+    headers = {"Authorization": f"Bearer {token}"}
+    httpx.post(f"{url}/api/v1/sweeps", json=sweep, headers=headers,
+               timeout=300).raise_for_status()
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            model = connection.execute(select(JOBS).where(
+                JOBS.c.memory_estimate_mb >= NON_FITTING_MB)).mappings().one()
+            copy = {k: v for k, v in model.items() if k != "id"}
+            connection.execute(insert(JOBS), [
+                {**copy, "spec_hash": f"{n:064d}"} for n in range(1, count)])
+    finally:
+        engine.dispose()
+
+
+def poll(url: str, token: str, claimers: int, seconds: float) -> int:
+    """Claims answered while ``claimers`` poll a queue where nothing fits, for ``seconds``."""
+    counts = [0] * claimers
+
+    def poller(index: int) -> None:
+        body = {"worker_id": f"poll-{index}", "device": "cpu", "free_memory_mb": 10**6}
+        end = time.perf_counter() + seconds
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as client:
+            while time.perf_counter() < end:
+                if client.post("/api/v1/jobs/claim", json=body).status_code != 204:
+                    raise AssertionError("a job that does not fit was handed out")
+                counts[index] += 1
+
+    threads = [threading.Thread(target=poller, args=(i,)) for i in range(claimers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts)
+
+
+def run_non_fitting(
+    backend: str, database_url: str, jobs: int, claimers: int, non_fitting: int, seconds: float
+) -> None:
+    with tempfile.TemporaryDirectory() as folder, server(database_url, Path(folder)) as (
+        url, tokens, _pid
+    ):
+        _queue_non_fitting(url, tokens["submitter"], database_url, non_fitting)
+        _submit(url, tokens["submitter"], jobs, 1)
+        done, drain_s, latencies = drain(url, tokens["worker"], claimers)
+        polls = poll(url, tokens["worker"], claimers, seconds)
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(
+        f"{backend:8s} {non_fitting} queued jobs that fit no claimer, claimers={claimers}: "
+        f"{done / drain_s:7.1f} fitting jobs/s claimed and completed (claim p50="
+        f"{quantiles[49] * 1000:.1f} ms p99={quantiles[98] * 1000:.1f} ms); then "
+        f"{polls / seconds:7.1f} claims/s answered 204",
+        flush=True,
+    )
+
+
 def run(backend: str, database_url: str, jobs: int, claimers: int, pack: int = 1) -> None:
     goal = GOAL_PACKED_JOBS_PER_S if pack > 1 else GOAL_JOBS_PER_S
     with tempfile.TemporaryDirectory() as folder, server(database_url, Path(folder)) as (
@@ -152,16 +228,27 @@ def main() -> None:
     parser.add_argument("--claimers", type=int, default=8)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--pack", type=int, default=1, help="claim packs of up to N jobs")
+    parser.add_argument("--non-fitting", type=int, default=0,
+                        help="queue N higher-priority jobs that fit no claimer first")
+    parser.add_argument("--poll-seconds", type=float, default=5.0)
     args = parser.parse_args()
+
+    def one(backend: str, url: str) -> None:
+        if args.non_fitting:
+            run_non_fitting(backend, url, args.jobs, args.claimers, args.non_fitting,
+                            args.poll_seconds)
+        else:
+            run(backend, url, args.jobs, args.claimers, args.pack)
+
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as folder:
-            run("sqlite", f"sqlite:///{folder}/bench.db", args.jobs, args.claimers, args.pack)
+            one("sqlite", f"sqlite:///{folder}/bench.db")
     if args.backend in ("postgres", "both"):
         if not have_postgres():
             print("postgres: skipped (initdb not on PATH)")
             return
         with running_postgres(max_connections="200") as postgres:
-            run("postgres", postgres.url(), args.jobs, args.claimers, args.pack)
+            one("postgres", postgres.url())
 
 
 if __name__ == "__main__":

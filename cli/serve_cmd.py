@@ -20,5 +20,8 @@ def serve(
 
     # Named, not imported: the CLI reaches the scheduler through its port and never imports
     # ``api``; serving it is uvicorn's work (as ``uvicorn api.app:create_app --factory``).
+    # proxy_headers off: uvicorn's default believes X-Forwarded-For from loopback, which would
+    # let any local client pick the address the login throttle counts. The app trusts proxies
+    # only as TENSLORA_TRUSTED_PROXIES says.
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port,
-                access_log=access_log, log_level=log_level)
+                access_log=access_log, log_level=log_level, proxy_headers=False)

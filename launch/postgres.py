@@ -34,6 +34,15 @@ def _as_postgres(*command: str) -> list[str]:
 @dataclass
 class PostgresServer:
     port: int
+    data_dir: Path | None = None
+
+    def stop(self) -> None:
+        """Stop the server now (an outage, for tests); ``running_postgres`` still cleans up."""
+        if self.data_dir is not None:
+            subprocess.run(
+                _as_postgres("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"),
+                capture_output=True, timeout=60,
+            )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
@@ -78,11 +87,8 @@ def running_postgres(**settings: str) -> Iterator[PostgresServer]:
         if started.returncode != 0:
             detail = log.read_text() if log.exists() else started.stderr.decode()
             raise RuntimeError(f"Postgres did not start: {detail}")
-        yield PostgresServer(port)
+        yield PostgresServer(port, data_dir)
     finally:
-        subprocess.run(
-            _as_postgres("pg_ctl", "-D", str(data_dir), "-m", "immediate", "-w", "stop"),
-            capture_output=True, timeout=60,
-        )
+        PostgresServer(port, data_dir).stop()
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(socket_dir, ignore_errors=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -87,6 +87,11 @@ class Database:
     def session(self, write: bool = True) -> Iterator[Session]:
         with session_scope(self._write if write else self._read) as session:
             yield session
+
+    def ping(self) -> None:
+        """One round trip to the database; ``StorageUnavailable`` when it does not answer."""
+        with self.session(write=False) as session:
+            session.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -28,6 +28,9 @@ from protocol.vocabulary import JobStatus
 
 NAME_LENGTH = 200
 
+#: The id of a table that can pass 2^31 rows: bigint on Postgres, the rowid on SQLite.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
 # jsonb on Postgres: it can be grouped and compared (results group by config paths).
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -93,7 +96,8 @@ class Job(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    # Indexed with its status by ix_jobs_sweep_status (below).
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))
     spec_hash: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     config: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
@@ -128,6 +132,12 @@ class Job(Base):
 # the next job is its first entry (an ascending priority made SQLite sort every queued job of the
 # top priority on each claim).
 Index("ix_jobs_claim_order", Job.status, Job.priority.desc(), Job.id)
+# The claim skips estimates that do not fit: per distinct estimate, its first job in the claim's
+# order is one seek (see scheduler.queue._fitting_heads).
+Index("ix_jobs_fit", Job.status, Job.memory_estimate_mb, Job.priority.desc(), Job.id)
+# A sweep's results read its succeeded jobs, then their result values by primary key: never the
+# values (or the succeeded jobs) of every other sweep the lab ever ran.
+Index("ix_jobs_sweep_status", Job.sweep_id, Job.status, Job.id)
 # A pack claim takes the next jobs of one pack key in the claim's order.
 Index("ix_jobs_pack_order", Job.pack_key, Job.status, Job.priority.desc(), Job.id)
 
@@ -166,7 +176,10 @@ class Metric(Base):
     __tablename__ = "metrics"
     __table_args__ = (Index("ix_metrics_job_name_step", "job_id", "name", "step"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Every training step of every job adds rows: a lab passes 2^31 points, so 64-bit on
+    # Postgres (SQLite's INTEGER PRIMARY KEY is the 64-bit rowid already, and must stay INTEGER
+    # to keep its autoincrement).
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
     attempt: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(BigInteger)

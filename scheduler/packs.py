@@ -21,6 +21,7 @@ from scheduler.models import JOBS, utcnow
 from scheduler.queue import (
     CLAIM_VALUES,
     Claim,
+    first_fitting,
     next_fitting_job,
     reap_expired,
     record_worker,
@@ -28,7 +29,8 @@ from scheduler.queue import (
 from scheduler.states import move
 from tenslora.core.job_spec import TrainSpec, parse_spec
 
-_NEXT_FIT = next_fitting_job(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
+_NEXT_FIT = next_fitting_job(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config, heads=True)
+_NEXT_FIT_SCAN = next_fitting_job(JOBS.c.id, JOBS.c.pack_key, JOBS.c.config)
 _SAME_KEY = (
     select(JOBS.c.id)
     .where(
@@ -83,7 +85,7 @@ def claim_pack(
     if reap:
         reap_expired(session, max_attempts, now)
     record_worker(session, worker_id, now, device, free_memory_mb)
-    first = session.execute(_NEXT_FIT, {"b_free": free_memory_mb}).one_or_none()
+    first = first_fitting(session, _NEXT_FIT, _NEXT_FIT_SCAN, {"b_free": free_memory_mb})
     if first is None:
         return None
     ids = [first.id]

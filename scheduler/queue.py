@@ -63,20 +63,78 @@ def _take_new_values(new: Any) -> dict[str, Any]:
     return {column.name: column for column in new if column.name != "worker_id"}
 
 
-def next_fitting_job(*columns: Any, narrowed: tuple[Any, ...] = ()) -> Any:
+_QUEUED = JOBS.c.status == JobStatus.queued.value
+_FITS = JOBS.c.memory_estimate_mb <= bindparam("b_free")
+
+
+def _fitting_heads() -> Any:
+    """Ids of the first queued job (claim order) of each distinct memory estimate that fits
+    ``:b_free``.
+
+    Each step is one seek on ``ix_jobs_fit`` (status, estimate, priority desc, id): the next
+    larger estimate, then its first job. The cost grows with the number of distinct estimates
+    that fit, never with the number of queued jobs that do not (100k of those made every claim
+    walk them in the claim order). On Postgres each head is locked (SKIP LOCKED) until the
+    claim commits, so racing claimers see each estimate's next job instead; a head is None
+    when racers hold all of its estimate's jobs.
+    """
+    inner = JOBS.alias("later")
+    inner_queued = inner.c.status == JobStatus.queued.value
+    estimates = (
+        select(func.min(JOBS.c.memory_estimate_mb).label("mb")).where(_QUEUED)
+        .cte("fitting_estimates", recursive=True)
+    )
+    larger = (
+        select(func.min(inner.c.memory_estimate_mb))
+        .where(inner_queued, inner.c.memory_estimate_mb > estimates.c.mb)
+        .scalar_subquery()
+    )
+    estimates = estimates.union_all(select(larger).where(estimates.c.mb <= bindparam("b_free")))
+    head = (
+        select(inner.c.id)
+        .where(inner_queued, inner.c.memory_estimate_mb == estimates.c.mb)
+        .order_by(inner.c.priority.desc(), inner.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return select(head).where(estimates.c.mb <= bindparam("b_free"))
+
+
+_HEADS = _fitting_heads()
+
+
+def next_fitting_job(*columns: Any, narrowed: tuple[Any, ...] = (), heads: bool = False) -> Any:
     """``columns`` of the highest-priority, oldest queued job whose memory estimate fits
-    ``:b_free``, locked (SKIP LOCKED: racing claimers pick different rows)."""
+    ``:b_free``, locked (SKIP LOCKED: racing claimers pick different rows).
+
+    ``heads``: only among the ids bound to ``:b_heads`` (``_fitting_heads``; see
+    ``first_fitting``), looked up by primary key; otherwise the queue is read in the claim order.
+    """
+    among = (JOBS.c.id.in_(bindparam("b_heads", expanding=True)),) if heads else ()
     return (
         select(*columns)
-        .where(
-            JOBS.c.status == JobStatus.queued.value,
-            JOBS.c.memory_estimate_mb <= bindparam("b_free"),
-            *narrowed,
-        )
+        .where(_QUEUED, _FITS, *among, *narrowed)
         .order_by(JOBS.c.priority.desc(), JOBS.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+
+
+def first_fitting(session: Session, statement: Any, scan: Any, params: dict[str, Any]) -> Any:
+    """The row ``statement`` (built on ``next_fitting_job(heads=True)``) returns for the heads of
+    the fitting estimates; None at once when no queued job fits.
+
+    When racing claimers hold every head (Postgres; SQLite claimers run one at a time),
+    ``scan`` (the same without ``heads``) takes any fitting job instead.
+    """
+    heads = [head for head in session.scalars(_HEADS, params) if head is not None]
+    if not heads:
+        return None
+    row = session.execute(statement, {**params, "b_heads": heads}).one_or_none()
+    if row is None:
+        row = session.execute(scan, params).one_or_none()
+    return row
 
 
 # What every claim (single or pack) writes into the job it takes, bound per claim.
@@ -92,14 +150,18 @@ CLAIM_VALUES: dict[str, Any] = {
 
 
 # Built once: the claim is the hot path, and building a statement costs more than running it.
-def _claim_statement(*narrowed: Any) -> Any:
-    next_job = next_fitting_job(JOBS.c.id, narrowed=narrowed).cte("next_job")
+def _claim_statement(*narrowed: Any, heads: bool = False) -> Any:
+    next_job = next_fitting_job(JOBS.c.id, narrowed=narrowed, heads=heads).cte("next_job")
+    # ``=`` on the one id, not ``IN``: SQLite then updates by primary key instead of walking an
+    # index on status.
     return move(
-        JOBS, JobStatus.running, JOBS.c.id.in_(select(next_job.c.id)), **CLAIM_VALUES
+        JOBS, JobStatus.running, JOBS.c.id == select(next_job.c.id).scalar_subquery(),
+        **CLAIM_VALUES,
     ).returning(*JOBS.c)
 
 
-_CLAIM = _claim_statement()
+_CLAIM = _claim_statement(heads=True)
+_CLAIM_SCAN = _claim_statement()
 # A Ray Tune trial claims the one job it was made for (``tenslora sweep tune``).
 _CLAIM_ONE = _claim_statement(JOBS.c.id == bindparam("b_job"))
 _EXPIRED = (
@@ -138,20 +200,21 @@ def claim_job(
         reap_expired(session, max_attempts, now)
     record_worker(session, worker_id, now, device, free_memory_mb)
     lease_id, expires = uuid.uuid4().hex, now + timedelta(seconds=lease_seconds)
-    job = session.execute(
-        _CLAIM if job_id is None else _CLAIM_ONE,
-        {
-            "b_job": job_id,
-            "b_free": free_memory_mb,
-            "b_lease": lease_id,
-            "b_expires": expires,
-            "b_worker": worker_id,
-            "b_device": device,
-            "b_device_memory": device_memory_mb or free_memory_mb,
-            "b_now": now,
-            "b_token": token_id,
-        },
-    ).one_or_none()
+    params = {
+        "b_job": job_id,
+        "b_free": free_memory_mb,
+        "b_lease": lease_id,
+        "b_expires": expires,
+        "b_worker": worker_id,
+        "b_device": device,
+        "b_device_memory": device_memory_mb or free_memory_mb,
+        "b_now": now,
+        "b_token": token_id,
+    }
+    if job_id is None:
+        job = first_fitting(session, _CLAIM, _CLAIM_SCAN, params)
+    else:
+        job = session.execute(_CLAIM_ONE, params).one_or_none()
     return Claim(job, lease_id, expires) if job is not None else None
 
 

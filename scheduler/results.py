@@ -28,6 +28,8 @@ from scheduler.models import Job, ResultValue, Sweep
 from tenslora.core.job_spec import spec_paths
 
 MAX_GROUP_PATHS = 8
+#: Deepest brackets a ``compare_to`` value may hold (a group value is a config leaf: a rank list).
+MAX_COMPARE_DEPTH = 32
 #: What results group by: the job spec's own paths (the API's enum of ``group_by``).
 GROUP_PATHS: tuple[str, ...] = spec_paths()
 
@@ -256,8 +258,33 @@ def parse_compare_to(values: Iterable[str], group_by: Sequence[str]) -> dict[str
                 )
             if path in baseline:
                 raise InvalidInput(f"compare_to names {path!r} twice")
+            if _nesting(wanted) > MAX_COMPARE_DEPTH:
+                raise InvalidInput(
+                    f"compare_to value of {path!r} nests deeper than {MAX_COMPARE_DEPTH} levels"
+                )
             baseline[path] = wanted.strip()
     return baseline
+
+
+def _nesting(text: str) -> int:
+    """How deep the brackets of ``text`` nest outside JSON strings, counted without recursion:
+    ``value_matches`` parses the value as JSON, and Python's parser recurses once per level."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped = char == "\\"
+            in_string = char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def value_matches(value: Any, wanted: str) -> bool:

@@ -89,3 +89,8 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = Field(
         5, ge=1, description="failed dashboard sign-ins per client address before 429"
     )
+    trusted_proxies: str = Field(
+        "", description="comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8) of "
+        "reverse proxies whose X-Forwarded-For / X-Forwarded-Proto name the client; empty "
+        "(the default): the client is the TCP peer and those headers are ignored"
+    )

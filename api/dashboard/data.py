@@ -181,7 +181,7 @@ def job_dict(job: Job) -> dict[str, Any]:
         "id": job.id, "sweep_id": job.sweep_id, "status": job.status, "attempt": job.attempt,
         "config": job.config, "device": job.device, "worker_id": job.worker_id,
         "started_at": job.started_at, "finished_at": job.finished_at, "result": job.result,
-        "error": job.error, "pack_id": job.pack_id,
+        "error": job.error, "pack_id": job.pack_id, "kind": job.kind,
     }
 
 

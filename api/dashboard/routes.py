@@ -17,6 +17,7 @@ from markupsafe import Markup
 from api.dashboard import data, exports, plots, suggest
 from api.dashboard.auth import (
     COOKIE,
+    LoginRequired,
     Viewer,
     cookie_is_secure,
     current_viewer,
@@ -278,7 +279,12 @@ def job_page(request: Request, job_id: int, viewer: ViewerDep) -> HTMLResponse:
 
 @router.get("/jobs/{job_id}/adapter.zip", name="dashboard_job_adapter")
 def job_adapter_download(request: Request, job_id: int, viewer: ViewerDep) -> Response:
-    """``GET /api/v1/jobs/{id}/adapter`` for a signed-in browser (the API wants a bearer)."""
+    """``GET /api/v1/jobs/{id}/adapter`` for a signed-in browser (the API wants a bearer).
+
+    A public dashboard shows numbers to anyone, never the trained weights: its anonymous
+    viewers are sent to sign in."""
+    if viewer.public:
+        raise LoginRequired(request.url.path)
     with data.read_session(request) as session:
         archive = data.adapter_archive(session, job_id) if 0 < job_id <= MAX_ID else None
     if archive is None:

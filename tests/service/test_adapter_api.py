@@ -308,7 +308,15 @@ def test_the_dashboard_links_the_adapter_and_shows_its_mode_analysis(
         other = browser.get(f"/jobs/{without['job']['id']}").text
         missing = browser.get(f"/jobs/{without['job']['id']}/adapter.zip")
         results = browser.get(f"/sweeps/{sweep['id']}", params={"group_by": "adapter.method"})
-    assert f'href="/jobs/{job_id}/adapter.zip"' in page
+    assert f'href="/jobs/{job_id}/adapter.zip"' in page and "Sign in to download" in page
+    # A public dashboard shows the numbers, never the weights: anonymous viewers sign in first.
+    assert download.status_code == 303
+    assert download.headers["location"].startswith("/login?next=")
+    with httpx.Client(base_url=service.url, timeout=30) as browser:
+        signed_in = browser.post("/login", data={"token": service.tokens["submitter"], "next": "/"})
+        assert signed_in.status_code == 303
+        download = browser.get(f"/jobs/{job_id}/adapter.zip")
+        missing = browser.get(f"/jobs/{without['job']['id']}/adapter.zip")
     assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
     with service.client("submitter") as client:
         assert download.content == client.get(f"/api/v1/jobs/{job_id}/adapter").content
@@ -316,6 +324,6 @@ def test_the_dashboard_links_the_adapter_and_shows_its_mode_analysis(
     assert f'data-method="{construction.method}"' in page
     for mode in construction.modes:
         assert f'data-mode="{mode}"' in page
-    assert "no adapter" in other and missing.status_code == 404
+    assert "This run kept no adapter" in other and missing.status_code == 404
     best_cell = re.search(r'<td class="best-adapter">(.*?)</td>', results.text, re.S)
     assert best_cell is not None and f'href="/jobs/{job_id}/adapter.zip"' in best_cell.group(1)
