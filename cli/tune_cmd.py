@@ -44,6 +44,7 @@ def tune(
     """Submit FILE through the API and run its jobs as Ray Tune trials (optionally with ASHA)."""
     from cli.sweep_cmd import read_sweep_file
     from protocol.errors import ApiError
+    from worker.ray_env import RayEnvironmentError
     from worker.tune import SweepRejected, TuneOptions, check_options, run_tune
 
     if not token:
@@ -66,6 +67,9 @@ def tune(
         raise typer.Exit(2 if exc.status in (400, 422) else 1) from None
     except ApiError as exc:
         typer.echo(f"error: the API at {url} failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except RayEnvironmentError as exc:  # its own Ray could not be kept off the network
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     typer.echo(f"sweep {summary.sweep_id}: {summary.n_jobs} jobs ({counts})", err=True)

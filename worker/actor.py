@@ -78,6 +78,7 @@ class DeviceWorker:
         self.history: list[dict[str, Any]] = []  # per-job timings, for benchmarks
         self._stopping = threading.Event()
         self._drain_deadline: float | None = None
+        self._deadline_lock = threading.Lock()  # stop() comes from the actor's other threads
         self._wake = threading.Event()  # a job ended: its memory may fit the next one
         self._child_device = "cuda" if isinstance(self.probe, NvmlProbe) else "cpu"
 
@@ -99,7 +100,12 @@ class DeviceWorker:
         return {"device": self.device.name, "error": error, "jobs": self.history}
 
     def stop(self, drain_timeout_s: float) -> None:
-        self._drain_deadline = time.monotonic() + drain_timeout_s
+        """Ends the loop; running jobs get ``drain_timeout_s`` more seconds at most. A later
+        call can only shorten the drain (a second SIGTERM sends 0), never lengthen it."""
+        deadline = time.monotonic() + drain_timeout_s
+        with self._deadline_lock:
+            if self._drain_deadline is None or deadline < self._drain_deadline:
+                self._drain_deadline = deadline
         self._stopping.set()
         self._wake.set()
 
@@ -161,10 +167,11 @@ class DeviceWorker:
             self.history.extend(pack.timings())
 
     def _drain(self) -> None:
-        """Lets running jobs finish until the drain deadline, then gives their leases back."""
-        deadline = self._drain_deadline or time.monotonic()
-        while self.packs and time.monotonic() < deadline:
-            self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+        """Lets running jobs finish until the drain deadline, then gives their leases back.
+
+        The deadline is read at every turn: a later ``stop`` may have shortened it."""
+        while self.packs and time.monotonic() < self._drain_deadline_or_now():
+            self._wake.wait(min(0.5, max(0.0, self._drain_deadline_or_now() - time.monotonic())))
             self._wake.clear()
             self._reap()
         for pack in self.packs:
@@ -172,6 +179,11 @@ class DeviceWorker:
         for pack in self.packs:
             pack.join(timeout=10.0)
         self._reap()
+
+    def _drain_deadline_or_now(self) -> float:
+        with self._deadline_lock:
+            deadline = self._drain_deadline
+        return time.monotonic() if deadline is None else deadline
 
     def _check_driver_alive(self) -> None:
         """A worker killed with -9 cannot stop its actors: they notice and end with it."""

@@ -26,7 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from protocol.client import ApiClient
 from worker.actor import ActorConfig, GpuActor
 from worker.probe import Device
-from worker.ray_env import is_loopback, join_failure_hint
+from worker.ray_env import check_head_on_loopback, join_failure_hint
 from worker.settings import WorkerSettings
 from worker.spool import Spool
 
@@ -107,10 +107,7 @@ class Cluster:
             include_dashboard=False,
             _temp_dir=self._ray_tmp,
         )
-        # Ray's servers bind to the node's address: anything but loopback is open to the network.
-        address = ray.util.get_node_ip_address()
-        if not is_loopback(address):
-            raise RuntimeError(f"the worker's Ray head took {address}, not loopback; stopping it")
+        check_head_on_loopback()
 
     def _start_actors(self) -> None:
         args = self.args

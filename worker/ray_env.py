@@ -5,6 +5,8 @@
 - A worker that joins a cluster uses Ray's token authentication unless ``RAY_AUTH_MODE`` says
   otherwise; the cluster's hosts share one token (docs/deployment.md).
 
+``tenslora sweep tune`` (``worker.tune``) prepares its own Ray the same way.
+
 Ray decides where its processes bind when ``ray`` is first imported (from
 ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``), and its processes inherit this process's environment: so
 ``worker.main`` prepares the environment here, before anything imports Ray.
@@ -82,6 +84,17 @@ def join_failure_hint(environ: MutableMapping[str, str] = os.environ) -> str:
         return ""
     return (" (the cluster's hosts share one Ray token: give the worker the same one through "
             f"{AUTH_TOKEN_PATH}, {AUTH_TOKEN} or ~/.ray/{TOKEN_FILE}; see docs/deployment.md)")
+
+
+def check_head_on_loopback() -> None:
+    """After ``ray.init`` of a head of our own: raises ``RayEnvironmentError`` unless Ray took a
+    loopback address for this node (its servers bind to that address; any other is open to the
+    network)."""
+    import ray
+
+    address = ray.util.get_node_ip_address()
+    if not is_loopback(address):
+        raise RayEnvironmentError(f"the local Ray head took {address}, not loopback; stopping it")
 
 
 def is_loopback(address: str) -> bool:

@@ -6,12 +6,16 @@ other), lists its jobs, and runs one Tune trial per job on the local or joined R
 estimate lets several share one; ASHA, when asked, stops trials on an ``eval/*`` metric reported
 at every evaluation. Sweep, jobs, metrics and results land in the same database, so
 ``tenslora results`` and the dashboard show the sweep like any other.
+
+Without ``--ray-address`` the driver starts a Ray of its own exactly as ``tenslora-worker`` does
+(``worker.ray_env``, before Ray is imported): on loopback only, with a token of its own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -22,6 +26,12 @@ from typing import Any
 from protocol.client import ApiClient
 from protocol.errors import ApiError, ApiRejected
 from protocol.vocabulary import JobStatus, Outcome
+from worker.ray_env import (
+    RayEnvironmentError,
+    check_head_on_loopback,
+    prepare_join,
+    prepare_local_head,
+)
 
 log = logging.getLogger(__name__)
 
@@ -208,16 +218,21 @@ def run_tune(
 def _fit(
     sweep_id: int, jobs: dict[int, dict[str, Any]], api_url: str, token: str, options: TuneOptions
 ) -> None:
-    import ray
-    from ray import tune
-    from ray.tune import PlacementGroupFactory
-
-    from worker.tune_trial import run_trial
-
-    # The claim report carries the lease but no metric yet: ASHA simply waits for one.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    started = _init_ray(options)
+    # Before Ray is imported: where its processes bind is decided then.
+    ray_temp_dir = None if options.ray_address else prepare_local_head()
+    if options.ray_address:
+        prepare_join()
+    started = False
     try:
+        import ray
+        from ray import tune
+        from ray.tune import PlacementGroupFactory
+
+        from worker.tune_trial import run_trial
+
+        # The claim report carries the lease but no metric yet: ASHA simply waits for one.
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+        started = _init_ray(options, ray_temp_dir)
         cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
         settler = _SettleJobs(api_url, token)
         wanted = trial_resources(jobs, options, cluster_gpus)
@@ -248,7 +263,9 @@ def _fit(
         settler.flush_spool()
     finally:
         if started:
-            ray.shutdown()
+            ray.shutdown()  # imported: it started
+        if ray_temp_dir:
+            shutil.rmtree(ray_temp_dir, ignore_errors=True)
 
 
 def check_options(options: TuneOptions) -> None:
@@ -279,22 +296,28 @@ def _asha(options: TuneOptions) -> Any:
     )
 
 
-def _init_ray(options: TuneOptions) -> bool:
-    """Connect to ``ray_address`` or start a local Ray; True when this call started it."""
+def _init_ray(options: TuneOptions, ray_temp_dir: str | None) -> bool:
+    """Connect to ``ray_address`` or start a local Ray (on loopback, with the token
+    ``prepare_local_head`` made, in ``ray_temp_dir``); True when this call started it."""
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
     if options.ray_address:
         ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=True)
-    else:
-        ray.init(
-            num_cpus=options.num_cpus,
-            num_gpus=options.num_gpus,
-            include_dashboard=False,
-            object_store_memory=200 * 1024**2,
-        )
+        return True
+    ray.init(
+        num_cpus=options.num_cpus,
+        num_gpus=options.num_gpus,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        _temp_dir=ray_temp_dir,
+    )
+    try:
+        check_head_on_loopback()
+    except RayEnvironmentError:
+        ray.shutdown()
+        raise
     return True
 
 
