@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -22,11 +21,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from launch.postgres import running_postgres  # noqa: E402
-from launch.server import mint_tokens, sqlite_url, start_server  # noqa: E402
-from tools.adapter_uploads import adapter_zip_of  # noqa: E402
+from launch.postgres import running_postgres
+from launch.server import mint_tokens, sqlite_url, start_server
+from tools.adapter_uploads import adapter_zip_of
 
 TRAIN = {"kind": "train", "task": "rotten_tomatoes", "backbone": "minilm"}
 SYNTHETIC = {"kind": "synthetic", "duration_s": 0, "memory_mb": 100}
