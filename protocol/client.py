@@ -40,7 +40,8 @@ from protocol.models import (
     WorkerList,
 )
 from protocol.port import SchedulerPort
-from protocol.vocabulary import JobStatus, Role
+from protocol.report import JobReport
+from protocol.vocabulary import REPORTED, JobStatus, Outcome, Role
 
 __all__ = [
     "ApiClient", "ApiError", "ApiRejected", "ApiUnavailable", "Lease", "LeaseLost",
@@ -207,23 +208,23 @@ class ApiClient(SchedulerPort):
         )
         return AdapterStored.model_validate(response.json())
 
-    def send_report(
-        self, report: dict[str, Any], adapter: bytes | None = None, **retry: float
-    ) -> None:
+    def send_report(self, report: JobReport, adapter: bytes | None = None, **retry: float) -> None:
         """Sends a finished job's report (see ``worker.lease``): its metrics, its adapter (a
-        zip, when it trained one), then the outcome.
+        zip, when it trained one), then the outcome: ``complete`` or ``fail``.
 
         An adapter the API refuses for good (413 too large, 422) is left out and the refusal
         noted in the result as ``adapter_error``: the result is never lost for it. ``retry`` may
         hold ``retry_for_s``, this call's retry window.
         """
-        job_id, lease_id = report["job_id"], report["lease_id"]
-        if report.get("points"):
-            self.post_metrics(job_id, lease_id, report["points"], **retry)
-        if report["outcome"] != "complete":
-            self.fail(job_id, lease_id, report["error"], **retry)
+        if report.outcome not in REPORTED:
+            raise ValueError(f"job {report.job_id}: a {report.outcome} job is not reported")
+        job_id, lease_id = report.job_id, report.lease_id
+        if report.points:
+            self.post_metrics(job_id, lease_id, list(report.points), **retry)
+        if report.outcome is Outcome.failed:
+            self.fail(job_id, lease_id, report.error, **retry)
             return
-        result = report["result"]
+        result = report.result
         if adapter is not None:
             try:
                 self.upload_adapter(job_id, lease_id, adapter, **retry)

@@ -45,3 +45,20 @@ class Role(StrEnum):
 ROLES: tuple[Role, ...] = tuple(Role)
 #: The roles that may submit and cancel sweeps.
 WRITER_ROLES: tuple[Role, ...] = (Role.admin, Role.submitter)
+
+
+class Outcome(StrEnum):
+    """How a claimed job ended on its worker: the one word the job's process, the lease keeper,
+    the spool and the client use. The first three name the job status it ends in (and the
+    training library's ``JobResult.status``); ``lost`` (its lease became another's) and
+    ``released`` (given back on drain: queued again at once) are the worker's own."""
+
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    lost = "lost"
+    released = "released"
+
+
+#: The outcomes a worker reports to the API (complete or fail); it already knows of the others.
+REPORTED: frozenset[Outcome] = frozenset({Outcome.succeeded, Outcome.failed})

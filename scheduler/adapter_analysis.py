@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from scheduler.errors import TooLarge
 from scheduler.json_check import JsonRefused, find_problem, parse_json
-from scheduler.queue import finite_json
+from tenslora.core.finite import finite_json
 from tenslora.core.metric_contract import ADAPTER_ANALYSIS_FILE
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]

@@ -8,7 +8,6 @@ of the transition in one place).
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from scheduler.memory import check_peak, pack_share_mb, record_peak, share_key
 from scheduler.models import JOBS, RESULT_VALUES, WORKERS, Job, utcnow
 from scheduler.states import move
 from scheduler.upsert import upsert
+from tenslora.core.finite import finite_json
 from tenslora.core.job_spec import TrainSpec, parse_spec
 
 # A job as an ORM object or as a row of the jobs table: both have one attribute per column.
@@ -452,17 +452,6 @@ def owned_job(
     if job.status in {status.value for status in finished}:
         return job
     raise Conflict(f"job {job_id} is already {job.status}; it takes no more {takes}")
-
-
-def finite_json(value: Any) -> Any:
-    """NaN and infinities become null: JSON has no such numbers and jsonb refuses them."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(key): finite_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(item) for item in value]
-    return value
 
 
 def numeric_entries(result: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, float]:

@@ -19,7 +19,8 @@ from typing import Any
 import ray
 
 from protocol.client import ApiClient, ApiRejected, ApiUnavailable, PackLeases, quiet_http_logs
-from worker.job import RunningJob
+from protocol.vocabulary import Outcome
+from worker.pack import RunningPack
 from worker.probe import (
     CpuProbe,
     Device,
@@ -73,7 +74,7 @@ class DeviceWorker:
         self.device: Device = self.probe.devices()[device_index]
         self.client = ApiClient(config.api_url, config.token)
         self.spool = Spool(config.spool_dir)
-        self.jobs: list[RunningJob] = []
+        self.packs: list[RunningPack] = []  # one per process: a pack of one job or more
         self.history: list[dict[str, Any]] = []  # per-job timings, for benchmarks
         self._stopping = threading.Event()
         self._drain_deadline: float | None = None
@@ -105,15 +106,15 @@ class DeviceWorker:
     def outstanding_mb(self) -> int:
         """Memory this actor's jobs reserved that the probe does not yet see as used."""
         return sum(
-            job.reserved_mb
-            for job in self.jobs
-            if not (job.allocated and self.probe.measures_allocations)
+            pack.reserved_mb
+            for pack in self.packs
+            if not (pack.allocated and self.probe.measures_allocations)
         )
 
     def _claim_while_it_fits(self) -> bool:
         """Claims and starts jobs (or packs) until none fits. True if it started any."""
         started = False
-        while len(self.jobs) < self.config.max_jobs and not self._stopping.is_set():
+        while len(self.packs) < self.config.max_jobs and not self._stopping.is_set():
             free_mb = self.probe.free_memory_mb(self.device.index)
             offer_mb = free_mb - self.config.reserve_mb - self.outstanding_mb()
             if offer_mb <= 0:
@@ -127,19 +128,20 @@ class DeviceWorker:
                 break
             if claimed is None:
                 break
-            job = RunningJob(
+            pack = RunningPack(
                 claimed.leases, _reservation_mb(claimed, offer_mb), self.client, self.spool,
-                Path(self.config.log_dir), self._wake, claim_sent_at, pack_id=claimed.pack_id,
+                Path(self.config.log_dir), self._wake, claim_sent_at=claim_sent_at,
+                pack_id=claimed.pack_id,
             )
             try:
-                job.start(self._child_device, threads=self.config.cpu_threads)
+                pack.start(self._child_device, threads=self.config.cpu_threads)
             except OSError as error:  # no process could start: say so rather than hold the jobs
-                log.error("job %s: cannot start its process: %s", job.lease.job_id, error)
+                log.error("job %s: cannot start its process: %s", pack.lease.job_id, error)
                 for lease in claimed.leases:
                     with contextlib.suppress(Exception):
                         self.client.fail(lease.job_id, lease.lease_id, f"cannot start: {error}")
                 break
-            self.jobs.append(job)
+            self.packs.append(pack)
             started = True
         return started
 
@@ -154,21 +156,21 @@ class DeviceWorker:
         return PackLeases(None, [lease], lease.job.memory_estimate_mb) if lease else None
 
     def _reap(self) -> None:
-        for job in [job for job in self.jobs if job.done]:
-            self.jobs.remove(job)
-            self.history.extend(job.timings())
+        for pack in [pack for pack in self.packs if pack.done]:
+            self.packs.remove(pack)
+            self.history.extend(pack.timings())
 
     def _drain(self) -> None:
         """Lets running jobs finish until the drain deadline, then gives their leases back."""
         deadline = self._drain_deadline or time.monotonic()
-        while self.jobs and time.monotonic() < deadline:
+        while self.packs and time.monotonic() < deadline:
             self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
             self._wake.clear()
             self._reap()
-        for job in self.jobs:
-            job.stop("released")
-        for job in self.jobs:
-            job.join(timeout=10.0)
+        for pack in self.packs:
+            pack.stop(Outcome.released)
+        for pack in self.packs:
+            pack.join(timeout=10.0)
         self._reap()
 
     def _check_driver_alive(self) -> None:
@@ -177,9 +179,9 @@ class DeviceWorker:
             os.kill(self.config.driver_pid, 0)
         except ProcessLookupError:
             log.error("the worker process %d is gone; ending jobs", self.config.driver_pid)
-            for job in self.jobs:
+            for pack in self.packs:
                 with contextlib.suppress(Exception):
-                    job.stop("lost")
+                    pack.stop(Outcome.lost)
             os._exit(1)
         except PermissionError:
             pass
@@ -212,13 +214,13 @@ def _reservation_mb(claimed: PackLeases, offer_mb: int) -> int:
 class GpuActor:
     """One GPU (or, with ``.options(num_gpus=0)``, the CPU slots), pinned by Ray."""
 
-    def __init__(self, config: ActorConfig, device_index: int | None = None) -> None:
+    def __init__(self, config: ActorConfig, device_index: int) -> None:
+        """``device_index``: the probe's index of the device (for NVML, the GPU ``--gpus``
+        named, which the actor pins even where Ray would hand out another)."""
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
         quiet_http_logs()
-        if device_index is None:  # Ray chose the GPU; its id is the device index
-            device_index = int(ray.get_gpu_ids()[0])
         if config.probe == "nvml":
             pin_cuda_device(device_index)
         self._worker = DeviceWorker(config, device_index)

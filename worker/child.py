@@ -1,24 +1,24 @@
-"""One job in its own process, so that a crash, an OOM or a hang cannot take the actor down.
+"""A pack of jobs in its own process, so that a crash, an OOM or a hang cannot take the actor down.
 
-The parent side (``start_job``) starts ``python -m worker.child`` in a new process group, writes
-the spec on its stdin and keeps stdin open: the child dies when the parent does, through the
-parent-death signal and, should that be missed, through end-of-file on stdin. The child speaks
-back in JSON lines on a pipe of its own (stdout and stderr go to the job's log file, where library
-chatter cannot corrupt the protocol):
+Every job runs in a pack: k >= 1 train jobs of one pack key (``tenslora.training.run_pack``), or a
+synthetic job alone. The parent side (``start_pack``) starts ``python -m worker.child`` in a new
+process group, writes ``{"pack": [spec, ...], "adapter_dirs": [...]}`` on its stdin and keeps
+stdin open: the child dies when the parent does, through the parent-death signal and, should that
+be missed, through end-of-file on stdin. The child speaks back in JSON lines on a pipe of its own
+(stdout and stderr go to the pack's log file, where library chatter cannot corrupt the protocol);
+``job`` is the job's index in the pack:
 
-    {"event": "allocated"}                      memory is now held (first training step done)
-    {"event": "metrics", "points": [...]}       a batch of {step, name, value}
-    {"event": "result", "result": {...}}        success; the child then exits 0
-    {"event": "error", "error": "..."}          failure; the child then exits non-zero
+    {"event": "allocated"}                                  memory is now held (first step done)
+    {"event": "metrics", "job": i, "points": [...]}         a batch of {step, name, value}
+    {"event": "end", "job": i, "outcome": "succeeded", "result": {...}}
+    {"event": "end", "job": i, "outcome": "failed", "error": "..."}
+    {"event": "end", "job": i, "outcome": "cancelled"}       it left the pack when asked
 
-A pack (``start_pack``: ``{"pack": [spec, ...]}`` on stdin) trains its jobs in this one process
-(``tenslora.training.run_pack``); its metrics, results and errors carry ``"job": index``, and a
-job that ended early says so with ``{"event": "cancelled", "job": index}``. The parent stops one
-job of a running pack by writing ``{"stop": index}`` on stdin; the others go on. The child
-exits 0 once every job of the pack has reported.
-
-A train job given an adapter folder (``--adapter-dir``; for a pack, ``adapter_dirs`` beside the
-specs) saves its trained adapter there, with its mode analysis, before its result.
+Outcomes are ``protocol.vocabulary.Outcome``'s words. The one way to stop a job is
+``JobProcess.stop_job(i)`` (``{"stop": i}`` on stdin): it leaves the pack at its next step while
+the others go on. The child exits 0 once every job has ended, 1 if the pack itself failed (then
+every job not ended yet ends ``failed`` with the error). Job i, if it succeeds, saves its trained
+adapter with its mode analysis in ``adapter_dirs[i]`` before its end.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import ctypes
 import json
-import math
 import os
 import signal
 import subprocess
@@ -39,7 +38,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from protocol.vocabulary import Outcome
+from tenslora.core.finite import finite_json
+
 PR_SET_PDEATHSIG = 1
+SYNTHETIC_POLL_S = 0.25  # how soon a synthetic job notices it was stopped
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -77,22 +80,6 @@ class JobProcess:
         return code
 
 
-def start_job(
-    spec: dict[str, Any],
-    device: str,
-    log_path: Path,
-    *,
-    threads: int | None = None,
-    adapter_dir: Path | None = None,
-) -> JobProcess:
-    """Starts the child for ``spec`` on ``device`` (``cuda`` or ``cpu``); output to ``log_path``.
-
-    A train job that succeeds leaves its adapter (``save_adapter``'s files and the mode
-    analysis) in ``adapter_dir``."""
-    flags = ["--adapter-dir", str(adapter_dir)] if adapter_dir else []
-    return _start(spec, device, log_path, threads, flags)
-
-
 def start_pack(
     specs: list[dict[str, Any]],
     device: str,
@@ -101,18 +88,11 @@ def start_pack(
     threads: int | None = None,
     adapter_dirs: list[Path] | None = None,
 ) -> JobProcess:
-    """Starts one child that trains ``specs`` as a pack; events carry each job's index.
-
-    Job i's adapter, if it succeeds, goes to ``adapter_dirs[i]``."""
+    """Starts one child that runs ``specs`` (on ``device``: ``cuda`` or ``cpu``) as a pack;
+    output to ``log_path``. Job i's adapter, if it succeeds, goes to ``adapter_dirs[i]``."""
     document: dict[str, Any] = {"pack": specs}
     if adapter_dirs is not None:
         document["adapter_dirs"] = [str(folder) for folder in adapter_dirs]
-    return _start(document, device, log_path, threads, [])
-
-
-def _start(
-    document: dict[str, Any], device: str, log_path: Path, threads: int | None, flags: list[str]
-) -> JobProcess:
     read_fd, write_fd = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
@@ -122,7 +102,7 @@ def _start(
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.child", "--events-fd", str(write_fd),
-             "--device", device, "--parent-pid", str(os.getpid()), *flags],
+             "--device", device, "--parent-pid", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -141,15 +121,29 @@ def _start(
 
 
 class _Events:
+    """The child's end of the events pipe; remembers which jobs have ended."""
+
     def __init__(self, fd: int) -> None:
         self._out = os.fdopen(fd, "w", buffering=1)
         self._lock = threading.Lock()
+        self.ended: set[int] = set()
 
     def emit(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **_finite(fields)}, default=str)
+        line = json.dumps({"event": event, **finite_json(fields)}, default=str)
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()
+
+    def end(self, job: int, outcome: Outcome, *, result: dict[str, Any] | None = None,
+            error: str | None = None) -> None:
+        """Job ``job``'s last event: ``succeeded`` with its result, ``failed`` with why."""
+        self.ended.add(job)
+        ending: dict[str, Any] = {}
+        if outcome is Outcome.succeeded:
+            ending["result"] = result or {}
+        elif outcome is Outcome.failed:
+            ending["error"] = error or "the job failed"
+        self.emit("end", job=job, outcome=outcome.value, **ending)
 
 
 def _arm_parent_death_signal(parent_pid: int) -> None:
@@ -159,42 +153,57 @@ def _arm_parent_death_signal(parent_pid: int) -> None:
         os._exit(70)
 
 
-def _watch_stdin(stopped: set[int] | None = None) -> None:
-    """Backs the parent-death signal up (it follows the thread that forked, not the process).
-
-    Also reads the parent's ``{"stop": index}`` lines into ``stopped`` (a pack's jobs to drop).
-    """
+def _watch_stdin(stopped: set[int]) -> None:
+    """Reads the parent's ``{"stop": index}`` lines into ``stopped``; also backs the
+    parent-death signal up (it follows the thread that forked, not the process)."""
 
     def watch() -> None:
         for line in sys.stdin.buffer:
             with contextlib.suppress(ValueError, TypeError, AttributeError):
                 index = json.loads(line).get("stop")
-                if stopped is not None and isinstance(index, int):
+                if isinstance(index, int):
                     stopped.add(index)
         os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def run_synthetic(spec: dict[str, Any], events: _Events) -> dict[str, Any]:
-    """Sleeps ``duration_s`` and reports ``outcome``, or fails on purpose.
+def run_synthetic(specs: list[dict[str, Any]], events: _Events, stopped: set[int]) -> None:
+    """Each job sleeps its ``duration_s`` and reports its ``outcome``, or fails on purpose.
 
-    Reads the plain dict (the API validated it): no pydantic import, so the child starts fast.
+    Reads the plain dicts (the API validated them): no pydantic import, so the child starts fast.
     """
     events.emit("allocated")
-    deadline = time.monotonic() + float(spec.get("duration_s", 1.0))
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.5))
-    if spec.get("fail"):
-        raise RuntimeError("synthetic job failed on purpose (fail: true)")
-    return dict(spec.get("outcome") or {})
+    started = time.monotonic()
+    deadlines = {index: started + float(spec.get("duration_s", 1.0))
+                 for index, spec in enumerate(specs)}
+    while deadlines:
+        for index, deadline in sorted(deadlines.items()):
+            if index in stopped:
+                events.end(index, Outcome.cancelled)
+            elif time.monotonic() >= deadline:
+                spec = specs[index]
+                if spec.get("fail"):
+                    events.end(index, Outcome.failed,
+                               error="synthetic job failed on purpose (fail: true)")
+                else:
+                    events.end(index, Outcome.succeeded, result=dict(spec.get("outcome") or {}))
+            else:
+                continue
+            del deadlines[index]
+        if deadlines:
+            time.sleep(min(SYNTHETIC_POLL_S, max(0.0, min(deadlines.values()) - time.monotonic())))
 
 
 def run_train(
-    spec: Any, events: _Events, device: str, adapter_dir: Path | None = None
-) -> dict[str, Any]:
-    """Trains; with ``adapter_dir``, saves the trained adapter there with its mode analysis."""
-    from tenslora.training import run_training
+    specs: list[dict[str, Any]],
+    events: _Events,
+    device: str,
+    stopped: set[int],
+    adapter_dirs: list[Path | None],
+) -> None:
+    """Trains the pack (``tenslora.training.run_pack``); each job reports its own end."""
+    from tenslora.training import JobSink, run_pack
 
     allocated = threading.Event()
 
@@ -203,15 +212,21 @@ def run_train(
             allocated.set()
             events.emit("allocated")
 
-    def sink(points: list[dict[str, Any]]) -> None:
-        mark_allocated()
-        events.emit("metrics", points=list(points))
+    def job_sink(index: int) -> JobSink:
+        def sink(points: list[dict[str, Any]]) -> None:
+            mark_allocated()
+            events.emit("metrics", job=index, points=list(points))
 
-    result = run_training(spec, sink, device=device, progress=mark_allocated,
-                          adapter_dir=adapter_dir)
-    if adapter_dir is not None:
-        _write_analysis(adapter_dir)
-    return result
+        return JobSink(sink, progress=mark_allocated, should_stop=lambda: index in stopped)
+
+    results = run_pack(specs, [job_sink(index) for index in range(len(specs))], device=device,
+                       adapter_dirs=adapter_dirs)
+    for index, result in enumerate(results):
+        outcome = Outcome(result.status)  # the library's words are the outcome's
+        folder = adapter_dirs[index]
+        if outcome is Outcome.succeeded and folder is not None:
+            _write_analysis(folder)
+        events.end(index, outcome, result=result.metrics, error=result.error)
 
 
 def _write_analysis(adapter_dir: Path) -> None:
@@ -228,42 +243,14 @@ def _write_analysis(adapter_dir: Path) -> None:
     (adapter_dir / ADAPTER_ANALYSIS_FILE).write_text(analysis)
 
 
-def run_pack(
-    specs: list[Any],
-    events: _Events,
-    device: str,
-    stopped: set[int],
-    adapter_dirs: list[Path] | None = None,
-) -> None:
-    """Trains a pack; each job reports its own result, error or early end as it finishes."""
-    from tenslora.training import JobSink
-    from tenslora.training import run_pack as train_pack
-
-    allocated = threading.Event()
-
-    def mark_allocated(*_: Any, **__: Any) -> None:
-        if not allocated.is_set():
-            allocated.set()
-            events.emit("allocated")
-
-    def job_sink(index: int) -> JobSink:
-        def sink(points: list[dict[str, Any]]) -> None:
-            mark_allocated()
-            events.emit("metrics", job=index, points=list(points))
-
-        return JobSink(sink, progress=mark_allocated, should_stop=lambda: index in stopped)
-
-    results = train_pack(specs, [job_sink(i) for i in range(len(specs))], device=device,
-                         adapter_dirs=adapter_dirs)
-    for index, outcome in enumerate(results):
-        if outcome.status == "succeeded" and adapter_dirs:
-            _write_analysis(adapter_dirs[index])
-        if outcome.status == "succeeded":
-            events.emit("result", job=index, result=outcome.metrics)
-        elif outcome.status == "cancelled":
-            events.emit("cancelled", job=index)
-        else:
-            events.emit("error", job=index, error=outcome.error or "failed")
+def run(document: dict[str, Any], events: _Events, device: str, stopped: set[int]) -> None:
+    """Runs the pack ``start_pack`` wrote: synthetic jobs, or train jobs of one pack key."""
+    specs: list[dict[str, Any]] = document["pack"]
+    folders: list[Path | None] = [Path(folder) for folder in document.get("adapter_dirs") or []]
+    if all(spec.get("kind") == "synthetic" for spec in specs):
+        run_synthetic(specs, events, stopped)
+    else:
+        run_train(specs, events, device, stopped, folders or [None] * len(specs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,33 +258,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-fd", type=int, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parent-pid", type=int, required=True)
-    parser.add_argument("--adapter-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     _arm_parent_death_signal(args.parent_pid)
     events = _Events(args.events_fd)
-    spec_line = sys.stdin.buffer.readline()
+    document_line = sys.stdin.buffer.readline()
     stopped: set[int] = set()
     _watch_stdin(stopped)
+    n_jobs = 0
     try:
-        spec = json.loads(spec_line)
-        if "pack" in spec:
-            from tenslora.core.job_spec import parse_spec
-
-            folders = [Path(folder) for folder in spec.get("adapter_dirs") or []] or None
-            run_pack([parse_spec(one) for one in spec["pack"]], events, args.device, stopped,
-                     folders)
-            return 0
-        if spec.get("kind") == "synthetic":
-            result = run_synthetic(spec, events)
-        else:
-            from tenslora.core.job_spec import parse_spec
-
-            result = run_train(parse_spec(spec), events, args.device, args.adapter_dir)
+        document = json.loads(document_line)
+        n_jobs = len(document["pack"])
+        run(document, events, args.device, stopped)
     except BaseException as error:  # report everything, including KeyboardInterrupt
         traceback.print_exc()
-        events.emit("error", error=_describe(error))
+        for job in sorted(set(range(n_jobs)) - events.ended):
+            events.end(job, Outcome.failed, error=_describe(error))
         return 1
-    events.emit("result", result=result)
     return 0
 
 
@@ -305,17 +281,6 @@ def _describe(error: BaseException) -> str:
     where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
     at = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
     return f"{type(error).__name__}: {error}{at}"
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null rather than an invalid document."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

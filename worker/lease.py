@@ -3,13 +3,14 @@
 A ``LeaseKeeper`` heartbeats the lease (a third of its length), forwards metric batches every
 second, notices a cancelled sweep or a lost lease (and says so through ``on_stop``), and delivers
 the final report through the disk spool (``worker.spool``): written first, then sent, so a
-finished run survives an unreachable API or a dying process. ``tenslora-worker`` jobs
-(``worker.job.RunningJob``) and Ray Tune trials (``worker.tune_trial``) both use it.
+finished run survives an unreachable API or a dying process. Every job's process
+(``worker.pack.RunningPack``, for ``tenslora-worker`` and Ray Tune trials alike) has one keeper
+per job.
 
 Keepers hold no shared state: several run side by side in one process, one per job. A report is
-a plain dict; ``finish(extra=...)`` adds fields to it that the spool keeps and
-``ApiClient.send_report`` may send. ``finish(adapter_dir=...)`` zips the trained adapter into the
-spool beside the report: it is uploaded before the result, and survives an outage with it.
+a ``protocol.report.JobReport``; ``finish`` adds the metric points not sent yet, and with
+``adapter_dir`` zips the trained adapter into the spool beside the report: it is uploaded
+before the result, and survives an outage with it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from protocol.client import ApiClient, ApiError, ApiRejected, ApiUnavailable, Lease, LeaseLost
+from protocol.report import JobReport
+from protocol.vocabulary import Outcome
 from tenslora.core.archive import zip_adapter
 from tenslora.core.metric_contract import ADAPTER_CONFIG_FILE
 from worker.spool import Spool
@@ -41,12 +45,13 @@ class LeaseKeeper:
         client: ApiClient,
         lease: Lease,
         spool: Spool,
-        on_stop: Callable[[str], None],
+        on_stop: Callable[[Outcome], None],
     ) -> None:
         """``on_stop(reason)`` is called from the keeper's thread when the job must end now:
-        ``cancelled`` (its sweep was cancelled) or ``lost`` (the lease is another's)."""
+        ``Outcome.cancelled`` (its sweep was cancelled) or ``Outcome.lost`` (the lease is
+        another's)."""
         self.client, self.lease, self.spool = client, lease, spool
-        self.stop_reason: str | None = None
+        self.stop_reason: Outcome | None = None
         self._on_stop = on_stop
         self._points: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -72,16 +77,13 @@ class LeaseKeeper:
 
     def finish(
         self,
-        outcome: str,
+        report: JobReport,
         *,
-        result: dict[str, Any] | None = None,
-        error: str | None = None,
-        extra: dict[str, Any] | None = None,
         adapter_dir: Path | None = None,
         retry_for_s: float | None = None,
         keep_trying_s: float = 0.0,
     ) -> bool:
-        """Reports the job's end (``complete`` with ``result``, or ``fail`` with ``error``):
+        """Reports the job's end (``succeeded`` or ``failed``) with the points not sent yet:
         spooled first, then sent. True once the API took it (or refused it for good).
 
         ``keep_trying_s`` > 0 keeps the lease alive and resends for that long while the API is
@@ -90,20 +92,16 @@ class LeaseKeeper:
         """
         with self._lock:
             points, self._points = self._points, []
-        report: dict[str, Any] = {
-            "job_id": self.lease.job_id, "lease_id": self.lease.lease_id,
-            "attempt": self.lease.attempt, "points": points, "outcome": outcome,
-            **({"result": result or {}} if outcome == "complete" else {"error": error or ""}),
-            **(extra or {}),
-        }
-        path = self.spool.put(report, _adapter_zip(adapter_dir) if outcome == "complete" else None)
+        report = replace(report, points=(*report.points, *points))
+        succeeded = report.outcome is Outcome.succeeded
+        path = self.spool.put(report, _adapter_zip(adapter_dir) if succeeded else None)
         deadline = time.monotonic() + keep_trying_s
         try:
             while True:
                 try:
                     return self.spool.send(self.client, path, retry_for_s=retry_for_s)
                 except ApiUnavailable as problem:
-                    if time.monotonic() >= deadline or self.stop_reason == "lost":
+                    if time.monotonic() >= deadline or self.stop_reason is Outcome.lost:
                         log.warning("job %s: report spooled until the API is back (%s)",
                                     self.lease.job_id, problem)
                         return False
@@ -141,16 +139,16 @@ class LeaseKeeper:
             beat = self.client.heartbeat(self.lease, retry_for_s=HEARTBEAT_RETRY_S)
         except LeaseLost as error:
             log.warning("job %s: lease lost (%s); stopping it", self.lease.job_id, error)
-            self._stop("lost")
+            self._stop(Outcome.lost)
             return
         except ApiError as error:  # the API may come back before the lease runs out
             log.warning("job %s: heartbeat failed: %s", self.lease.job_id, error)
             return
         if beat.cancelled:
             log.info("job %s: cancelled; stopping it", self.lease.job_id)
-            self._stop("cancelled")
+            self._stop(Outcome.cancelled)
 
-    def _stop(self, reason: str) -> None:
+    def _stop(self, reason: Outcome) -> None:
         self.stop_reason = reason
         self._on_stop(reason)
 

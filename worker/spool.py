@@ -7,8 +7,11 @@ next one started on the host. Sending twice is harmless: the API ignores a secon
 same attempt. A report the API refuses for good (the lease was reaped and the job ran elsewhere)
 moves to ``rejected/`` rather than vanishing.
 
-A report may carry the job's trained adapter: a zip beside it (``<report>.adapter.zip``, written
-durably before the report that names it), sent with it and removed or moved with it.
+A report is a ``protocol.report.JobReport`` (its ``to_json``, plus the spool's own
+``adapter_file`` and ``spooled_at``); files spooled before its ``Outcome`` words (``complete``,
+``fail``) still read. A report may carry the job's trained adapter: a zip beside it
+(``<report>.adapter.zip``, written durably before the report that names it), sent with it and
+removed or moved with it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.client import ApiClient, ApiRejected, ApiUnavailable
+from protocol.report import JobReport
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +36,14 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def put(self, report: dict[str, Any], adapter: bytes | None = None) -> Path:
+    def put(self, report: JobReport, adapter: bytes | None = None) -> Path:
         """Stores ``report`` (and the ``adapter`` zip it carries) durably; returns its path."""
-        name = f"job-{report['job_id']}-{_safe(report['lease_id'])}.json"
-        path = self.directory / name
+        path = self.directory / f"job-{report.job_id}-{_safe(report.lease_id)}.json"
+        stored: dict[str, Any] = {**report.to_json(), "spooled_at": time.time()}
         if adapter is not None:
             _write_durably(_attachment(path), adapter)
-            report = {**report, "adapter_file": _attachment(path).name}
-        _write_durably(path, json.dumps({**report, "spooled_at": time.time()}).encode())
+            stored["adapter_file"] = _attachment(path).name
+        _write_durably(path, json.dumps(stored).encode())
         return path
 
     def pending(self) -> list[Path]:
@@ -55,14 +59,15 @@ class Spool:
         Raises ``ApiUnavailable`` when the API cannot be reached: the report stays.
         """
         try:
-            report = json.loads(path.read_text())
+            stored = json.loads(path.read_text())
+            report = JobReport.from_json(stored)
         except FileNotFoundError:
             return True  # another sender got there first
-        except ValueError:
-            self._reject(path, "unreadable report")
+        except ValueError as error:
+            self._reject(path, f"unreadable report ({error})")
             return True
         retry = {} if retry_for_s is None else {"retry_for_s": retry_for_s}
-        adapter = self._adapter(path, report)
+        adapter = self._adapter(path, stored)
         try:
             client.send_report(report, adapter, **retry)
         except ApiRejected as error:  # LeaseLost included
@@ -83,8 +88,8 @@ class Spool:
             log.info("resent spooled report %s", path.name)
         return sent
 
-    def _adapter(self, path: Path, report: dict[str, Any]) -> bytes | None:
-        if not report.get("adapter_file"):
+    def _adapter(self, path: Path, stored: dict[str, Any]) -> bytes | None:
+        if not stored.get("adapter_file"):
             return None
         try:
             return _attachment(path).read_bytes()

@@ -21,7 +21,7 @@ from typing import Any
 
 from protocol.client import ApiClient
 from protocol.errors import ApiError, ApiRejected
-from protocol.vocabulary import JobStatus
+from protocol.vocabulary import JobStatus, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,14 @@ class _SettleJobs:
         from worker.tune_trial import stopped_early
 
         last = dict(trial.last_result or {})
+        outcome = last.get("outcome")
         if last.get("claimed") == 0 or not self.token:
             return  # another worker runs this job
-        if last.get("spooled") and not error:
-            return  # it succeeded; its result waits in the spool (``flush_spool`` sends it)
+        if outcome == Outcome.succeeded and not error:
+            return  # its result was taken, or waits in the spool (``flush_spool`` sends it)
         if error:
             reason = f"its Ray Tune trial failed: {error}"
-        elif last.get("cancelled"):
+        elif outcome in (Outcome.cancelled, Outcome.lost):
             reason = "its Ray Tune trial lost the lease (heartbeats did not reach the API in time)"
         else:
             reason = stopped_early(last)

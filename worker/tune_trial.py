@@ -1,29 +1,30 @@
 """One Ray Tune trial of ``tenslora sweep tune``: one job of the sweep, recorded through the API.
 
-The trial claims the job it was made for (the claim names the job id), runs it in a child
-process exactly as ``tenslora-worker`` does (``worker.child``), keeps its lease with the same
-lease keeper (``worker.lease``: heartbeats, metric batches, cancel detection, the spooled final
-report), and reports each evaluation to Tune so ASHA can stop it. Ray stops a trial by raising
-``SystemExit`` inside ``tune.report``; the job is then failed with a message that says so, and
-kept out of the sweep's mean/std. Every report carries the job's lease, so the driver can settle
-the job should the trial die before it does (``worker.tune``). A result the API does not take
-in time stays in this host's spool (``spool_dir``); the trial says ``spooled`` and the driver
-resends it rather than failing the job.
+The trial claims the job it was made for (the claim names the job id) and runs it as a pack of
+one under the worker's own supervision (``worker.pack.RunningPack``: the child process, the lease
+keeper's heartbeats, metric batches and cancel detection, the spooled report), and reports each
+evaluation to Tune so ASHA can stop it. Ray stops a trial by raising ``SystemExit`` inside
+``tune.report``; the job is then failed with a message that says so, and kept out of the sweep's
+mean/std. Every report carries the job's lease, so the driver can settle the job should the
+trial die before it does (``worker.tune``); the last one says the job's ``outcome``. A result
+the API does not take in time stays in this host's spool (``spool_dir``), and the driver resends
+it rather than failing the job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
+import queue
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from protocol.client import ApiClient, Lease
-from worker.child import JobProcess, start_job
-from worker.lease import LeaseKeeper
+from protocol.vocabulary import Outcome
+from worker.pack import RunningPack
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 # The trial's Ray resources decide where it runs; the memory check of the claim must not refuse.
 UNLIMITED_MB = 10**9
 REPORT_PATIENCE_S = 120.0  # a trial keeps its lease and resends its result this long
-STOPPED_REPORT_RETRY_S = 5.0  # Tune waits for a stopped trial: fail it quickly or spool it
+POLL_S = 0.5  # how often the trial's thread looks for the pack's end between evaluations
 
 
 def _log_dir() -> Path:
@@ -71,8 +72,13 @@ def _has_gpu() -> bool:
 class _TrialRun:
     def __init__(self, client: ApiClient, lease: Lease, device: str) -> None:
         self.lease, self.device = lease, device
-        self._child: JobProcess | None = None
-        self.keeper = LeaseKeeper(client, lease, Spool(spool_dir()), on_stop=self._kill_child)
+        # Tune must hear of evaluations from the trial's own thread: the pack's hands them over.
+        self.points: queue.SimpleQueue[list[dict[str, Any]]] = queue.SimpleQueue()
+        self.pack = RunningPack(
+            [lease], 0, client, Spool(spool_dir()), _log_dir(), threading.Event(),
+            on_points=lambda _index, points: self.points.put(points),
+            report_patience_s=REPORT_PATIENCE_S,
+        )
         self.n_evaluations = 0
 
     def report(self, metrics: dict[str, Any]) -> None:
@@ -83,58 +89,37 @@ class _TrialRun:
         tune.report({**metrics, "job_id": self.lease.job_id, "lease_id": self.lease.lease_id,
                      "evaluations": self.n_evaluations})
 
-    @property
-    def adapter_dir(self) -> Path:
-        return _log_dir() / f"job-{self.lease.job_id}-attempt{self.lease.attempt}-adapter"
-
     def run(self) -> None:
         self.report({"claimed": 1})
-        log_dir = _log_dir()
-        child = start_job(self.lease.spec, self.device, log_dir / f"job-{self.lease.job_id}.log",
-                          adapter_dir=self.adapter_dir)
-        self._child = child
-        self.keeper.start()
-        final: dict[str, Any] | None = None
+        self.pack.start(self.device)
         last_eval: dict[str, Any] = {}
         try:
-            for event in child.events():
-                if event.get("event") == "metrics":
-                    points = event.get("points") or []
-                    self.keeper.add_points(points)
-                    for report in evaluations(points):
-                        last_eval = report
-                        self.n_evaluations += 1
-                        self.report(report)
-                elif event.get("event") in ("result", "error"):
-                    final = event
-            code = child.wait()
+            while not (self.pack.done and self.points.empty()):
+                try:
+                    points = self.points.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                for evaluation in evaluations(points):
+                    last_eval = evaluation
+                    self.n_evaluations += 1
+                    self.report(evaluation)
         except SystemExit:  # Tune stopped the trial (ASHA): end the job and say why, quickly
-            child.kill()
-            self.keeper.finish("fail", error=stopped_early(last_eval),
-                               retry_for_s=STOPPED_REPORT_RETRY_S)
+            self.pack.stop(Outcome.failed, error=stopped_early(last_eval))
+            self.pack.join()
             raise
-        self._finish(final, code)
+        self._finish()
 
-    def _finish(self, final: dict[str, Any] | None, code: int) -> None:
-        if self.keeper.stop_reason:  # cancelled or lost: nothing more to report
-            self.keeper.close()
-            self.report({"cancelled": 1})
-            return
-        if final and final["event"] == "result" and code == 0:
-            result = dict(final.get("result") or {})
-            taken = self.keeper.finish("complete", result=result, adapter_dir=self.adapter_dir,
-                                       keep_trying_s=REPORT_PATIENCE_S)
-            shutil.rmtree(self.adapter_dir, ignore_errors=True)  # the spool holds its zip
+    def _finish(self) -> None:
+        [slot] = self.pack.slots
+        if slot.outcome is Outcome.succeeded and slot.report is not None:
+            # Taken by the API, or waiting in the spool for the driver to resend it.
             self.n_evaluations = max(self.n_evaluations, 1)
-            self.report({**final_metrics(result), **({} if taken else {"spooled": 1})})
-            return
-        error = (final or {}).get("error") or f"the job's process exited with code {code}"
-        self.keeper.finish("fail", error=error)
-        raise RuntimeError(f"job {self.lease.job_id} failed: {error}")
-
-    def _kill_child(self, _reason: str) -> None:
-        if self._child is not None:
-            self._child.kill()
+            self.report({**final_metrics(slot.report.result), "outcome": slot.outcome.value})
+        elif slot.outcome is Outcome.failed:
+            error = slot.report.error if slot.report else "its process failed"
+            raise RuntimeError(f"job {self.lease.job_id} failed: {error}")
+        else:  # cancelled or lost: nothing more to report
+            self.report({"outcome": (slot.outcome or Outcome.lost).value})
 
 
 def evaluations(points: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ An all-zero tensor (an untrained Tucker core) has no spectrum: NaN statistics, r
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from torch import nn
 from tenslora.adapters.adapter import TensLoRAAdapter
 from tenslora.adapters.factorization import AdapterTensor
 from tenslora.analysis.spectrum import ENERGY_KEPT, spectrum_stats
+from tenslora.core.finite import finite_json
 from tenslora.core.methods import METHODS, TENSOR_METHODS, Method, Shape, method_parameters
 
 
@@ -105,7 +105,7 @@ class AdapterSpectra:
         data = asdict(self)
         for construction, own in zip(data["constructions"], self.constructions, strict=True):
             construction["summary"] = own.mode_summary()
-        return _finite(data)
+        return finite_json(data)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -255,13 +255,3 @@ def _adapter(source: str | Path | nn.Module) -> TensLoRAAdapter:
     from tenslora.adapters.persistence import read_adapter
 
     return read_adapter(source)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

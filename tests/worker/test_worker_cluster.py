@@ -125,7 +125,7 @@ def test_results_reach_the_api_after_an_outage(cluster: tuple[Scheduler, Worker]
     jobs = wait_for("the spooled result", lambda: scheduler.all_finished(sweep), 20)
     assert jobs[0]["status"] == "succeeded", jobs
     assert jobs[0]["result"] == {"f1": 0.25}
-    assert report["outcome"] == "complete" and report["result"] == {"f1": 0.25}  # resent
+    assert report["outcome"] == "succeeded" and report["result"] == {"f1": 0.25}  # resent
     wait_for("the spool to empty", lambda: not worker.spooled(job["id"]), 10)
 
 

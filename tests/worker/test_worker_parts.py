@@ -13,8 +13,10 @@ import pytest
 
 from launch.processes import REPO, free_port, project_env, wait_for
 from protocol.client import ApiClient, ApiUnavailable
+from protocol.report import JobReport
+from protocol.vocabulary import Outcome
 from tests.worker.conftest import job_children
-from worker.child import start_job
+from worker.child import start_pack
 from worker.probe import CpuProbe, FakeProbe, device_memory_mb
 from worker.spool import Spool
 
@@ -128,27 +130,52 @@ def test_no_nvidia_driver_is_a_clear_error_not_a_traceback() -> None:
 
 def test_a_synthetic_child_reports_its_outcome(tmp_path: Path) -> None:
     spec = {"kind": "synthetic", "duration_s": 0.1, "outcome": {"accuracy": 0.75}}
-    child = start_job(spec, "cpu", tmp_path / "job.log")
+    child = start_pack([spec], "cpu", tmp_path / "job.log")
     events = list(child.events())
     assert child.wait(timeout=30) == 0
-    assert events[-1] == {"event": "result", "result": {"accuracy": 0.75}}
+    assert events[-1] == {"event": "end", "job": 0, "outcome": "succeeded",
+                          "result": {"accuracy": 0.75}}
 
 
-def test_a_child_asked_to_fail_reports_an_error(tmp_path: Path) -> None:
-    child = start_job({"kind": "synthetic", "duration_s": 0, "fail": True}, "cpu",
-                      tmp_path / "job.log")
+def test_a_child_asked_to_fail_reports_a_failed_end(tmp_path: Path) -> None:
+    child = start_pack([{"kind": "synthetic", "duration_s": 0, "fail": True}], "cpu",
+                       tmp_path / "job.log")
     events = list(child.events())
-    assert child.wait(timeout=30) == 1
-    assert events[-1]["event"] == "error"
+    assert child.wait(timeout=30) == 0  # the job failed, the pack's process did not
+    assert events[-1]["event"] == "end" and events[-1]["outcome"] == "failed"
     assert "failed on purpose" in events[-1]["error"]
+
+
+def test_a_child_that_cannot_run_its_pack_fails_every_job_and_exits_1(tmp_path: Path) -> None:
+    unreadable = {"kind": "synthetic", "duration_s": "soon"}
+    child = start_pack([unreadable, unreadable], "cpu", tmp_path / "pack.log")
+    ends = [event for event in child.events() if event["event"] == "end"]
+    assert child.wait(timeout=30) == 1
+    assert [(end["job"], end["outcome"]) for end in ends] == [(0, "failed"), (1, "failed")]
+    assert all(end["error"].startswith("ValueError: could not convert") for end in ends)
+
+
+def test_a_stopped_job_leaves_its_pack_cancelled_while_its_packmate_succeeds(
+    tmp_path: Path,
+) -> None:
+    child = start_pack([{"kind": "synthetic", "duration_s": 60},
+                        {"kind": "synthetic", "duration_s": 1.0, "outcome": {"f1": 0.5}}],
+                       "cpu", tmp_path / "pack.log")
+    started = time.monotonic()
+    child.stop_job(0)
+    ends = [event for event in child.events() if event["event"] == "end"]
+    assert child.wait(timeout=30) == 0
+    assert time.monotonic() - started < 20  # not the 60 s the stopped job would have slept
+    assert ends == [{"event": "end", "job": 0, "outcome": "cancelled"},
+                    {"event": "end", "job": 1, "outcome": "succeeded", "result": {"f1": 0.5}}]
 
 
 def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
     # A parent that starts a long job and is then killed with SIGKILL: no cleanup code runs.
     parent_code = (
         "import pathlib, sys, time\n"
-        "from worker.child import start_job\n"
-        "child = start_job({'kind': 'synthetic', 'duration_s': 300}, 'cpu',"
+        "from worker.child import start_pack\n"
+        "child = start_pack([{'kind': 'synthetic', 'duration_s': 300}], 'cpu',"
         f" pathlib.Path({str(tmp_path / 'job.log')!r}))\n"
         "print(child.process.pid, flush=True)\n"
         "time.sleep(300)\n"
@@ -174,8 +201,7 @@ def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
 
 def test_a_report_stays_spooled_while_the_api_is_unreachable(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
-    report = {"job_id": 7, "lease_id": "abc", "attempt": 1, "points": [],
-              "outcome": "complete", "result": {"accuracy": 1.0}}
+    report = JobReport(7, "abc", 1, Outcome.succeeded, result={"accuracy": 1.0})
     path = spool.put(report)
     client = ApiClient(f"http://127.0.0.1:{free_port()}", "token")
     started = time.monotonic()
