@@ -79,8 +79,8 @@ def store_adapter(
     except BaseException:
         store.remove(name)
         raise
-    event.listen(session, "after_commit", lambda _s: replaced and store.remove(replaced),
-                 once=True)
+    if replaced is not None:
+        event.listen(session, "after_commit", lambda _s: store.remove(replaced), once=True)
     event.listen(session, "after_rollback", lambda _s: store.remove(name), once=True)
     return stored
 
