@@ -73,7 +73,9 @@ def create_app(settings: Settings | None = None, upgrade_schema: bool = True) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if upgrade_schema:
             await asyncio.to_thread(upgrade, settings.database_url)
-        database = Database(settings.database_url, settings.sqlite_busy_timeout_ms)
+        database = Database(
+            settings.database_url, settings.sqlite_busy_timeout_ms, settings.artifacts_dir
+        )
         app.state.database = database
         reaper = asyncio.create_task(_reap_forever(database, settings))
         try:

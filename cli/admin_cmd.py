@@ -75,7 +75,7 @@ def _admin_session() -> Iterator[Session]:
 
     settings = Settings()
     upgrade(settings.database_url)
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, artifacts=settings.artifacts_dir)
     try:
         with database.session() as session:
             yield session

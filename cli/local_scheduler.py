@@ -67,7 +67,7 @@ class LocalScheduler(SchedulerPort):
         self.settings = Settings()
         url = database_url or self.settings.database_url
         upgrade(url)
-        self.database = Database(url)
+        self.database = Database(url, artifacts=self.settings.artifacts_dir)
 
     def close(self) -> None:
         self.database.dispose()

@@ -4,6 +4,10 @@ The lease holder uploads what ``tenslora.save_adapter`` wrote before it reports 
 ``scheduler.adapter_zip`` checks the zip and re-packs it with exactly the two adapter files, the
 analysis goes to its own column. Only the attempt that succeeded is served, and once its job has
 succeeded an adapter is never replaced: what was served stays what is served.
+
+The zip itself is a file in the database's blob store (``scheduler.blob_store``), written before
+the transaction that names it: an upload holds the write lock for one small row, never for the
+time its bytes take to arrive or to reach the disk.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import event, exists, select
 from sqlalchemy.orm import Session
 
 from protocol.vocabulary import JobStatus
 from scheduler.adapter_zip import AdapterArchive
+from scheduler.blob_store import session_store
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import JOB_ADAPTERS, JOBS, Job, utcnow
 from scheduler.queue import JobRecord, owned_job
@@ -62,21 +67,52 @@ def store_adapter(
 ) -> StoredAdapter:
     """Keep the adapter of the running job ``lease_id`` holds (``upload_target``); it replaces
     what an earlier attempt left. ``token_id``: the uploader's token, which must be the one that
-    claimed the job (None skips that check)."""
+    claimed the job (None skips that check).
+
+    The zip is written to the blob store before this session's transaction (call it before
+    the session writes anything); the replaced file is removed once the transaction has
+    committed, and the new one if it rolls back."""
+    store = session_store(session)
+    name = store.put(upload.archive)
+    try:
+        stored, replaced = _name_adapter(session, job_id, lease_id, upload, name, now, token_id)
+    except BaseException:
+        store.remove(name)
+        raise
+    if replaced is not None:
+        event.listen(session, "after_commit", lambda _s: store.remove(replaced), once=True)
+    event.listen(session, "after_rollback", lambda _s: store.remove(name), once=True)
+    return stored
+
+
+def _name_adapter(
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    upload: AdapterArchive,
+    name: str,
+    now: datetime | None,
+    token_id: int | None,
+) -> tuple[StoredAdapter, str | None]:
     now = now or utcnow()
     job = upload_target(session, job_id, lease_id, now, token_id)
+    replaced = session.execute(
+        select(JOB_ADAPTERS.c.file).where(JOB_ADAPTERS.c.job_id == job_id)
+    ).scalar_one_or_none()
     values = {
         "job_id": job_id,
         "attempt": job.attempt,
-        "archive": upload.archive,
+        "file": name,
+        "archive": None,
         "size_bytes": len(upload.archive),
         "sha256": upload.sha256,
         "analysis": upload.analysis,
         "uploaded_at": now,
     }
     upsert(session, JOB_ADAPTERS, values, key=["job_id"], updates=_replace_all)
-    return StoredAdapter(job_id, job.attempt, len(upload.archive), upload.sha256, now,
-                         upload.analysis_note)
+    stored = StoredAdapter(job_id, job.attempt, len(upload.archive), upload.sha256, now,
+                           upload.analysis_note)
+    return stored, replaced
 
 
 def get_adapter(session: Session, job_id: int) -> tuple[StoredAdapter, bytes]:
@@ -87,7 +123,9 @@ def get_adapter(session: Session, job_id: int) -> tuple[StoredAdapter, bytes]:
     if row is None:
         raise NotFound(_why_none(session, job_id))
     stored = StoredAdapter(row.job_id, row.attempt, row.size_bytes, row.sha256, row.uploaded_at)
-    return stored, row.archive
+    # A succeeded job's file is never replaced or removed, so reading it needs no lock.
+    archive = row.archive if row.file is None else session_store(session).read(row.file)
+    return stored, archive
 
 
 def get_analysis(session: Session, job_id: int) -> dict[str, Any] | None:

@@ -6,12 +6,14 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from scheduler.blob_store import SESSION_KEY, BlobStore, default_root
 from scheduler.errors import Conflict, InvalidInput, SchedulerError, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -72,9 +74,13 @@ class Database:
 
     On SQLite a write session opens with ``BEGIN IMMEDIATE`` and a read session with a deferred
     ``BEGIN``, so listing jobs never queues behind claims. Postgres treats both alike.
+    ``artifacts``: the folder of the adapter zips (``scheduler.blob_store``; None: beside an
+    SQLite file, else the user's data folder); every session carries its store.
     """
 
-    def __init__(self, url: str, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, url: str, busy_timeout_ms: int = 30_000, artifacts: Path | None = None
+    ) -> None:
         self.url = url
         self.engine = make_engine(url, busy_timeout_ms)
         self.dialect = self.engine.dialect.name
@@ -82,6 +88,13 @@ class Database:
         self._read = sessionmaker(
             self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
+        self.use_store(BlobStore(artifacts or default_root(url)))
+
+    def use_store(self, store: BlobStore) -> None:
+        """Keep adapter zips in ``store`` (tests hand in one they can hold mid-write)."""
+        self.artifacts = store
+        for factory in (self._write, self._read):
+            factory.configure(info={SESSION_KEY: store})
 
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:

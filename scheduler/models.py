@@ -162,7 +162,10 @@ class JobAdapter(Base):
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer)
-    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    # The zip's file in the blob store (scheduler.blob_store); adapters uploaded before
+    # migration 0010 keep their zip in ``archive`` instead.
+    file: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    archive: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     # adapter_mode_spectra's JSON when the worker computed it (None otherwise).

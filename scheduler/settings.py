@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="most files in an uploaded adapter zip (422 above it), checked before its "
         "directory is read",
     )
+    artifacts_dir: Path | None = Field(
+        None,
+        description="folder of the trained adapters' zips (the database names each file); "
+        "default: <database file>.artifacts beside an SQLite file, else the user's data folder. "
+        "Several servers on one Postgres need one shared folder",
+    )
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     dashboard_public: bool = Field(
         False, description="anyone may read the dashboard pages without signing in"

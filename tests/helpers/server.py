@@ -26,6 +26,7 @@ class Service:
     server: RunningServer
     tokens: dict[str, str]
     lease_seconds: float
+    artifacts: Path  #: the server's TENSLORA_ARTIFACTS_DIR
 
     @property
     def url(self) -> str:
@@ -48,9 +49,11 @@ def start_service(
     folder: Path, database_url: str | None = None, lease_seconds: float = 20, **env: str
 ) -> Service:
     """Tokens for every role, then the server on ``database_url`` (default: SQLite in
-    ``folder``, which also holds the server's log)."""
+    ``folder``, which also holds the server's log and, unless ``env`` names another, its
+    adapter files)."""
     database_url = database_url or sqlite_url(folder)
     tokens = mint_tokens(database_url)
+    env = {"TENSLORA_ARTIFACTS_DIR": str(folder / "artifacts"), **env}
     server = start_server(database_url, folder / "server.log",
                           env={**lease_settings(lease_seconds), **env})
-    return Service(server, tokens, lease_seconds)
+    return Service(server, tokens, lease_seconds, Path(env["TENSLORA_ARTIFACTS_DIR"]))

@@ -219,7 +219,7 @@ def test_a_later_attempt_replaces_the_adapter_and_none_replaces_it_once_the_job_
         client.post("/api/v1/sweeps", json={"name": "attempts", "base": TRAIN}).raise_for_status()
     # Attempt 1 claimed and uploaded a lease length ago, then its worker died.
     long_ago = datetime.now(UTC) - timedelta(seconds=LEASE_SECONDS + 1)
-    database = Database(service.database_url)
+    database = Database(service.database_url, artifacts=service.artifacts)
     try:
         with database.session() as session:
             dead = claim_job(session, "dead", None, 10**6, LEASE_SECONDS, 3, now=long_ago)
@@ -248,7 +248,7 @@ def test_a_later_attempt_replaces_the_adapter_and_none_replaces_it_once_the_job_
         served = client.get(f"/api/v1/jobs/{dead.job.id}/adapter")
     assert served.status_code == 200
     assert served.content == read_archive(second, LIMITS).archive
-    database = Database(service.database_url)
+    database = Database(service.database_url, artifacts=service.artifacts)
     try:
         with database.session(write=False) as session:
             from scheduler.artifacts import get_analysis
@@ -413,7 +413,7 @@ def test_a_stored_analysis_the_page_cannot_read_costs_the_table_not_the_page(
                          analysis_document(constructions=[{"method": "att"}])]
     if service.database_url.startswith("sqlite"):  # Postgres' jsonb holds neither
         stored += [analysis_document(method="\udc00"), analysis_document(method="a\x00b")]
-    database = Database(service.database_url)
+    database = Database(service.database_url, artifacts=service.artifacts)
     try:
         for analysis in stored:
             with database.session() as session:
