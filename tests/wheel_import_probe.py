@@ -34,7 +34,8 @@ def main() -> None:
     with TestClient(create_app()) as client:
         pages = {path: client.get(path).status_code for path in ("/healthz", "/login")}
     files = {name: str(Path(module.__file__).resolve()) for name, module in sys.modules.items()
-             if name != "__main__" and getattr(module, "__file__", None)}
+             # multiprocessing, once imported, names this script __mp_main__ too
+             if name not in ("__main__", "__mp_main__") and getattr(module, "__file__", None)}
     wheel = unpacked + "/"
     known = tuple(str(Path(p).resolve()) + "/" for p in (*sites, sys.base_prefix))
     from_wheel = sorted(name for name, file in files.items() if file.startswith(wheel))
